@@ -1,0 +1,517 @@
+"""CMPC: Cross-Modal Progressive Comprehension for referring image segmentation (CVPR 2020).
+
+A TensorFlow 2 port of the updated model of github:spyflying/CMPC-Refseg (CMPC_model.py), with
+the same mathematics and the same variable names and shapes, so that checkpoints of the original
+code load unchanged (see util/checkpoint.py).
+
+    model = LSTM_model(mode='eval', H=64, W=64, vf_h=8, vf_w=8, vocab_size=50,
+                       rnn_size=32, v_emb_dim=32, mlp_dim=16)
+    model.restore('ckpts/unc/unc_iter_700000.tfmodel')
+    out = model.forward(words, im)  # words int32 [B, T] left-padded; im [B, H, W, 3] BGR - mean
+
+The paper's components and where they are:
+- word features: GloVe embedding + LSTM (`WordEncoder`), and the word parser that gives each word
+  soft types entity / attribute / relation / unnecessary (`WordParser`);
+- entity perception: MUTAN fusion of the entity+attribute words with vision (`MutanFusion`);
+- relation-aware reasoning: a graph over all spatial positions whose edges are driven by the
+  relation words (`RelationAwareReasoning`);
+- text-guided feature exchange between the three levels, twice (`TextGuidedExchange`), then a
+  ConvLSTM over [c3, c4, c5] (`ConvLSTMCell`).
+
+Batches. The original used sample 0's padding for the whole batch and ran the ConvLSTM on sample
+0 alone. Here padded words are masked instead of sliced away, so every sample of a batch computes
+exactly what it computes alone, and batch size 1 is the original.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from deeplab_resnet import DeepLabResNetModel
+from util.checkpoint import (VariableStore, constant, glorot_uniform, ones, zeros,
+                             restore_checkpoint, save_checkpoint)
+from util.processing_tools import generate_spatial_batch
+
+SCOPE = 'text_objseg/'
+LAYER_NORM_EPSILON = 1e-12  # tf.contrib.layers.layer_norm's
+END_LEARNING_RATE = 0.00001
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+BACKBONE_PREFIXES = ('res', 'bn', 'conv1')
+
+
+def l2_normalize(x, axis):
+    return tf.nn.l2_normalize(x, axis=axis, epsilon=1e-12)
+
+
+def resize_bilinear(x, size):
+    """TF1's tf.image.resize_bilinear: align_corners False, no half-pixel centres."""
+    return tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=False,
+                                     half_pixel_centers=False)
+
+
+def masked_softmax(x, mask, axis):
+    """Softmax over `axis` where entries with mask False get probability exactly 0."""
+    return tf.nn.softmax(tf.where(mask, x, tf.cast(x.dtype.min, x.dtype)), axis=axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks, each creating its variables under the original's names.
+
+class Conv:
+    """The original's `_conv`: `name/DW` (Xavier) and `name/biases` (0), stride 1, SAME."""
+
+    def __init__(self, store, name, k, cin, cout):
+        self.w = store.get(SCOPE + name + '/DW', [k, k, cin, cout], glorot_uniform)
+        self.b = store.get(SCOPE + name + '/biases', [cout], zeros)
+
+    def __call__(self, x):
+        return tf.nn.conv2d(x, self.w, 1, 'SAME') + self.b
+
+
+class LayerNorm:
+    """tf.contrib.layers.layer_norm: moments over all axes but the batch axis, beta and gamma over
+    the last axis, epsilon 1e-12."""
+
+    def __init__(self, store, name, dim):
+        self.beta = store.get(SCOPE + name + '/beta', [dim], zeros)
+        self.gamma = store.get(SCOPE + name + '/gamma', [dim], ones)
+
+    def __call__(self, x):
+        mean, var = tf.nn.moments(x, list(range(1, x.shape.rank)), keepdims=True)
+        return tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, LAYER_NORM_EPSILON)
+
+
+class WordEncoder:
+    """GloVe embedding + one-layer LSTM with TF1 BasicLSTMCell semantics (gates i, j, f, o,
+    forget bias 1.0). A pad step (id 0) leaves the state untouched and outputs zeros, as the
+    original's tf.cond did."""
+
+    def __init__(self, store, vocab_size, glove_dim, rnn_size, glove=None):
+        emb_init = constant(glove) if glove is not None else (
+            lambda shape: tf.random.normal(shape, stddev=0.1))
+        self.embedding = store.get(SCOPE + 'Variable', [vocab_size, glove_dim], emb_init)
+        cell = SCOPE + 'RNN/multi_rnn_cell/cell_0/basic_lstm_cell/'
+        self.kernel = store.get(cell + 'kernel', [glove_dim + rnn_size, 4 * rnn_size],
+                                glorot_uniform)
+        self.bias = store.get(cell + 'bias', [4 * rnn_size], zeros)
+        self.rnn_size = rnn_size
+
+    def __call__(self, words, keep_prob_emb=1.0, keep_prob_rnn=1.0):
+        B, T = tf.shape(words)[0], words.shape[1]
+        embedded = tf.nn.embedding_lookup(self.embedding, words)  # [B, T, glove_dim]
+        c = h = tf.zeros([B, self.rnn_size])
+        outputs = []
+        for n in range(T):
+            x = embedded[:, n]
+            if keep_prob_emb < 1:
+                x = tf.nn.dropout(x, rate=1 - keep_prob_emb)
+            gates = tf.matmul(tf.concat([x, h], 1), self.kernel) + self.bias  # [B, 4 rnn]
+            i, j, f, o = tf.split(gates, 4, axis=1)
+            new_c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+            new_h = tf.tanh(new_c) * tf.sigmoid(o)
+            out = tf.nn.dropout(new_h, rate=1 - keep_prob_rnn) if keep_prob_rnn < 1 else new_h
+            step = (words[:, n] != 0)[:, None]  # [B, 1]
+            c = tf.where(step, new_c, c)
+            h = tf.where(step, new_h, h)
+            outputs.append(tf.where(step, out, tf.zeros_like(out)))
+        return tf.stack(outputs, axis=1)  # [B, T, rnn_size]
+
+
+class WordParser:
+    """Soft word types [entity, attribute, relation, unnecessary] (build_lang_parser)."""
+
+    def __init__(self, store, rnn_size):
+        # The hidden width 500 is fixed in the original, whatever mlp_dim is.
+        self.conv1 = Conv(store, 'words_parse_1', 1, rnn_size, 500)
+        self.conv2 = Conv(store, 'words_parse_2', 1, 500, 4)
+
+    def __call__(self, words_feat, valid):
+        # words_feat [B, 1, T, C]; valid [B, T] bool
+        x = tf.nn.relu(self.conv1(words_feat))  # [B, 1, T, 500]
+        parse = tf.nn.softmax(self.conv2(x), axis=3)  # [B, 1, T, 4]
+        # Words before the first real token were sliced away in the original.
+        return parse * tf.cast(valid, parse.dtype)[:, None, :, None]
+
+
+def weighted_words(weights, words_feat):
+    """sum_t weights[b, t] * words_feat[b, t], l2-normalised (valid_lang / nec_lang)."""
+    # weights [B, 1, T]; words_feat [B, 1, T, C]
+    feat = tf.matmul(weights, words_feat[:, 0])  # [B, 1, C]
+    return l2_normalize(feat, 2)[:, :, None, :]  # [B, 1, 1, C]
+
+
+class MutanFusion:
+    """Entity perception: 5-head MUTAN fusion of words and vision (with the 8-d spatial grid)."""
+
+    def __init__(self, store, level, v_emb_dim, rnn_size, heads=5):
+        self.vis = [Conv(store, 'vis_trans_%s_head%d' % (level, k), 1, v_emb_dim + 8, v_emb_dim)
+                    for k in range(1, heads + 1)]
+        self.lang = [Conv(store, 'lang_trans_%s_head%d' % (level, k), 1, rnn_size, v_emb_dim)
+                     for k in range(1, heads + 1)]
+
+    def __call__(self, lang_feat, spatial, visual_feat):
+        # lang_feat [B, 1, 1, rnn]; spatial [B, h, w, 8]; visual_feat [B, h, w, C]
+        vis_sp = tf.concat([visual_feat, spatial], 3)  # [B, h, w, C + 8]
+        heads = [tf.tanh(vis(vis_sp)) * tf.tanh(lang(lang_feat))
+                 for vis, lang in zip(self.vis, self.lang)]  # 5 x [B, h, w, C]
+        fused = tf.tanh(tf.add_n(heads))
+        return l2_normalize(fused, 3)  # [B, h, w, C]
+
+
+class RelationAwareReasoning:
+    """Relation words drive a graph over all spatial positions (build_spa_graph + graph_conv)."""
+
+    def __init__(self, store, level, v_emb_dim, rnn_size):
+        self.words_trans = Conv(store, 'words_trans_' + level, 1, rnn_size, rnn_size)
+        self.nodes_trans = Conv(store, 'spa_graph_trans2_' + level, 1, v_emb_dim, v_emb_dim)
+        self.ln_feat = LayerNorm(store, 'gconv_feat_ln_spa_graph_' + level, v_emb_dim)
+        self.update = Conv(store, 'gconv_update_spa_graph_' + level, 1, v_emb_dim, v_emb_dim)
+        self.ln_update = LayerNorm(store, 'gconv_update_ln_spa_graph_' + level, v_emb_dim)
+        self.v_emb_dim = v_emb_dim
+
+    def __call__(self, nodes, words_feat, words_parse, valid):
+        # nodes [B, h, w, C]; words_feat [B, 1, T, C]; words_parse [B, 1, T, 4]; valid [B, T]
+        B, h, w, C = tf.shape(nodes)[0], nodes.shape[1], nodes.shape[2], nodes.shape[3]
+        words_trans = self.words_trans(words_feat)[:, 0]  # [B, T, C]
+        nodes_trans = tf.reshape(self.nodes_trans(nodes), [B, h * w, C])  # [B, HW, C]
+        affinity = tf.matmul(nodes_trans, words_trans, transpose_b=True)  # [B, HW, T]
+        affinity = affinity / self.v_emb_dim ** 0.5
+        affinity = words_parse[:, :, :, 2] * affinity  # relation weights [B, 1, T]
+        attn_words = masked_softmax(affinity, valid[:, None, :], axis=2)  # [B, HW, T]
+        attn_nodes = tf.nn.softmax(affinity, axis=1)  # [B, HW, T]
+        # Pad columns of attn_nodes meet zeros of attn_words, so they drop out of adj.
+        adj = tf.matmul(attn_words, attn_nodes, transpose_b=True)  # [B, HW, HW]
+
+        graph = tf.reshape(nodes, [B, 1, h * w, C])  # [B, 1, HW, C]
+        message = tf.reshape(tf.matmul(adj, graph[:, 0]), [B, 1, h * w, C])
+        x = tf.nn.relu(graph + self.ln_feat(message))
+        x = tf.nn.relu(self.ln_update(self.update(x)))  # [B, 1, HW, C]
+        return l2_normalize(tf.reshape(x, [B, h, w, C]), 3)
+
+
+class TextGuidedExchange:
+    """One feature exchange: `feat` gathers from the two other levels through channel gates
+    computed from a sentence-guided global vector (gated_exchange_module)."""
+
+    def __init__(self, store, level, mlp_dim, rnn_size):
+        gv = level + 'gv_f1'
+        self.key = Conv(store, 'spa_graph_key_' + gv, 1, mlp_dim, mlp_dim)
+        self.query = Conv(store, 'lang_query_' + gv, 1, rnn_size, mlp_dim)
+        self.gv_lang = Conv(store, 'gv_lang_' + gv, 1, mlp_dim + rnn_size, mlp_dim)
+        self.gates = [(Conv(store, 'lang_feat_%s_%s' % (level, f), 1, mlp_dim, mlp_dim),
+                       Conv(store, 'trans_feat_%s_%s' % (level, f), 1, mlp_dim, mlp_dim))
+                      for f in ('f1', 'f2')]
+        self.mlp_dim = mlp_dim
+
+    def global_vec(self, feat, lang_feat):
+        # feat [B, h, w, C]; lang_feat [B, 1, 1, rnn]
+        B, h, w, C = tf.shape(feat)[0], feat.shape[1], feat.shape[2], feat.shape[3]
+        key = tf.reshape(self.key(feat), [B, h * w, C])  # [B, HW, C]
+        query = tf.reshape(self.query(lang_feat), [B, 1, C])  # [B, 1, C]
+        attn = tf.matmul(key, query, transpose_b=True) / self.mlp_dim ** 0.5  # [B, HW, 1]
+        attn = tf.nn.softmax(attn, axis=1)
+        pooled = tf.matmul(attn, tf.reshape(feat, [B, h * w, C]), transpose_a=True)  # [B, 1, C]
+        gv = tf.concat([tf.reshape(pooled, [B, 1, 1, C]), lang_feat], 3)  # [B, 1, 1, C + rnn]
+        # The original normalised over every axis of the whole batch (identical at batch 1).
+        return l2_normalize(self.gv_lang(gv), [1, 2, 3])  # [B, 1, 1, C]
+
+    def __call__(self, feat, feat1, feat2, lang_feat):
+        gv = self.global_vec(feat, lang_feat)
+        out = feat
+        for (gate, trans), other in zip(self.gates, (feat1, feat2)):
+            out = out + tf.nn.relu(trans(other)) * tf.sigmoid(gate(gv))
+        return l2_normalize(out, 3)
+
+
+class ConvLSTMCell:
+    """util/cell.py's ConvLSTMCell: 1x1 kernel, peepholes, layer norm, no bias, gates j, i, f, o."""
+
+    def __init__(self, store, vf_h, vf_w, filters):
+        p = 'rnn/conv_lstm_cell/'
+        self.kernel = store.get(SCOPE + p + 'kernel', [1, 1, 2 * filters, 4 * filters],
+                                glorot_uniform)
+        self.w_ci = store.get(SCOPE + p + 'W_ci', [vf_h, vf_w, filters], glorot_uniform)
+        self.w_cf = store.get(SCOPE + p + 'W_cf', [vf_h, vf_w, filters], glorot_uniform)
+        self.w_co = store.get(SCOPE + p + 'W_co', [vf_h, vf_w, filters], glorot_uniform)
+        # contrib layer_norm named them in call order: j, i, f, o, c.
+        self.ln = [LayerNorm(store, p + ('LayerNorm' if k == 0 else 'LayerNorm_%d' % k), filters)
+                   for k in range(5)]
+
+    def __call__(self, sequence):
+        c = h = tf.zeros_like(sequence[0])  # [B, h, w, C]
+        for x in sequence:
+            y = tf.nn.conv2d(tf.concat([x, h], 3), self.kernel, 1, 'SAME')  # [B, h, w, 4C]
+            j, i, f, o = tf.split(y, 4, axis=3)
+            i = i + self.w_ci * c
+            f = f + self.w_cf * c
+            j, i, f = self.ln[0](j), self.ln[1](i), self.ln[2](f)
+            c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+            o = self.ln[3](o + self.w_co * c)
+            c = self.ln[4](c)
+            h = tf.sigmoid(o) * tf.tanh(c)
+        return h
+
+
+# ---------------------------------------------------------------------------------------------
+
+class LSTM_model(tf.Module):
+    """CMPC with the original's constructor arguments and defaults (the paper's configuration).
+
+    Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
+    path; random when None: in eval mode the embedding comes from the checkpoint).
+    `batch_size` is kept for compatibility: forward and train_step take any batch size.
+    """
+
+    def __init__(self, batch_size=1, num_steps=20, vf_h=40, vf_w=40, H=320, W=320, vf_dim=2048,
+                 vocab_size=12112, w_emb_dim=1000, v_emb_dim=1000, mlp_dim=500,
+                 start_lr=0.00025, lr_decay_step=800000, lr_decay_rate=1.0, rnn_size=1000,
+                 keep_prob_rnn=1.0, keep_prob_emb=1.0, keep_prob_mlp=1.0, num_rnn_layers=1,
+                 optimizer='adam', weight_decay=0.0005, mode='eval', conv5=False, glove_dim=300,
+                 emb_name='Gref', glove=None):
+        super().__init__(name='LSTM_model')
+        if mode not in ('eval', 'train'):
+            raise ValueError("mode must be 'eval' or 'train', got %r" % (mode,))
+        if num_rnn_layers != 1:
+            # The original stacked one cell object, which only builds for a single layer.
+            raise ValueError('num_rnn_layers must be 1, got %d' % num_rnn_layers)
+        if optimizer != 'adam':
+            raise ValueError('Unknown optimizer type %s!' % optimizer)
+        if rnn_size != v_emb_dim:
+            raise ValueError('rnn_size (%d) must equal v_emb_dim (%d): relation-aware reasoning '
+                             'multiplies word and visual features' % (rnn_size, v_emb_dim))
+        if (H + 7) // 8 != vf_h or (W + 7) // 8 != vf_w:
+            raise ValueError('vf_h x vf_w (%d x %d) must be the backbone output of H x W = %d x %d '
+                             '(output stride 8: %d x %d)'
+                             % (vf_h, vf_w, H, W, (H + 7) // 8, (W + 7) // 8))
+        self.config = dict(
+            batch_size=batch_size, num_steps=num_steps, vf_h=vf_h, vf_w=vf_w, H=H, W=W,
+            vf_dim=vf_dim, vocab_size=vocab_size, w_emb_dim=w_emb_dim, v_emb_dim=v_emb_dim,
+            mlp_dim=mlp_dim, start_lr=start_lr, lr_decay_step=lr_decay_step,
+            lr_decay_rate=lr_decay_rate, rnn_size=rnn_size, keep_prob_rnn=keep_prob_rnn,
+            keep_prob_emb=keep_prob_emb, keep_prob_mlp=keep_prob_mlp,
+            num_rnn_layers=num_rnn_layers, optimizer=optimizer, weight_decay=weight_decay,
+            conv5=conv5, glove_dim=glove_dim, emb_name=emb_name)
+        for key, value in self.config.items():
+            setattr(self, key, value)
+        self.mode = mode
+        if isinstance(glove, str):
+            glove = np.load(glove)
+            print('Loaded embedding npy %s' % glove)
+        if glove is not None and tuple(np.shape(glove)) != (vocab_size, glove_dim):
+            raise ValueError('embedding has shape %s, expected [vocab_size, glove_dim] = [%d, %d]'
+                             % (list(np.shape(glove)), vocab_size, glove_dim))
+
+        self.store = store = VariableStore()
+        self.backbone = DeepLabResNetModel(store)
+        self.words_encoder = WordEncoder(store, vocab_size, glove_dim, rnn_size, glove)
+        self.lateral = {'c5': Conv(store, 'c5_lateral', 1, vf_dim, v_emb_dim),
+                        'c4': Conv(store, 'c4_lateral', 1, 1024, v_emb_dim),
+                        'c3': Conv(store, 'c3_lateral', 1, 512, v_emb_dim)}
+        self.parser = WordParser(store, rnn_size)
+        self.levels = ('c5', 'c4', 'c3')
+        self.mutan = {lv: MutanFusion(store, lv, v_emb_dim, rnn_size) for lv in self.levels}
+        self.reasoning = {lv: RelationAwareReasoning(store, lv, v_emb_dim, rnn_size)
+                          for lv in self.levels}
+        self.fusion = {lv: Conv(store, 'fusion_' + lv, 1, 2 * v_emb_dim + rnn_size + 8, mlp_dim)
+                       for lv in self.levels}
+        self.level_score = {lv: Conv(store, 'score_' + lv, 3, mlp_dim, 1) for lv in self.levels}
+        self.exchange = {lv: TextGuidedExchange(store, lv, mlp_dim, rnn_size)
+                         for lv in ('c3', 'c4', 'c5', 'c3_2', 'c4_2', 'c5_2')}
+        self.convlstm = ConvLSTMCell(store, vf_h, vf_w, mlp_dim)
+        self.score = Conv(store, 'score', 3, mlp_dim, 1)
+        self.model_variables = dict(store.variables)
+        self.spatial = tf.constant(generate_spatial_batch(1, vf_h, vf_w))  # [1, h, w, 8]
+
+        words_spec = tf.TensorSpec([None, num_steps], tf.int32)
+        im_spec = tf.TensorSpec([None, H, W, 3], tf.float32)
+        self._forward_fn = tf.function(lambda words, im: self.build_graph(words, im, False),
+                                       input_signature=[words_spec, im_spec])
+        if mode == 'train':
+            self._build_optimizer()
+            mask_spec = tf.TensorSpec([None, H, W, 1], tf.float32)
+            self._train_fn = tf.function(self._train_step,
+                                         input_signature=[words_spec, im_spec, mask_spec])
+
+    # -- the network ---------------------------------------------------------------------------
+
+    def build_graph(self, words, im, training=False):
+        """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps)."""
+        B, T = tf.shape(words)[0], self.num_steps
+        visual = self.backbone(im)
+        # Words from the first real token on take part (argmax is 0 for an all-pad sentence,
+        # where the original also kept every step).
+        first = tf.argmax(tf.cast(words != 0, tf.int32), axis=1, output_type=tf.int32)  # [B]
+        valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
+
+        keep_emb = self.keep_prob_emb if training else 1.0
+        keep_rnn = self.keep_prob_rnn if training else 1.0
+        words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
+        words_feat = l2_normalize(words_feat, 2)[:, None]  # [B, 1, T, rnn]
+
+        spatial = tf.tile(self.spatial, [B, 1, 1, 1])  # [B, h, w, 8]
+        words_parse = self.parser(words_feat, valid)  # [B, 1, T, 4]
+        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
+        # E + A + R, written as the original: sum of all four minus 'unnecessary'.
+        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, 3]  # [B, 1, T]
+        valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+
+        layers = {'c5': visual['res5c_relu'], 'c4': visual['res4b22_relu'],
+                  'c3': visual['res3b3_relu']}
+        out, fusion = {}, {}
+        for lv in self.levels:
+            vis = l2_normalize(self.lateral[lv](layers[lv]), 3)  # [B, h, w, v_emb]
+            vis_la_sp = self.mutan[lv](valid_lang, spatial, vis)  # [B, h, w, v_emb]
+            graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
+            lang_tiled = tf.tile(valid_lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
+            feat_all = tf.concat([vis_la_sp, graph, lang_tiled, spatial], 3)
+            fusion[lv] = tf.nn.relu(self.fusion[lv](feat_all))  # [B, h, w, mlp]
+            out['up_' + lv] = resize_bilinear(self.level_score[lv](fusion[lv]), [self.H, self.W])
+
+        lang = weighted_words(necessary, words_feat)  # [B, 1, 1, rnn]
+        f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
+        ex = self.exchange
+        e3, e4, e5 = ex['c3'](f3, f4, f5, lang), ex['c4'](f4, f3, f5, lang), ex['c5'](f5, f3, f4, lang)
+        e3, e4, e5 = (ex['c3_2'](e3, e4, e5, lang), ex['c4_2'](e4, e3, e5, lang),
+                      ex['c5_2'](e5, e3, e4, lang))
+        fused = self.convlstm([e3, e4, e5])  # [B, h, w, mlp]
+
+        out['pred'] = self.score(fused)  # [B, h, w, 1]
+        out['up'] = resize_bilinear(out['pred'], [self.H, self.W])  # [B, H, W, 1]
+        out['sigm'] = tf.sigmoid(out['up'])
+        out['words_parse'] = words_parse[:, 0]  # [B, T, 4]
+        return out
+
+    def forward(self, words, im):
+        """numpy in, numpy out: pred, up, sigm, up_c3, up_c4, up_c5, words_parse."""
+        words, im = self._check_inputs(words, im)
+        return {k: v.numpy() for k, v in self._forward_fn(words, im).items()}
+
+    def _check_inputs(self, words, im, mask=None):
+        words = np.asarray(words)
+        im = np.asarray(im, dtype=np.float32)
+        if words.ndim != 2 or words.shape[1] != self.num_steps:
+            raise ValueError('words must be [B, %d] (left-padded ids), got shape %s'
+                             % (self.num_steps, list(words.shape)))
+        if im.shape[1:] != (self.H, self.W, 3) or im.shape[0] != words.shape[0]:
+            raise ValueError('im must be [B, %d, %d, 3] with B = %d, got shape %s'
+                             % (self.H, self.W, words.shape[0], list(im.shape)))
+        if words.min() < 0 or words.max() >= self.vocab_size:
+            raise ValueError('word ids must lie in [0, %d), got %d..%d'
+                             % (self.vocab_size, words.min(), words.max()))
+        words = words.astype(np.int32)
+        if mask is None:
+            return words, im
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.shape != (im.shape[0], self.H, self.W, 1):
+            raise ValueError('mask must be [B, %d, %d, 1], got shape %s'
+                             % (self.H, self.W, list(mask.shape)))
+        return words, im, mask
+
+    # -- training ------------------------------------------------------------------------------
+
+    def _build_optimizer(self):
+        store = self.store
+        names = [n for n, v in self.model_variables.items() if v.trainable and (
+            n.startswith(SCOPE) or (self.conv5 and n.startswith(('res3', 'res4', 'res5'))))]
+        self.trainable_names = names
+        self.reg_names = [n for n in names if n.find('DW') > 0 or n.endswith('weights')]
+        self.lr_mult = {n: (2.0 if n.find('biases') > 0 else 1.0) for n in names}
+        # TF1 names: the step counter was the second unnamed Variable of the scope, Adam's
+        # slots were made under the scope `text_objseg/` again.
+        self.global_step = store.get(SCOPE + 'Variable_1', [], zeros, trainable=False)
+        self.beta1_power = store.get(SCOPE + 'beta1_power', [], constant(ADAM_BETA1),
+                                     trainable=False)
+        self.beta2_power = store.get(SCOPE + 'beta2_power', [], constant(ADAM_BETA2),
+                                     trainable=False)
+        self.slots = {n: (store.get(SCOPE + n + '/Adam', self.model_variables[n].shape, zeros,
+                                    trainable=False),
+                          store.get(SCOPE + n + '/Adam_1', self.model_variables[n].shape, zeros,
+                                    trainable=False))
+                      for n in names}
+
+    def learning_rate(self, step):
+        """tf.train.polynomial_decay(start_lr, step, lr_decay_step, 1e-5, power=0.9)."""
+        p = tf.minimum(step, float(self.lr_decay_step)) / float(self.lr_decay_step)
+        return (self.start_lr - END_LEARNING_RATE) * (1 - p) ** 0.9 + END_LEARNING_RATE
+
+    @staticmethod
+    def sigmoid_loss(logits, labels):
+        """util/loss.weighed_logistic_loss with weights 1: batch mean of per-image sums."""
+        ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.reduce_mean(tf.reduce_sum(ce, [1, 2, 3]))
+
+    def _train_step(self, words, im, mask):
+        variables = [self.model_variables[n] for n in self.trainable_names]
+        with tf.GradientTape() as tape:
+            out = self.build_graph(words, im, training=True)
+            losses = {'cls_loss': self.sigmoid_loss(out['up'], mask)}
+            for lv in ('c3', 'c4', 'c5'):
+                losses['cls_loss_' + lv] = self.sigmoid_loss(out['up_' + lv], mask)
+            losses['cls_loss_all'] = (0.7 * losses['cls_loss'] + 0.1 * losses['cls_loss_c5']
+                                      + 0.1 * losses['cls_loss_c4'] + 0.1 * losses['cls_loss_c3'])
+            losses['reg_loss'] = self.weight_decay * tf.add_n(
+                [tf.nn.l2_loss(self.model_variables[n]) for n in self.reg_names])
+            losses['cost'] = losses['cls_loss_all'] + losses['reg_loss']
+        grads = tape.gradient(losses['cost'], variables)
+        lr = self.learning_rate(self.global_step)
+        for name, var, grad in zip(self.trainable_names, variables, grads):
+            grad = tf.convert_to_tensor(grad)  # the embedding's sparse gradient, summed
+            if self.lr_mult[name] != 1.0:
+                grad = self.lr_mult[name] * grad
+            m, v = self.slots[name]
+            # The kernel TF1's AdamOptimizer ran: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
+            # m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2), var -= lr_t m / (sqrt(v) + eps).
+            tf.raw_ops.ResourceApplyAdam(
+                var=var.handle, m=m.handle, v=v.handle, beta1_power=self.beta1_power,
+                beta2_power=self.beta2_power, lr=lr, beta1=ADAM_BETA1, beta2=ADAM_BETA2,
+                epsilon=ADAM_EPSILON, grad=grad)
+        self.beta1_power.assign(self.beta1_power * ADAM_BETA1)
+        self.beta2_power.assign(self.beta2_power * ADAM_BETA2)
+        self.global_step.assign_add(1.0)
+        losses['learning_rate'] = lr
+        losses['pred'] = out['pred']
+        losses['target'] = resize_bilinear(mask, [self.vf_h, self.vf_w])
+        return losses
+
+    def train_step(self, words, im, mask):
+        """One Adam update; returns the losses computed before it (numpy), with the learning
+        rate used, `pred` and the mask resized to the score map (`target`)."""
+        if self.mode != 'train':
+            raise RuntimeError("train_step needs a model built with mode='train'")
+        words, im, mask = self._check_inputs(words, im, mask)
+        return {k: v.numpy() for k, v in self._train_fn(words, im, mask).items()}
+
+    @property
+    def step(self):
+        return int(self.global_step.numpy()) if self.mode == 'train' else 0
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save(self, prefix, meta=None):
+        """Writes every variable (with optimizer state in train mode) under its TF1 name, and
+        the model's settings as prefix.json."""
+        info = {'model': self.config, 'step': self.step}
+        info.update(meta or {})
+        return save_checkpoint(prefix, {n: v for n, v in self.store.variables.items()}, info)
+
+    def restore(self, prefix):
+        """Restores a checkpoint of this port or of the original code. Strict for the model's
+        variables; optimizer state and step are restored when the checkpoint has them."""
+        required = list(self.model_variables)
+        restored, missing, unused = restore_checkpoint(prefix, self.store.variables, required)
+        print('Restored %d variables from %s' % (len(restored), prefix))
+        if missing:
+            print('  not in checkpoint (kept as initialised): %d optimizer variables'
+                  % len(missing))
+        if unused:
+            print('  in checkpoint but not in this model: %d (%s%s)'
+                  % (len(unused), ', '.join(unused[:3]), ', ...' if len(unused) > 3 else ''))
+        return restored, missing, unused
+
+    def restore_backbone(self, prefix):
+        """Loads the DeepLab-ResNet-101 weights (deeplab_resnet_init.ckpt) by their Caffe names."""
+        backbone = {n: v for n, v in self.model_variables.items()
+                    if n.startswith(BACKBONE_PREFIXES)}
+        restored, _, unused = restore_checkpoint(prefix, backbone)
+        print('Loaded %d backbone variables from %s (%d checkpoint tensors unused)'
+              % (len(restored), prefix, len(unused)))
+        return restored

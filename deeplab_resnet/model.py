@@ -1,0 +1,100 @@
+"""DeepLab-ResNet-101 as converted from Caffe by tensorflow-deeplab-resnet.
+
+The original (external/tensorflow-deeplab-resnet/deeplab_resnet/model.py) unrolls the network in
+400 lines; here it is built from a table. The Caffe layer names are the checkpoint contract and are
+kept exactly: conv `res4b22_branch2b/weights`, batch norm `bn4b22_branch2b/{beta,gamma,
+moving_mean,moving_variance}`, stem `conv1/weights` + `bn_conv1/...`.
+
+Caffe conventions kept on purpose:
+- the stride of a downsampling block sits on its 1x1 `branch2a` conv (and on `branch1`), not on
+  the 3x3 conv;
+- res4 and res5 keep stride 1 and dilate their 3x3 convs by 2 and 4 (output stride 8);
+- no conv has a bias; every batch norm is in inference mode (moving statistics, epsilon 0.001,
+  scale and offset), because the original always built it with is_training=False;
+- padding is TensorFlow's SAME everywhere, max-pool 3x3/2 included.
+"""
+
+import tensorflow as tf
+
+from util.checkpoint import VariableStore, he_normal, ones, zeros
+
+BN_EPSILON = 0.001
+
+# (stage, blocks, bottleneck width, output channels, stride, dilation)
+STAGES = [
+    (2, 3, 64, 256, 1, 1),
+    (3, 4, 128, 512, 2, 1),
+    (4, 23, 256, 1024, 1, 2),
+    (5, 3, 512, 2048, 1, 4),
+]
+
+ENDPOINTS = ('res3b3_relu', 'res4b22_relu', 'res5c_relu')
+
+
+def block_names(stage, num_blocks):
+    """Caffe's block suffixes: a, b, c for short stages; a, b1, b2, ... for long ones."""
+    if num_blocks <= 3:
+        return [chr(ord('a') + i) for i in range(num_blocks)]
+    return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
+
+
+class DeepLabResNetModel(tf.Module):
+    """`model(im)` -> dict of endpoints; im [B, H, W, 3] is BGR minus the mean."""
+
+    def __init__(self, store=None, name='deeplab_resnet'):
+        super().__init__(name=name)
+        self.store = store if store is not None else VariableStore()
+        self._conv_bn('conv1', 'bn_conv1', 7, 3, 64)
+        in_ch = 64
+        for stage, blocks, width, out_ch, _, _ in STAGES:
+            for i, suffix in enumerate(block_names(stage, blocks)):
+                unit = 'res%d%s' % (stage, suffix)
+                bn = 'bn%d%s' % (stage, suffix)
+                if i == 0:
+                    self._conv_bn(unit + '_branch1', bn + '_branch1', 1, in_ch, out_ch)
+                self._conv_bn(unit + '_branch2a', bn + '_branch2a', 1, in_ch, width)
+                self._conv_bn(unit + '_branch2b', bn + '_branch2b', 3, width, width)
+                self._conv_bn(unit + '_branch2c', bn + '_branch2c', 1, width, out_ch)
+                in_ch = out_ch
+
+    def _conv_bn(self, conv_name, bn_name, k, cin, cout):
+        get = self.store.get
+        get(conv_name + '/weights', [k, k, cin, cout], he_normal)
+        get(bn_name + '/beta', [cout], zeros)
+        get(bn_name + '/gamma', [cout], ones)
+        # Moving statistics are never trained: the original froze them (is_training=False).
+        get(bn_name + '/moving_mean', [cout], zeros, trainable=False)
+        get(bn_name + '/moving_variance', [cout], ones, trainable=False)
+
+    def conv_bn(self, x, conv_name, bn_name, stride=1, dilation=1, relu=True):
+        v = self.store.variables
+        x = tf.nn.conv2d(x, v[conv_name + '/weights'], strides=stride, padding='SAME',
+                         dilations=dilation)
+        x = tf.nn.batch_normalization(
+            x, v[bn_name + '/moving_mean'], v[bn_name + '/moving_variance'],
+            offset=v[bn_name + '/beta'], scale=v[bn_name + '/gamma'],
+            variance_epsilon=BN_EPSILON)
+        return tf.nn.relu(x) if relu else x
+
+    def __call__(self, im):
+        layers = {}
+        x = self.conv_bn(im, 'conv1', 'bn_conv1', stride=2)  # [B, H/2, W/2, 64]
+        x = tf.nn.max_pool2d(x, 3, 2, padding='SAME')  # [B, H/4, W/4, 64]
+        layers['pool1'] = x
+        for stage, blocks, _, _, stride, dilation in STAGES:
+            for i, suffix in enumerate(block_names(stage, blocks)):
+                unit = 'res%d%s' % (stage, suffix)
+                bn = 'bn%d%s' % (stage, suffix)
+                s = stride if i == 0 else 1
+                if i == 0:
+                    shortcut = self.conv_bn(x, unit + '_branch1', bn + '_branch1', stride=s,
+                                            relu=False)
+                else:
+                    shortcut = x
+                y = self.conv_bn(x, unit + '_branch2a', bn + '_branch2a', stride=s)
+                y = self.conv_bn(y, unit + '_branch2b', bn + '_branch2b', dilation=dilation)
+                y = self.conv_bn(y, unit + '_branch2c', bn + '_branch2c', relu=False)
+                x = tf.nn.relu(shortcut + y)
+                layers[unit + '_relu'] = x
+        # res3b3_relu [B, H/8, W/8, 512], res4b22_relu [.., 1024], res5c_relu [.., 2048]
+        return layers
