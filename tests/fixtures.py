@@ -1,0 +1,37 @@
+"""Generated data for the tests: batch folders in the original's .npz layout."""
+
+import os
+
+import numpy as np
+
+TINY = dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32, mlp_dim=16)
+TINY_FLAGS = ['--size', '64', '--rnn-size', '32', '--mlp-dim', '16', '--vocab-size', '50']
+
+
+def scene(rng, h, w):
+    """An image with one bright rectangle on noise, the rectangle as the mask."""
+    im = rng.randint(0, 90, size=(h, w, 3)).astype(np.uint8)
+    y0, x0 = rng.randint(0, h // 2), rng.randint(0, w // 2)
+    y1, x1 = y0 + rng.randint(h // 4, h // 2), x0 + rng.randint(w // 4, w // 2)
+    im[y0:y1, x0:x1] = rng.randint(150, 255, size=3)
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return im, mask
+
+
+def write_batches(folder, prefix, n, sizes, seed=0, T=20, vocab_size=50):
+    """n expressions as {folder}/{prefix}_{k}.npz with the original's keys and dtypes.
+
+    sizes: (h, w) of every image, or a list of them to cycle through.
+    """
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    sizes = [sizes] if isinstance(sizes[0], int) else list(sizes)
+    for k in range(n):
+        h, w = sizes[k % len(sizes)]
+        im, mask = scene(rng, h, w)
+        length = rng.randint(1, T + 1)
+        text = [0] * (T - length) + list(rng.randint(1, vocab_size, size=length))
+        np.savez(os.path.join(folder, '%s_%d.npz' % (prefix, k)),
+                 text_batch=np.array(text, dtype=np.int64), im_batch=im, mask_batch=mask,
+                 sent_batch=np.array(['expression %d' % k]))

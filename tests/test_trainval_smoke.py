@@ -1,0 +1,85 @@
+"""One-step smoke tests of the real train and test commands on a generated batch folder."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fixtures import TINY_FLAGS, write_batches
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py')] + args,
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp('smoke')
+    write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
+    # Test images keep their own sizes: resize-and-pad in, resize-and-crop out.
+    write_batches(str(root / 'unc' / 'val_batch'), 'unc_val', 3, [(48, 80), (72, 56)], seed=2)
+    out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '1',
+               '--random-backbone', '--seed', '0', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+    return root, out
+
+
+def test_train_writes_snapshots_and_logs(trained):
+    root, out = trained
+    assert re.search(r'iter = 0, loss \(cur\) = [\d.]+, loss \(avg\) = [\d.]+, lr = 0.000250', out)
+    for n in (1, 2):
+        prefix = root / 'ckpts' / ('unc_iter_%d.tfmodel' % n)
+        assert os.path.isfile(str(prefix) + '.index')
+        meta = json.load(open(str(prefix) + '.json'))
+        assert meta['step'] == n and meta['model']['H'] == 64
+    log = [json.loads(l) for l in open(root / 'ckpts' / 'train_log.jsonl')]
+    assert [r['iter'] for r in log] == [0, 1]
+    assert all(np.isfinite(r['cost']) and r['learning_rate'] > 0 for r in log)
+
+
+def test_test_restores_snapshot_and_prints_metrics(trained):
+    root, _ = trained
+    out = run(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-c', '-v',
+               '--vis-dir', 'vis'], cwd=root)
+    assert 'Segmentation evaluation (without DenseCRF):' in out
+    assert 'Segmentation evaluation (with DenseCRF):' in out
+    m = re.findall(r'overall IoU = ([\d.]+); mean IoU = ([\d.]+)', out)
+    assert len(m) == 2
+    res = json.load(open(root / 'ckpts' / 'unc_val_iter_2_results.json'))
+    assert res['expressions'] == 3 and len(res['per_sample']) == 3
+    ev = res['without_DenseCRF']
+    # The printed figure is the JSON's, and it is cum_I / cum_U of the per-sample counts.
+    cum_I = sum(r['I'] for r in res['per_sample'])
+    cum_U = sum(r['U'] for r in res['per_sample'])
+    assert ev['overall_iou'] == pytest.approx(cum_I / cum_U)
+    assert float(m[0][0]) == pytest.approx(cum_I / cum_U, abs=1e-6)
+    assert os.path.isdir(root / 'vis') and len(os.listdir(root / 'vis')) == 3
+
+
+def test_resume_continues_from_newest_snapshot(trained):
+    root, _ = trained
+    out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '3', '-s', '1',
+               '--random-backbone', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+    assert 'Resuming from ckpts/unc_iter_2.tfmodel' in out
+    assert 'iter = 2,' in out and 'iter = 0,' not in out
+    assert os.path.isfile(root / 'ckpts' / 'unc_iter_3.tfmodel.index')
+
+
+def test_missing_backbone_is_a_clear_error(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 1, (64, 64))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-m', 'train',
+                           '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1'] + TINY_FLAGS,
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'deeplab_resnet_init.ckpt' in proc.stderr and '--random-backbone' in proc.stderr
+    assert 'Traceback' not in proc.stderr

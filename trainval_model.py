@@ -1,0 +1,452 @@
+"""Train and test CMPC, with the original's flags.
+
+The paper's runs (UNC; batches from build_batches.py under ./unc/, GloVe in data/Gref_emb.npy,
+backbone in data/weights/deeplab_resnet_init.ckpt):
+
+    python -u trainval_model.py -m train -d unc -t train -n CMPC_model -emb -f ckpts/unc/cmpc_model
+    python -u trainval_model.py -m test -d unc -t val -n CMPC_model -i 700000 -c -emb \
+        -f ckpts/unc/cmpc_model
+
+A small model on a CPU (the synthetic dataset of make_synthetic_dataset.py, batches under
+work/synthetic/):
+
+    python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root work/synthetic \
+        --vocab data/synthetic/vocabulary.txt --emb-file data/synthetic/synthetic_emb.npy -emb \
+        --size 64 --rnn-size 32 --mlp-dim 16 -i 600 -s 200 --random-backbone -conv5
+    python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root work/synthetic -i 600 -c
+
+Train writes `{-f}/{dataset}_iter_{N}.tfmodel` (a TF1 checkpoint: .index + .data, readable by the
+original code) with its settings beside it (.json), keeps the newest 4, logs every 100 iterations
+and resumes from the newest snapshot in `-f` (with optimizer state and step) unless --no-resume.
+Test restores `{-f}/{dataset}_iter_{-i}.tfmodel` (its .json gives the model's settings, so no size
+flag needs repeating), prints precision@0.5..0.9, overall IoU and mean IoU as the original did,
+with DenseCRF too with -c, and writes the figures as JSON.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+MU = np.array((104.00698793, 116.66876762, 122.67891434))  # BGR mean of the Caffe backbone
+SCORE_THRESH = 1e-9
+ITERS_PER_LOG = 100
+KEEP_SNAPSHOTS = 4
+DEFAULT_BACKBONE = './data/weights/deeplab_resnet_init.ckpt'
+MODEL_NAMES = ('CMPC_model', '')
+PAPER_VOCAB_SIZE = {'referit': 8803}  # 12112 (vocabulary_Gref.txt) for the COCO datasets
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Train (-m train) or test (-m test) CMPC on batches built by build_batches.py.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('-g', '--gpu', type=str, default='0',
+                   help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); ignored on a CPU machine')
+    p.add_argument('-i', '--iters', type=int, default=800000,
+                   help='train: number of iterations (max_iter); test: iteration of the snapshot '
+                        'to restore')
+    p.add_argument('-s', '--snapshot', type=int, default=100000,
+                   help='train: save a snapshot every this many iterations')
+    p.add_argument('-st', '--stop-iter', type=int, default=700000,
+                   help='train: stop (after saving) when this iteration is reached')
+    p.add_argument('-m', '--mode', type=str, required=True, choices=['train', 'test'],
+                   help='train or test')
+    p.add_argument('-d', '--dataset', type=str, default='referit',
+                   help="dataset name: 'unc', 'unc+', 'Gref', 'Gref_umd', 'referit' (batches are read "
+                        'from {data-root}/{dataset}/{split}_batch/)')
+    p.add_argument('-t', '--split', type=str, default=None,
+                   help="split: 'train', 'trainval', 'val', 'test', 'testA', 'testB'")
+    p.add_argument('-f', '--folder', type=str, required=True,
+                   help='folder of the snapshots {dataset}_iter_{N}.tfmodel')
+    p.add_argument('-lr', '--lr', type=float, default=0.00025, help='start learning rate')
+    p.add_argument('-bs', '--batch-size', type=int, default=1,
+                   help='batch size (the paper used 1; every sample of a batch computes what it '
+                        'would alone)')
+    p.add_argument('-v', '--visualize', default=False, action='store_true',
+                   help='test: write image, ground-truth and prediction PNGs under --vis-dir')
+    p.add_argument('-c', '--dcrf', default=False, action='store_true',
+                   help='test: also evaluate with DenseCRF post-processing')
+    p.add_argument('-emb', '--emb', default=False, action='store_true',
+                   help='train: initialise the word embedding from GloVe (--emb-file); random '
+                        'otherwise')
+    p.add_argument('-n', '--model-name', type=str, default='CMPC_model',
+                   help="model to build; this port has one, 'CMPC_model'")
+    p.add_argument('-conv5', '--conv5', default=False, action='store_true',
+                   help='train: also fine-tune the res3, res4 and res5 conv weights of the backbone')
+
+    g = p.add_argument_group('paths (added by the port)')
+    g.add_argument('--data-root', type=str, default='.',
+                   help='folder holding {dataset}/{split}_batch/')
+    g.add_argument('--vocab', type=str, default=None,
+                   help='vocabulary file; only its size is used (default: 8803 words for referit, '
+                        '12112 otherwise, as the original)')
+    g.add_argument('--emb-file', type=str, default=None,
+                   help='GloVe embedding .npy used with -emb (default: data/referit_emb.npy for '
+                        'referit, data/Gref_emb.npy otherwise)')
+    g.add_argument('--backbone-init', type=str, default=DEFAULT_BACKBONE,
+                   help='train: TF1 checkpoint with the DeepLab-ResNet-101 weights')
+    g.add_argument('--random-backbone', default=False, action='store_true',
+                   help='train: start the backbone from random weights instead of --backbone-init')
+    g.add_argument('--resume', default=True, action=argparse.BooleanOptionalAction,
+                   help='train: continue from the newest snapshot in -f, with optimizer state')
+    g.add_argument('--vis-dir', type=str, default=None,
+                   help='test: folder for -v (default {data-root}/{dataset}/visualization/{iter}/)')
+    g.add_argument('--results', type=str, default=None,
+                   help='test: JSON file for the figures (default '
+                        '{-f}/{dataset}_{split}_iter_{N}_results.json)')
+    g.add_argument('--log-every', type=int, default=ITERS_PER_LOG,
+                   help='train: log every this many iterations')
+    g.add_argument('--seed', type=int, default=None,
+                   help='seed of the weight initialisation and of the batch order')
+    g.add_argument('--max-test', type=int, default=None,
+                   help='test: evaluate only the first N expressions of the split')
+
+    s = p.add_argument_group('model size (paper values by default; a checkpoint records them, '
+                             'so test needs none of these)')
+    s.add_argument('--size', type=int, default=320,
+                   help='input height and width H = W (the score map is size/8)')
+    s.add_argument('--num-steps', type=int, default=20, help='words per sentence T')
+    s.add_argument('--rnn-size', type=int, default=1000,
+                   help='LSTM size, also the visual embedding size (v_emb_dim)')
+    s.add_argument('--mlp-dim', type=int, default=500, help='width of the fused features')
+    s.add_argument('--lr-decay-step', type=int, default=800000,
+                   help='iterations of the polynomial decay from -lr to 1e-5')
+    s.add_argument('--vocab-size', type=int, default=None,
+                   help='vocabulary size (default: from --vocab, else the original value)')
+    args = p.parse_args(argv)
+
+    if args.model_name not in MODEL_NAMES:
+        p.error("-n: unknown model %r; this port builds 'CMPC_model'" % args.model_name)
+    if args.split is None:
+        p.error('-t/--split is required (e.g. train, val, testA)')
+    for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
+                 'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step'):
+        if getattr(args, flag) <= 0:
+            p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), getattr(args, flag)))
+    if args.size % 8:
+        p.error('--size must be a multiple of 8 (output stride), got %d' % args.size)
+    return args
+
+
+def vocab_size_of(args):
+    if args.vocab_size is not None:
+        return args.vocab_size
+    if args.vocab is not None:
+        if not os.path.isfile(args.vocab):
+            sys.exit('error: --vocab %s: no such file' % args.vocab)
+        with open(args.vocab) as f:
+            return sum(1 for _ in f)
+    return PAPER_VOCAB_SIZE.get(args.dataset, 12112)
+
+
+def emb_name_of(dataset):
+    return 'referit' if dataset == 'referit' else 'Gref'
+
+
+def model_config(args):
+    """LSTM_model keyword arguments from the flags."""
+    size = args.size
+    return dict(num_steps=args.num_steps, H=size, W=size, vf_h=size // 8, vf_w=size // 8,
+                vocab_size=vocab_size_of(args), rnn_size=args.rnn_size, v_emb_dim=args.rnn_size,
+                mlp_dim=args.mlp_dim, lr_decay_step=args.lr_decay_step,
+                emb_name=emb_name_of(args.dataset))
+
+
+def batch_folder(args):
+    folder = os.path.join(args.data_root, args.dataset, args.split + '_batch')
+    return folder, args.dataset + '_' + args.split
+
+
+def snapshot_prefix(folder, dataset, n_iter):
+    return os.path.join(folder, '%s_iter_%d.tfmodel' % (dataset, n_iter))
+
+
+def list_snapshots(folder, dataset):
+    """[(iteration, prefix)] of complete snapshots in `folder`, oldest first."""
+    pattern = re.compile(re.escape(dataset) + r'_iter_(\d+)\.tfmodel\.index$')
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(folder), '*.index')):
+        m = pattern.match(os.path.basename(path))
+        if m:
+            found.append((int(m.group(1)), path[:-len('.index')]))
+    return sorted(found)
+
+
+def remove_old_snapshots(folder, dataset, keep=KEEP_SNAPSHOTS):
+    from util.checkpoint import checkpoint_files
+    for _, prefix in list_snapshots(folder, dataset)[:-keep]:
+        for path in checkpoint_files(prefix):
+            os.remove(path)
+
+
+def preprocess(im, mask, H, W):
+    """A batch image as the network takes it: H x W, RGB -> BGR, minus the mean."""
+    from util import im_processing
+    import skimage
+    if im.shape[:2] != (H, W):
+        # Batches built for another input size: resize-and-pad as build_batches does.
+        im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+        if mask is not None:
+            mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
+    if im.ndim == 2:
+        im = np.tile(im[:, :, None], (1, 1, 3))
+    im = im.astype(np.float32)[:, :, ::-1] - MU
+    return im, mask
+
+
+def write_json(path, obj):
+    """Atomic: a reader never sees a half-written file."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp-%d' % os.getpid()
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Train
+
+def train(args):
+    import tensorflow as tf
+    from tqdm import tqdm
+    from CMPC_model import LSTM_model
+    from util.checkpoint import read_checkpoint_meta
+    from util.data_reader import DataReader
+    from util.functions import MovingAverage
+    from util.processing_tools import compute_accuracy
+
+    if args.seed is not None:
+        tf.random.set_seed(args.seed)
+    os.makedirs(args.folder, exist_ok=True)
+    cfg = model_config(args)
+    snapshots = list_snapshots(args.folder, args.dataset) if args.resume else []
+
+    glove = None
+    if snapshots:
+        # A resumed run keeps the settings it was started with.
+        meta = read_checkpoint_meta(snapshots[-1][1])
+        if meta is not None:
+            cfg = {k: v for k, v in meta['model'].items()
+                   if k not in ('batch_size', 'conv5', 'start_lr')}
+    elif args.emb:
+        emb_file = args.emb_file or 'data/%s_emb.npy' % cfg['emb_name']
+        if not os.path.isfile(emb_file):
+            sys.exit('error: -emb: embedding file %s not found (build it with build_glove_emb.py '
+                     'or pass --emb-file)' % emb_file)
+        glove = np.load(emb_file)
+        if glove.ndim != 2 or glove.shape[0] != cfg['vocab_size']:
+            sys.exit('error: embedding %s has shape %s but the vocabulary has %d words '
+                     '(--vocab / --vocab-size)' % (emb_file, list(glove.shape), cfg['vocab_size']))
+        cfg['glove_dim'] = int(glove.shape[1])
+        print('Use pretrained Embeddings: %s' % emb_file)
+
+    model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
+                       conv5=args.conv5, glove=glove, **cfg)
+    if snapshots:
+        start_iter, prefix = snapshots[-1]
+        print('Resuming from %s' % prefix)
+        model.restore(prefix)
+        start_iter = model.step
+    else:
+        start_iter = 0
+        if args.random_backbone:
+            print('Backbone: random initialisation (--random-backbone)')
+        elif not os.path.isfile(args.backbone_init + '.index'):
+            sys.exit('error: backbone weights %s not found (expected %s.index); pass '
+                     '--backbone-init PATH or --random-backbone'
+                     % (args.backbone_init, args.backbone_init))
+        else:
+            print('Loading pretrained weights from {}'.format(args.backbone_init))
+            model.restore_backbone(args.backbone_init)
+
+    folder, prefix = batch_folder(args)
+    reader = DataReader(folder, prefix, seed=args.seed)
+    meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split}
+    log_path = os.path.join(args.folder, 'train_log.jsonl')
+
+    bs, H, W, T = args.batch_size, model.H, model.W, model.num_steps
+    text_batch = np.zeros((bs, T), dtype=np.int32)
+    image_batch = np.zeros((bs, H, W, 3), dtype=np.float32)
+    mask_batch = np.zeros((bs, H, W, 1), dtype=np.float32)
+    decay = 0.99
+    cls_loss_avg = 0.0
+    avg_acc = np.zeros(3)
+    time_avg = MovingAverage()
+    end_iter = min(args.iters, args.stop_iter)
+    last_time = time.time()
+    bar = tqdm(total=end_iter, initial=start_iter, desc='train', unit='it', dynamic_ncols=True,
+               disable=None)
+    for n_iter in range(start_iter, end_iter):
+        # -- input
+        for n in range(bs):
+            batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
+            im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+            text_batch[n] = batch['text_batch']
+            image_batch[n] = im
+            mask_batch[n, :, :, 0] = mask
+
+        # -- step
+        out = model.train_step(text_batch, image_batch, mask_batch)
+        cls_loss = float(out['cls_loss'])
+        cls_loss_avg = decay * cls_loss_avg + (1 - decay) * cls_loss
+        acc = np.array(compute_accuracy(out['pred'], out['target']))
+        avg_acc = decay * avg_acc + (1 - decay) * acc
+        now = time.time()
+        elapsed, last_time = now - last_time, now
+        bar.update(1)
+
+        # -- log
+        if n_iter % args.log_every == 0:
+            time_avg.add(elapsed)
+            lr = float(out['learning_rate'])
+            for line in ('iter = %d, loss (cur) = %f, loss (avg) = %f, lr = %f'
+                         % (n_iter, cls_loss, cls_loss_avg, lr),
+                         'iter = %d, accuracy (cur) = %f (all), %f (pos), %f (neg)'
+                         % ((n_iter,) + tuple(acc)),
+                         'iter = %d, accuracy (avg) = %f (all), %f (pos), %f (neg)'
+                         % ((n_iter,) + tuple(avg_acc)),
+                         'iter = %d, cur time = %.5f, avg time = %.5f, model_name: %s'
+                         % (n_iter, elapsed, time_avg.get_avg(), args.model_name)):
+                tqdm.write(line)
+            record = {'iter': n_iter, 'time': now, 'step_time': elapsed,
+                      'learning_rate': lr, 'cls_loss_avg': cls_loss_avg,
+                      'accuracy': acc.tolist()}
+            record.update({k: float(out[k]) for k in ('cls_loss', 'cls_loss_c3', 'cls_loss_c4',
+                                                       'cls_loss_c5', 'cls_loss_all', 'reg_loss',
+                                                       'cost')})
+            with open(log_path, 'a') as f:
+                f.write(json.dumps(record) + '\n')
+
+        # -- snapshot
+        if (n_iter + 1) % args.snapshot == 0 or (n_iter + 1) >= end_iter:
+            path = snapshot_prefix(args.folder, args.dataset, n_iter + 1)
+            model.save(path, meta)
+            remove_old_snapshots(args.folder, args.dataset)
+            tqdm.write('snapshot saved to ' + path)
+        if (n_iter + 1) >= args.stop_iter:
+            tqdm.write('stop training at iter ' + str(args.stop_iter))
+            break
+    bar.close()
+    reader.close()
+    print('Optimization done.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Test
+
+def test(args):
+    import skimage
+    from tqdm import tqdm
+    from CMPC_model import LSTM_model
+    from util import im_processing
+    from util.checkpoint import checkpoint_exists, read_checkpoint_meta
+    from util.data_reader import DataReader
+    from util.eval_tools import SegEvaluator, compute_mask_IU
+
+    weights = snapshot_prefix(args.folder, args.dataset, args.iters)
+    if not checkpoint_exists(weights):
+        found = [n for n, _ in list_snapshots(args.folder, args.dataset)]
+        sys.exit('error: no snapshot %s (expected %s.index); snapshots in %s: %s'
+                 % (weights, weights, args.folder, found or 'none'))
+    print('Loading trained weights from {}'.format(weights))
+    meta = read_checkpoint_meta(weights)
+    if meta is not None:
+        cfg = {k: v for k, v in meta['model'].items() if k not in ('conv5', 'batch_size')}
+        print('Model settings from %s.json' % weights)
+    else:
+        cfg = model_config(args)  # a checkpoint of the original code: the flags say
+    model = LSTM_model(mode='eval', **cfg)
+    model.restore(weights)
+
+    if args.visualize:
+        from util.visualize import visualize_seg
+        vis_dir = args.vis_dir or os.path.join(args.data_root, args.dataset, 'visualization',
+                                               str(args.iters))
+    if args.dcrf:
+        from util.dcrf import dense_crf
+
+    folder, prefix = batch_folder(args)
+    reader = DataReader(folder, prefix, shuffle=False)
+    num = reader.num_batch if args.max_test is None else min(args.max_test, reader.num_batch)
+    H, W = model.H, model.W
+    evaluators = {'without DenseCRF': SegEvaluator()}
+    if args.dcrf:
+        evaluators['with DenseCRF'] = SegEvaluator()
+    per_sample = []
+    start = time.time()
+
+    def evaluate(pending, out):
+        for k, (batch, proc_im) in enumerate(pending):
+            mask = batch['mask_batch'].astype(np.float32)
+            up = out['up'][k, :, :, 0]
+            pred_raw = (up >= SCORE_THRESH).astype(np.float32)
+            predicts = {'without DenseCRF':
+                        im_processing.resize_and_crop(pred_raw, mask.shape[0], mask.shape[1])}
+            if args.dcrf:
+                pred_dcrf = dense_crf(proc_im, out['sigm'][k, :, :, 0])
+                predicts['with DenseCRF'] = im_processing.resize_and_crop(
+                    pred_dcrf, mask.shape[0], mask.shape[1])
+            record = {'batch_no': len(per_sample), 'sent': str(batch['sent_batch'][0])}
+            for name, pred in predicts.items():
+                I, U = compute_mask_IU(pred, mask)
+                evaluators[name].add(I, U)
+                record['I' if name == 'without DenseCRF' else 'I_dcrf'] = int(I)
+                record['U' if name == 'without DenseCRF' else 'U_dcrf'] = int(U)
+            per_sample.append(record)
+            if args.visualize:
+                im = batch['im_batch']
+                if im.ndim == 2:
+                    im = np.tile(im[:, :, None], (1, 1, 3))
+                visualize_seg(im, mask, predicts['without DenseCRF'], record['sent'], vis_dir)
+                if args.dcrf:
+                    visualize_seg(im, mask, predicts['with DenseCRF'], record['sent'], vis_dir,
+                                  suffix='_dcrf')
+
+    pending = []
+    for n in tqdm(range(num), desc='test', unit='expr', dynamic_ncols=True, disable=None):
+        batch = reader.read_batch(is_log=False)
+        im = batch['im_batch']
+        if im.ndim == 2:
+            im = np.tile(im[:, :, None], (1, 1, 3))
+        proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+        pending.append((batch, proc_im))
+        if len(pending) == args.batch_size or n == num - 1:
+            words = np.stack([b['text_batch'] for b, _ in pending]).astype(np.int32)
+            ims = np.stack([p.astype(np.float32)[:, :, ::-1] - MU for _, p in pending])
+            evaluate(pending, model.forward(words, ims))
+            pending = []
+    reader.close()
+    elapsed = time.time() - start
+
+    results = {'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
+               'checkpoint': weights, 'seconds': elapsed, 'expressions': num}
+    for name, ev in evaluators.items():
+        print('Segmentation evaluation (%s):' % name)
+        print(ev.format_results())
+        results[name.replace(' ', '_')] = ev.to_dict()
+    results['per_sample'] = per_sample
+    path = args.results or os.path.join(
+        args.folder, '%s_%s_iter_%d_results.json' % (args.dataset, args.split, args.iters))
+    write_json(path, results)
+    print('Results written to %s (%.1f s, %.1f expressions/s)' % (path, elapsed, num / elapsed))
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if args.mode == 'train':
+        train(args)
+    else:
+        test(args)
+
+
+if __name__ == '__main__':
+    main()
