@@ -38,6 +38,20 @@ def block_names(stage, num_blocks):
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
 
 
+def atrous_conv2d(x, w, rate):
+    """SAME dilated conv as TF1's tf.nn.atrous_conv2d ran it: space-to-batch, VALID conv,
+    batch-to-space. The same sums as a native dilated conv, and unlike that one its gradient
+    has a CPU kernel (Conv2DBackpropFilter rejects dilations > 1 on CPU)."""
+    k = w.shape[0]
+    pad_total = (k - 1) * rate
+    before, after = pad_total // 2, pad_total - pad_total // 2
+    extra = [(-(n + pad_total)) % rate for n in (x.shape[1], x.shape[2])]  # to a multiple of rate
+    paddings = [[before, after + extra[0]], [before, after + extra[1]]]
+    y = tf.space_to_batch_nd(x, [rate, rate], paddings)
+    y = tf.nn.conv2d(y, w, 1, 'VALID')
+    return tf.batch_to_space(y, [rate, rate], [[0, extra[0]], [0, extra[1]]])
+
+
 class DeepLabResNetModel(tf.Module):
     """`model(im)` -> dict of endpoints; im [B, H, W, 3] is BGR minus the mean."""
 
@@ -68,8 +82,10 @@ class DeepLabResNetModel(tf.Module):
 
     def conv_bn(self, x, conv_name, bn_name, stride=1, dilation=1, relu=True):
         v = self.store.variables
-        x = tf.nn.conv2d(x, v[conv_name + '/weights'], strides=stride, padding='SAME',
-                         dilations=dilation)
+        if dilation > 1:
+            x = atrous_conv2d(x, v[conv_name + '/weights'], dilation)
+        else:
+            x = tf.nn.conv2d(x, v[conv_name + '/weights'], strides=stride, padding='SAME')
         x = tf.nn.batch_normalization(
             x, v[bn_name + '/moving_mean'], v[bn_name + '/moving_variance'],
             offset=v[bn_name + '/beta'], scale=v[bn_name + '/gamma'],
