@@ -1,0 +1,97 @@
+"""Generate the built-in synthetic referring dataset in the real datasets' formats.
+
+Exact commands:
+  python make_synthetic_dataset.py                      # data/synthetic, seed 0, ~5 s on 2 cores
+  python make_synthetic_dataset.py --out /tmp/syn --seed 3 --train_images 400
+  # then, for each format (see build_batches.py):
+  python build_batches.py -d unc -t train --synthetic data/synthetic
+  python build_batches.py -d unc -t val --synthetic data/synthetic
+  python build_batches.py -d unc+ -t testA --synthetic data/synthetic
+  python build_batches.py -d Gref -t val --synthetic data/synthetic
+  python build_batches.py -d Gref_umd -t test --synthetic data/synthetic
+  python build_batches.py -d referit -t trainval --synthetic data/synthetic
+
+Writes under --out (layout and formats in util/synthetic.py): refer/refcoco{,+,g}/ with
+instances.json and refs(unc|google|umd).p, coco/images/train2014/*.jpg, referit/{images,
+mask}/, referit_query_{trainval,test}.json, vocabulary_synthetic.txt, synthetic_emb.npy
+(float32 [vocab size, --emb_dim]) and synthetic.json (settings and expression counts).
+The same settings always give the same bytes; a folder already generated with the same
+settings is left as is (--force regenerates).
+"""
+
+import argparse
+import json
+import sys
+
+from util import synthetic
+
+DEFAULT_OUT = 'data/synthetic'
+
+_HELP = {
+    'seed': 'random seed; the dataset is a function of the settings',
+    'train_images': 'scenes in the train split',
+    'val_images': 'scenes in the val split',
+    'testA_images': 'scenes in testA (targets: circles, squares, triangles)',
+    'testB_images': 'scenes in testB (targets: diamonds, stars, crosses)',
+    'min_size': 'smallest image side in pixels',
+    'max_size': 'largest image side in pixels',
+    'min_objects': 'fewest shapes per scene',
+    'max_objects': 'most shapes per scene',
+    'refs_per_image': 'most referred objects per scene',
+    'sents_per_ref': 'expressions per referred object (fewer when fewer identify it)',
+    'gray_fraction': 'fraction of grayscale images (their expressions use no colour)',
+    'overlap_prob': 'chance that a shape may partly cover earlier ones',
+    'emb_dim': 'size of the word vectors in synthetic_emb.npy',
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' except for flags without a value default (None, False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description='Generate the synthetic referring-segmentation dataset (COCO/refer and '
+                    'ReferIt formats).',
+        formatter_class=_HelpFormatter)
+    parser.add_argument('-o', '--out', default=DEFAULT_OUT, help='output folder')
+    for key, default in synthetic.DEFAULTS.items():
+        parser.add_argument('--' + key, type=type(default), default=default, help=_HELP[key])
+    parser.add_argument('--force', action='store_true',
+                        help='regenerate even if --out already holds this dataset')
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings = {k: getattr(args, k) for k in synthetic.DEFAULTS}
+    done = synthetic.load_summary(args.out)
+    if done is not None and done.get('settings') == settings and not args.force:
+        print('%s already holds the synthetic dataset with these settings (--force to '
+              'regenerate)' % args.out)
+        summary = done
+    else:
+        if done is not None:
+            synthetic.clear(args.out)  # other settings: no file of the old set may remain
+        try:
+            summary = synthetic.generate(args.out, **settings)
+        except ValueError as e:
+            print('error: %s' % e, file=sys.stderr)
+            return 2
+    print('%s: %d images, %d objects, vocabulary of %d words; expressions per split:'
+          % (args.out, summary['images'], summary['objects'], summary['vocab_size']))
+    print(json.dumps(summary['expressions'], sort_keys=True))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

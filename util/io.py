@@ -1,0 +1,169 @@
+"""File helpers: the original's loaders (ReferIt masks, json, string lists) and atomic writes.
+
+Every writer here goes through `atomic_open`: the bytes go to a hidden temporary file in
+the destination folder, which is renamed over the final name only once complete, so an
+interrupted run never leaves a truncated file under a final name. Temporary names start
+with '.' and end with TMP_SUFFIX, so neither the original data reader (which looks for
+`{prefix}_{n}.npz`) nor a glob of '*.npz' can pick one up, and `remove_stale_temps`
+can clean them after a crash.
+"""
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import tempfile
+
+import numpy as np
+import scipy.io as sio
+
+TMP_SUFFIX = '.tmp'
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; final files get the usual 0666 & ~umask instead.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def temp_prefix(path):
+    """Prefix of the temporary names used while writing path (same folder, hidden)."""
+    return '.' + os.path.basename(path) + '.'
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode='wb', fsync=True, encoding=None):
+    """Open a temporary file beside path; on a clean exit rename it to path.
+
+    On an exception the temporary file is removed and path is left untouched. fsync=True
+    also survives a power cut; callers writing many small regenerable files may skip it,
+    since the rename alone already protects against a killed process.
+    """
+    if mode not in ('w', 'wb'):
+        raise ValueError('atomic_open: mode must be "w" or "wb", got %r' % (mode,))
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_prefix(path), suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding if mode == 'w' else None) as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def remove_stale_temps(folder, name_prefix=''):
+    """Remove temporaries left in folder by a killed writer; returns how many.
+
+    Only names made by atomic_open for final names starting with name_prefix are touched.
+    """
+    if not os.path.isdir(folder):
+        return 0
+    start = '.' + name_prefix
+    removed = 0
+    for name in os.listdir(folder):
+        if name.startswith(start) and name.endswith(TMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
+def save_npz_atomic(path, compressed=True, fsync=False, **arrays):
+    """np.savez(_compressed) to path through a temporary file; path must end in .npz.
+
+    fsync defaults to False: batches are many, small and can be rebuilt, and the rename
+    already guarantees that a killed build leaves no truncated .npz.
+    """
+    if not path.endswith('.npz'):
+        # np.savez would silently append '.npz' to a name without it.
+        raise ValueError('save_npz_atomic: %s must end with .npz' % path)
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_open(path, 'wb', fsync=fsync) as f:
+        save(f, **arrays)
+
+
+def save_npy_atomic(path, array):
+    with atomic_open(path, 'wb') as f:
+        np.save(f, array)
+
+
+def save_mat_atomic(path, mdict, description=None):
+    """scipy.io.savemat (MATLAB 5 format) through a temporary file.
+
+    description replaces the 116-byte text header, which otherwise holds the creation
+    time; a fixed one makes the file a function of its content (reproducible datasets).
+    """
+    buf = io.BytesIO()
+    sio.savemat(buf, mdict)
+    data = buf.getvalue()
+    if description is not None:
+        text = description.encode('ascii')[:116].ljust(116, b' ')
+        data = text + data[116:]
+    with atomic_open(path, 'wb') as f:
+        f.write(data)
+
+
+def save_pickle_atomic(obj, path, protocol=2):
+    """Pickle with protocol 2 by default: the refer files were written by Python 2."""
+    with atomic_open(path, 'wb') as f:
+        pickle.dump(obj, f, protocol=protocol)
+
+
+# --------------------------------------------------------------------------- original loaders
+
+def load_str_list(filename):
+    with open(filename, 'r', encoding='utf-8') as f:
+        str_list = f.readlines()
+    str_list = [s[:-1] if s.endswith('\n') else s for s in str_list]
+    return str_list
+
+
+def save_str_list(str_list, filename):
+    with atomic_open(filename, 'w', encoding='utf-8') as f:
+        f.writelines(s + '\n' for s in str_list)
+
+
+def load_json(filename):
+    with open(filename, 'r', encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError('%s: not valid JSON (%s)' % (filename, e)) from None
+
+
+def save_json(json_obj, filename, separators=(',\n', ':\n')):
+    """json.dump through a temporary file; the default separators are the original's."""
+    with atomic_open(filename, 'w', encoding='utf-8') as f:
+        json.dump(json_obj, f, separators=separators)
+
+
+def load_referit_gt_mask(mask_path):
+    """Bool [H, W] ReferIt mask: the object is where the .mat's segimg_t equals 0."""
+    try:
+        mat = sio.loadmat(mask_path)
+    except FileNotFoundError:
+        raise FileNotFoundError('%s: ReferIt mask not found' % mask_path) from None
+    if 'segimg_t' not in mat:
+        raise ValueError('%s: expected a .mat with a "segimg_t" array (object = 0), found '
+                         'keys %s' % (mask_path, sorted(k for k in mat if not k.startswith('__'))))
+    mask = (mat['segimg_t'] == 0)
+    return mask
+
+
+def load_proposal_mask(mask_path):
+    mat = sio.loadmat(mask_path)
+    mask = mat['mask']
+    return mask.transpose((2, 0, 1))
