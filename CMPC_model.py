@@ -337,9 +337,11 @@ class LSTM_model(tf.Module):
         """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps)."""
         B, T = tf.shape(words)[0], self.num_steps
         visual = self.backbone(im)
-        # Words from the first real token on take part (argmax is 0 for an all-pad sentence,
-        # where the original also kept every step).
-        first = tf.argmax(tf.cast(words != 0, tf.int32), axis=1, output_type=tf.int32)  # [B]
+        # Words from the first real token on take part (all of them for an all-pad sentence,
+        # where the original's valid_idx stayed 0).
+        leading_pads = tf.reduce_sum(
+            tf.cast(tf.cumsum(tf.cast(words != 0, tf.int32), axis=1) == 0, tf.int32), axis=1)
+        first = tf.where(leading_pads == T, 0, leading_pads)  # [B]
         valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
 
         keep_emb = self.keep_prob_emb if training else 1.0
