@@ -15,6 +15,14 @@ work/synthetic/):
         --size 64 --rnn-size 32 --mlp-dim 16 -i 600 -s 200 --random-backbone -conv5
     python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root work/synthetic -i 600 -c
 
+Your own images and sentences (util/predict.py lists what is written), and a SavedModel that
+does the whole pipeline in the graph (util/export.py):
+
+    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+        --image photo.jpg --sentence "the red circle" --sentence "big star" --out-dir predictions
+    python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+        --export-dir exported/cmpc
+
 Train writes `{-f}/{dataset}_iter_{N}.tfmodel` (a TF1 checkpoint: .index + .data, readable by the
 original code) with its settings beside it (.json), keeps the newest 4, logs every 100 iterations
 and resumes from the newest snapshot in `-f` (with optimizer state and step) unless --no-resume.
@@ -44,26 +52,31 @@ PAPER_VOCAB_SIZE = {'referit': 8803}  # 12112 (vocabulary_Gref.txt) for the COCO
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description='Train (-m train) or test (-m test) CMPC on batches built by build_batches.py.',
+        description='Train (-m train) or test (-m test) CMPC on batches built by build_batches.py, '
+                    'predict on your own images and sentences (-m predict), or export a '
+                    'SavedModel (-m export).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-g', '--gpu', type=str, default='0',
                    help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); ignored on a CPU machine')
     p.add_argument('-i', '--iters', type=int, default=800000,
-                   help='train: number of iterations (max_iter); test: iteration of the snapshot '
-                        'to restore')
+                   help='train: number of iterations (max_iter); test (and predict, export with '
+                        '-f): iteration of the snapshot to restore')
     p.add_argument('-s', '--snapshot', type=int, default=100000,
                    help='train: save a snapshot every this many iterations')
     p.add_argument('-st', '--stop-iter', type=int, default=700000,
                    help='train: stop (after saving) when this iteration is reached')
-    p.add_argument('-m', '--mode', type=str, required=True, choices=['train', 'test'],
-                   help='train or test')
+    p.add_argument('-m', '--mode', type=str, required=True,
+                   choices=['train', 'test', 'predict', 'export'],
+                   help='train, test, predict (masks and explanations for --image and '
+                        '--sentence) or export (a SavedModel in --export-dir)')
     p.add_argument('-d', '--dataset', type=str, default='referit',
                    help="dataset name: 'unc', 'unc+', 'Gref', 'Gref_umd', 'referit' (batches are read "
                         'from {data-root}/{dataset}/{split}_batch/)')
     p.add_argument('-t', '--split', type=str, default=None,
                    help="split: 'train', 'trainval', 'val', 'test', 'testA', 'testB'")
-    p.add_argument('-f', '--folder', type=str, required=True,
-                   help='folder of the snapshots {dataset}_iter_{N}.tfmodel')
+    p.add_argument('-f', '--folder', type=str, default=None,
+                   help='folder of the snapshots {dataset}_iter_{N}.tfmodel (required for train '
+                        'and test; predict and export take it with -d and -i, or --checkpoint)')
     p.add_argument('-lr', '--lr', type=float, default=0.00025, help='start learning rate')
     p.add_argument('-bs', '--batch-size', type=int, default=1,
                    help='batch size (the paper used 1; every sample of a batch computes what it '
@@ -71,7 +84,8 @@ def parse_args(argv=None):
     p.add_argument('-v', '--visualize', default=False, action='store_true',
                    help='test: write image, ground-truth and prediction PNGs under --vis-dir')
     p.add_argument('-c', '--dcrf', default=False, action='store_true',
-                   help='test: also evaluate with DenseCRF post-processing')
+                   help='test: also evaluate with DenseCRF post-processing; predict: also write '
+                        'the DenseCRF-refined mask')
     p.add_argument('-emb', '--emb', default=False, action='store_true',
                    help='train: initialise the word embedding from GloVe (--emb-file); random '
                         'otherwise')
@@ -84,15 +98,16 @@ def parse_args(argv=None):
     g.add_argument('--data-root', type=str, default='.',
                    help='folder holding {dataset}/{split}_batch/')
     g.add_argument('--vocab', type=str, default=None,
-                   help='vocabulary file; only its size is used (default: 8803 words for referit, '
-                        '12112 otherwise, as the original)')
+                   help='vocabulary file; train and test use only its size (default: 8803 words '
+                        'for referit, 12112 otherwise, as the original); predict and export '
+                        'look words up in it (default: the one the checkpoint records)')
     g.add_argument('--emb-file', type=str, default=None,
                    help='GloVe embedding .npy used with -emb (default: data/referit_emb.npy for '
                         'referit, data/Gref_emb.npy otherwise)')
     g.add_argument('--backbone-init', type=str, default=DEFAULT_BACKBONE,
                    help='train: TF1 checkpoint with the DeepLab-ResNet-101 weights')
     g.add_argument('--random-backbone', default=False, action='store_true',
-                   help='train: start the backbone from random weights instead of --backbone-init')
+                   help='train: start the backbone from random weights (batch-norm statistics from 16 training images) instead of --backbone-init')
     g.add_argument('--resume', default=True, action=argparse.BooleanOptionalAction,
                    help='train: continue from the newest snapshot in -f, with optimizer state')
     g.add_argument('--vis-dir', type=str, default=None,
@@ -107,11 +122,30 @@ def parse_args(argv=None):
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
 
+    q = p.add_argument_group('predict and export (added by the port)')
+    q.add_argument('--checkpoint', type=str, default=None,
+                   help='predict, export: checkpoint prefix (e.g. ckpts/unc/unc_iter_700000.tfmodel'
+                        '), one of its files, or a folder (its newest snapshot); instead of -f/-i')
+    q.add_argument('--image', type=str, action='append', default=None,
+                   help='predict: image file, any size and mode (repeatable)')
+    q.add_argument('--sentence', type=str, action='append', default=None,
+                   help='predict: referring expression (repeatable; each is run on each image)')
+    q.add_argument('--sentences-file', type=str, default=None,
+                   help='predict: text file with one expression per line (blank lines skipped)')
+    q.add_argument('--out-dir', type=str, default='predictions',
+                   help='predict: output folder ({out-dir}/{image}/{k}_{sentence}/ per prediction)')
+    q.add_argument('--explain', default=True, action=argparse.BooleanOptionalAction,
+                   help='predict: draw explain.png (word types, c3/c4/c5 maps, mask)')
+    q.add_argument('--export-dir', type=str, default=None,
+                   help='export: folder of the SavedModel (replaced once the new one is complete)')
+
     s = p.add_argument_group('model size (paper values by default; a checkpoint records them, '
                              'so test needs none of these)')
     s.add_argument('--size', type=int, default=320,
                    help='input height and width H = W (the score map is size/8)')
-    s.add_argument('--num-steps', type=int, default=20, help='words per sentence T')
+    s.add_argument('--num-steps', type=int, default=20,
+                   help='words per sentence T (predict, export: used only for a checkpoint of the '
+                        'original code, which has no .json)')
     s.add_argument('--rnn-size', type=int, default=1000,
                    help='LSTM size, also the visual embedding size (v_emb_dim)')
     s.add_argument('--mlp-dim', type=int, default=500, help='width of the fused features')
@@ -123,8 +157,20 @@ def parse_args(argv=None):
 
     if args.model_name not in MODEL_NAMES:
         p.error("-n: unknown model %r; this port builds 'CMPC_model'" % args.model_name)
-    if args.split is None:
-        p.error('-t/--split is required (e.g. train, val, testA)')
+    if args.mode in ('train', 'test'):
+        if args.folder is None:
+            p.error('-f/--folder is required for -m %s' % args.mode)
+        if args.split is None:
+            p.error('-t/--split is required (e.g. train, val, testA)')
+    elif args.checkpoint is None and args.folder is None:
+        p.error('-m %s needs the checkpoint: --checkpoint PATH, or -f FOLDER with -d and -i'
+                % args.mode)
+    if args.mode == 'predict' and not args.image:
+        p.error('-m predict needs --image PATH')
+    if args.mode == 'predict' and not (args.sentence or args.sentences_file):
+        p.error('-m predict needs --sentence TEXT or --sentences-file PATH')
+    if args.mode == 'export' and not args.export_dir:
+        p.error('-m export needs --export-dir PATH')
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
                  'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step'):
         if getattr(args, flag) <= 0:
@@ -212,6 +258,18 @@ def write_json(path, obj):
 # ---------------------------------------------------------------------------------------------
 # Train
 
+CALIBRATION_IMAGES = 16
+
+
+def calibrate_backbone(model, reader, n=CALIBRATION_IMAGES):
+    """A random backbone's batch norms get the statistics of n training images (see
+    DeepLabResNetModel.calibrate); a pretrained one keeps its own."""
+    n = min(n, reader.num_batch)
+    ims = np.stack([preprocess(reader.read_batch(is_log=False)['im_batch'], None, model.H,
+                               model.W)[0] for _ in range(n)])
+    model.backbone.calibrate(ims)
+    print('Backbone: random weights, batch-norm statistics from %d training images' % n)
+
 def train(args):
     import tensorflow as tf
     from tqdm import tqdm
@@ -267,7 +325,11 @@ def train(args):
 
     folder, prefix = batch_folder(args)
     reader = DataReader(folder, prefix, seed=args.seed)
-    meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split}
+    if args.random_backbone and not snapshots:
+        calibrate_backbone(model, reader)
+    meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split,
+            # predict and export look words up in it, from any working directory
+            'vocab': os.path.abspath(args.vocab) if args.vocab else None}
     log_path = os.path.join(args.folder, 'train_log.jsonl')
 
     bs, H, W, T = args.batch_size, model.H, model.W, model.num_steps
@@ -438,14 +500,53 @@ def test(args):
     return results
 
 
+# ---------------------------------------------------------------------------------------------
+# Predict and export (util/predict.py, util/export.py)
+
+def checkpoint_arg(args):
+    """(checkpoint path, the flags that named it) for predict and export."""
+    if args.checkpoint is not None:
+        return args.checkpoint, '--checkpoint'
+    return snapshot_prefix(args.folder, args.dataset, args.iters), '-f/-d/-i'
+
+
+def predict(args):
+    from util.predict import InputError, read_sentences, run_predict
+    checkpoint, flag = checkpoint_arg(args)
+    try:
+        sentences = read_sentences(args.sentence, args.sentences_file)
+        return run_predict(checkpoint, args.image, sentences, args.out_dir, vocab=args.vocab,
+                           num_steps=args.num_steps, dcrf=args.dcrf, explain=args.explain,
+                           checkpoint_flag=flag)
+    except InputError as e:
+        sys.exit('error: %s' % e)
+
+
+def export(args):
+    from util.predict import InputError, read_model_config
+    checkpoint, flag = checkpoint_arg(args)
+    try:
+        # Checked before util.export imports TensorFlow, so that bad input fails fast.
+        read_model_config(checkpoint, args.vocab, args.num_steps, flag)
+        from util.export import run_export
+        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
+                          num_steps=args.num_steps, checkpoint_flag=flag)
+    except InputError as e:
+        sys.exit('error: %s' % e)
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if args.mode == 'train':
         train(args)
-    else:
+    elif args.mode == 'test':
         test(args)
+    elif args.mode == 'predict':
+        predict(args)
+    else:
+        export(args)
 
 
 if __name__ == '__main__':

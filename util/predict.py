@@ -1,0 +1,457 @@
+"""Predict mode: segment what one or more sentences refer to in your own images.
+
+    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+        --image photo.jpg --sentence "the red circle left of the star" --sentence "big square" \
+        --out-dir predictions -c
+
+(`-f FOLDER -d DATASET -i ITER` names the checkpoint as test mode does; --vocab is needed unless
+the checkpoint's .json records the vocabulary it was trained with.)
+
+For each image and sentence, under {out-dir}/{image name}/{k}_{sentence}/:
+  mask.png       the binary mask at the image's resolution (0 / 255)
+  overlay.png    the image with the mask in red
+  prob.npy       float32 [h, w], the foreground probability (sigmoid of the score map)
+  mask_dcrf.png  with -c: the DenseCRF-refined mask
+  explain.png    the image, the word types, the c3 / c4 / c5 score maps and the mask
+  result.json    tokens as the vocabulary saw them, unknown words flagged, word types, the
+                 mask's area and bounding box, and a summary per level
+and {out-dir}/predictions.json with every record. Each file is written under a temporary name
+and renamed, so a file that exists is complete.
+
+Images: any size and any mode PIL reads; the EXIF orientation is applied (the mask is at the
+size the image is shown at), grey is repeated to RGB, alpha is dropped (as PIL's convert('RGB')
+and TF's decoders do, so the exported model sees the same pixels), 16-bit images keep their
+high byte (as TF's PNG decoder does).
+
+Post-processing is test mode's (trainval_model.py): the network sees
+img_as_ubyte(resize_and_pad(image, H, W)) in BGR minus the Caffe mean; the upsampled logits are
+thresholded at 1e-9, and that 0/1 map is resized-and-cropped back to the image, where a pixel is
+foreground when its value is > 0 (the original's IoU counted any non-zero value).
+
+Documented behaviour for odd sentences: an empty or blank sentence is an error (before any
+model is loaded); a sentence whose words are all unknown to the vocabulary runs (the model sees
+<unk> ids), with a warning and "all_unknown": true in its record; words past the T-th are
+dropped, with a warning and the list in "dropped_words".
+"""
+
+import glob
+import json
+import os
+import re
+import sys
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from util import im_processing
+from util.text_processing import (PAD_IDENTIFIER, UNK_IDENTIFIER, load_vocab_dict_from_file,
+                                  sentence2words)
+
+WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')  # words_parse's last axis
+LEVELS = ('c3', 'c4', 'c5')
+DEFAULT_NUM_STEPS = 20  # the original's T, for checkpoints without a .json
+OVERLAY_RGB = (255, 0, 0)
+OVERLAY_ALPHA = 0.5
+MAX_SLUG = 40
+
+
+class InputError(Exception):
+    """Bad input from the user: the CLI prints the message, without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files atomically
+
+def _atomic(path, write):
+    """write(tmp_path) then rename to path: a reader never sees a half-written file."""
+    folder = os.path.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    # Not mkstemp: its files are private (0600); these get the usual umask permissions.
+    tmp = os.path.join(folder, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def save_png(path, array):
+    return _atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format='PNG'))
+
+
+def save_npy(path, array):
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+    return _atomic(path, write)
+
+
+def save_json(path, obj):
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(obj, f, indent=1)
+    return _atomic(path, write)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def load_image(path):
+    """uint8 [h, w, 3] RGB as the image is shown: EXIF orientation applied, grey repeated,
+    alpha dropped, 16-bit reduced to the high byte. Returns (image, EXIF orientation)."""
+    if os.path.isdir(path):
+        raise InputError('--image %s: is a folder; expected an image file' % path)
+    if not os.path.isfile(path):
+        raise InputError('--image %s: no such file' % path)
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except Exception as e:  # PIL raises many types for unreadable or truncated files
+        raise InputError('--image %s: cannot read it as an image (%s: %s)'
+                         % (path, type(e).__name__, e)) from None
+    if im.mode.startswith('I;16') or im.mode == 'I':
+        # TF's PNG decoder keeps the high byte of 16-bit samples; PIL's convert() would clip.
+        arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535) >> 8
+        im = Image.fromarray(arr.astype(np.uint8), 'L')
+    elif im.mode == 'F':
+        raise InputError('--image %s: floating-point images are not supported; save it as an '
+                         '8-bit image' % path)
+    rgb = np.asarray(im.convert('RGB'))  # [h, w, 3]
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InputError('--image %s: image has no pixels' % path)
+    return np.ascontiguousarray(rgb), int(orientation) if orientation in range(1, 9) else 1
+
+
+def read_sentences(sentences, sentences_file):
+    """The --sentence values then the non-blank lines of --sentences-file."""
+    out = list(sentences or [])
+    if sentences_file:
+        if not os.path.isfile(sentences_file):
+            raise InputError('--sentences-file %s: no such file' % sentences_file)
+        with open(sentences_file, encoding='utf-8') as f:
+            out += [line.rstrip('\n') for line in f if line.strip()]
+    if not out:
+        raise InputError('no sentence: give --sentence TEXT (repeatable) or --sentences-file')
+    return out
+
+
+def tokenize(sentence, vocab_dict, num_steps):
+    """The tokenizer's view of a sentence (util/text_processing.preprocess_sentence):
+    (ids [T] int32, kept words, unknown flags of the kept words, dropped words)."""
+    try:
+        words = sentence2words(sentence)
+    except ValueError:
+        raise InputError('--sentence %r: empty sentence; a referring expression needs at least '
+                         'one word' % (sentence,)) from None
+    unk = vocab_dict[UNK_IDENTIFIER]
+    kept, dropped = words[:num_steps], words[num_steps:]
+    ids = [vocab_dict.get(w, unk) for w in kept]
+    unknown = [w not in vocab_dict for w in kept]
+    ids = [vocab_dict[PAD_IDENTIFIER]] * (num_steps - len(ids)) + ids
+    return np.array(ids, np.int32), kept, unknown, dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint and vocabulary
+
+def resolve_checkpoint(path, flag='--checkpoint'):
+    """A checkpoint prefix from a prefix, one of its files, or a folder (newest snapshot)."""
+    if os.path.isdir(path):
+        found = []
+        for index in glob.glob(os.path.join(glob.escape(path), '*.index')):
+            m = re.search(r'_iter_(\d+)\.tfmodel\.index$', index)
+            found.append((int(m.group(1)) if m else -1, os.path.getmtime(index), index))
+        if not found:
+            raise InputError('%s %s: folder holds no checkpoint (*.index)' % (flag, path))
+        return max(found)[2][:-len('.index')]
+    for suffix in ('.index', '.json', '.meta'):
+        if path.endswith(suffix) and os.path.isfile(path[:-len(suffix)] + '.index'):
+            return path[:-len(suffix)]
+    m = re.match(r'(.*)\.data-\d+-of-\d+$', path)
+    if m and os.path.isfile(m.group(1) + '.index'):
+        return m.group(1)
+    if not os.path.isfile(path + '.index'):
+        raise InputError('%s %s: no checkpoint (expected the file %s.index)'
+                         % (flag, path, path))
+    return path
+
+
+def config_from_shapes(shapes, num_steps):
+    """LSTM_model settings read off a checkpoint of the original code (no .json)."""
+    def shape(name):
+        if name not in shapes:
+            raise InputError('checkpoint has no tensor %s: not a CMPC checkpoint' % name)
+        return shapes[name]
+    vocab_size, glove_dim = shape('text_objseg/Variable')
+    vf_h, vf_w, mlp_dim = shape('text_objseg/rnn/conv_lstm_cell/W_ci')
+    rnn_size = shape('text_objseg/words_parse_1/DW')[2]
+    v_emb_dim = shape('text_objseg/c5_lateral/DW')[3]
+    # The backbone's output stride is 8; the original's sizes are multiples of it.
+    return dict(num_steps=num_steps, H=8 * vf_h, W=8 * vf_w, vf_h=vf_h, vf_w=vf_w,
+                vocab_size=vocab_size, glove_dim=glove_dim, rnn_size=rnn_size,
+                v_emb_dim=v_emb_dim, mlp_dim=mlp_dim)
+
+
+def resolve_vocab(vocab, meta, prefix):
+    """--vocab, else the vocabulary the checkpoint's .json records."""
+    if vocab:
+        if not os.path.isfile(vocab):
+            raise InputError('--vocab %s: no such file' % vocab)
+        return vocab
+    meta = meta or {}
+    recorded = [v for v in (meta.get('vocab'), (meta.get('flags') or {}).get('vocab')) if v]
+    for path in recorded:
+        for candidate in (path, os.path.join(os.path.dirname(prefix), path)):
+            if os.path.isfile(candidate):
+                return candidate
+    if recorded:
+        raise InputError('the vocabulary recorded in %s.json (%s) is not there; pass --vocab PATH'
+                         % (prefix, recorded[0]))
+    raise InputError('--vocab PATH is required: %s records no vocabulary (give the file the '
+                     'model was trained with, e.g. data/vocabulary_Gref.txt)' % prefix)
+
+
+def read_model_config(checkpoint, vocab=None, num_steps=None, flag='--checkpoint'):
+    """(prefix, model settings, vocabulary path, {word: id}) without building the model; every
+    mismatch is an InputError naming the file (`flag`: how the user named the checkpoint)."""
+    prefix = resolve_checkpoint(checkpoint, flag)
+    meta = None
+    if os.path.isfile(prefix + '.json'):
+        # Read here rather than with util.checkpoint, which imports TensorFlow: bad input is
+        # reported in a second, not after the import.
+        try:
+            with open(prefix + '.json') as f:
+                meta = json.load(f)
+        except ValueError as e:
+            raise InputError('%s.json: not valid JSON (%s)' % (prefix, e)) from None
+    if meta is not None and 'model' in meta:
+        cfg = {k: v for k, v in meta['model'].items() if k not in ('conv5', 'batch_size')}
+    else:
+        import tensorflow as tf
+        from util.checkpoint import checkpoint_shapes
+        try:
+            shapes = checkpoint_shapes(prefix)
+        except tf.errors.OpError as e:
+            raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e.message)) from None
+        cfg = config_from_shapes(shapes, num_steps or DEFAULT_NUM_STEPS)
+    vocab_path = resolve_vocab(vocab, meta, prefix)
+    try:
+        vocab_dict = load_vocab_dict_from_file(vocab_path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError('--vocab %s: %s' % (vocab_path, e)) from None
+    with open(vocab_path, encoding='utf-8') as f:
+        n_words = sum(1 for _ in f)
+    if n_words != cfg['vocab_size']:
+        raise InputError('--vocab %s has %d words but the checkpoint %s was trained with a '
+                         'vocabulary of %d words; pass the vocabulary it was trained with'
+                         % (vocab_path, n_words, prefix, cfg['vocab_size']))
+    return prefix, cfg, vocab_path, vocab_dict
+
+
+def load_model(prefix, cfg):
+    """LSTM_model in eval mode with the checkpoint's weights."""
+    import tensorflow as tf
+    from CMPC_model import LSTM_model
+    model = LSTM_model(mode='eval', **cfg)
+    try:
+        model.restore(prefix)
+    except ValueError as e:  # shape or name mismatch, with the list of tensors
+        raise InputError(str(e)) from None
+    except tf.errors.OpError as e:  # truncated or corrupt data file
+        raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e.message)) from None
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# One prediction
+
+def network_input(image, H, W, mean_bgr):
+    """(proc_im uint8 [H, W, 3] RGB, im float32 [H, W, 3] BGR minus mean) as test mode."""
+    import skimage
+    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(image, H, W))
+    return proc_im, (proc_im.astype(np.float32)[:, :, ::-1] - mean_bgr).astype(np.float32)
+
+
+def back_to_image(score_map, h, w):
+    """[H, W] network-resolution map -> float64 [h, w] (resize_and_crop)."""
+    return im_processing.resize_and_crop(score_map, h, w)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def bbox_xywh(mask):
+    """[x, y, width, height] of the mask's foreground (COCO order), None when empty."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+            int(ys.max() - ys.min() + 1)]
+
+
+def predict_one(model, image, words, mean_bgr, score_thresh, dcrf=False, levels=True):
+    """Runs the model on one image and one id sequence. Returns numpy maps at the image's
+    resolution: mask (bool), prob (float32), mask_dcrf (bool or None), levels {c3: prob map},
+    and word_types [T, 4]."""
+    h, w = image.shape[:2]
+    proc_im, im = network_input(image, model.H, model.W, mean_bgr)
+    out = model.forward(words[None], im[None])
+    up = out['up'][0, :, :, 0]  # [H, W] logits
+    pred_raw = (up >= score_thresh).astype(np.float32)
+    result = {
+        'mask': back_to_image(pred_raw, h, w) > 0,
+        'prob': back_to_image(out['sigm'][0, :, :, 0], h, w).astype(np.float32),
+        'word_types': out['words_parse'][0],  # [T, 4]
+        'mask_dcrf': None, 'levels': {}, 'proc_im': proc_im,
+    }
+    if dcrf:
+        from util.dcrf import dense_crf
+        result['mask_dcrf'] = back_to_image(dense_crf(proc_im, out['sigm'][0, :, :, 0]), h, w) > 0
+    if levels:
+        for lv in LEVELS:
+            logits = out['up_' + lv][0, :, :, 0]
+            result['levels'][lv] = {
+                'prob': back_to_image(sigmoid(logits).astype(np.float32), h, w),
+                'mask': back_to_image((logits >= score_thresh).astype(np.float32), h, w) > 0}
+    return result
+
+
+def overlay(image, mask):
+    """The image with the mask blended in red."""
+    out = image.astype(np.float32)
+    out[mask] = (1 - OVERLAY_ALPHA) * out[mask] + OVERLAY_ALPHA * np.array(OVERLAY_RGB)
+    return np.round(out).astype(np.uint8)
+
+
+def slug(sentence):
+    s = re.sub(r'[^A-Za-z0-9]+', '_', sentence).strip('_').lower()[:MAX_SLUG].rstrip('_')
+    return s or 'sentence'
+
+
+def level_summary(levels, mask):
+    """Per level: its own mask's area, IoU with the final mask, mean probability inside the
+    final mask and outside it."""
+    summary = {}
+    for lv, maps in levels.items():
+        m = maps['mask']
+        union = np.logical_or(m, mask).sum()
+        summary[lv] = {
+            'area': int(m.sum()),
+            'iou_with_final': float(np.logical_and(m, mask).sum() / union) if union else None,
+            'mean_prob_in_mask': float(maps['prob'][mask].mean()) if mask.any() else None,
+            'mean_prob_outside': float(maps['prob'][~mask].mean()) if (~mask).any() else None,
+        }
+    return summary
+
+
+def word_records(kept, unknown, ids, word_types):
+    """One record per kept word, with its id and type probabilities (rows of the last
+    len(kept) steps, the words of a left-padded sentence)."""
+    T = len(ids)
+    first = T - len(kept)
+    records = []
+    for k, (word, unk) in enumerate(zip(kept, unknown)):
+        row = word_types[first + k]
+        records.append({'word': word, 'id': int(ids[first + k]), 'unknown': bool(unk),
+                        'types': {t: float(p) for t, p in zip(WORD_TYPES, row)},
+                        'type': WORD_TYPES[int(np.argmax(row))]})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+def unique_names(paths):
+    """A folder name per image: its file name without extension, made unique."""
+    names, seen = [], {}
+    for p in paths:
+        base = re.sub(r'[^\w.-]+', '_', os.path.splitext(os.path.basename(p))[0]) or 'image'
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        names.append(base if n == 0 else '%s_%d' % (base, n + 1))
+    return names
+
+
+def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=None, dcrf=False,
+                explain=True, log=print, warn=None, checkpoint_flag='--checkpoint'):
+    """Predict mode; returns the records written. InputError for bad input, raised before the
+    model is built where the input can be checked without it."""
+    warn = warn or (lambda msg: print('warning: ' + msg, file=sys.stderr))
+    if not images:
+        raise InputError('no image: give --image PATH (repeatable)')
+    # -- check everything that can be checked cheaply first
+    prefix, cfg, vocab_path, vocab_dict = read_model_config(checkpoint, vocab, num_steps,
+                                                            checkpoint_flag)
+    T = cfg['num_steps']
+    encoded = [tokenize(s, vocab_dict, T) for s in sentences]
+    loaded = [load_image(p) for p in images]
+    for (image, _), path in zip(loaded, images):
+        scale = min(cfg['H'] / image.shape[0], cfg['W'] / image.shape[1])
+        if min(round(image.shape[0] * scale), round(image.shape[1] * scale)) < 1:
+            raise InputError('--image %s: %dx%d is too elongated to fit %dx%d'
+                             % (path, image.shape[1], image.shape[0], cfg['W'], cfg['H']))
+
+    # -- model
+    from trainval_model import MU, SCORE_THRESH
+    log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
+    model = load_model(prefix, cfg)
+    if explain:
+        from util.explain import explain_figure
+
+    records = []
+    for path, name, (image, orientation) in zip(images, unique_names(images), loaded):
+        h, w = image.shape[:2]
+        for k, (sentence, (ids, kept, unknown, dropped)) in enumerate(zip(sentences, encoded)):
+            if all(unknown):
+                warn('%r: every word is unknown to the vocabulary; the model sees only <unk>'
+                     % sentence)
+            if dropped:
+                warn('%r: %d words past the first %d dropped: %s'
+                     % (sentence, len(dropped), T, ' '.join(dropped)))
+            res = predict_one(model, image, ids, MU, SCORE_THRESH, dcrf=dcrf, levels=True)
+            folder = os.path.join(out_dir, name, '%02d_%s' % (k, slug(sentence)))
+            mask = res['mask']
+            files = {'mask': save_png(os.path.join(folder, 'mask.png'),
+                                      mask.astype(np.uint8) * 255),
+                     'overlay': save_png(os.path.join(folder, 'overlay.png'), overlay(image, mask)),
+                     'prob': save_npy(os.path.join(folder, 'prob.npy'), res['prob'])}
+            if dcrf:
+                files['mask_dcrf'] = save_png(os.path.join(folder, 'mask_dcrf.png'),
+                                              res['mask_dcrf'].astype(np.uint8) * 255)
+            words = word_records(kept, unknown, ids, res['word_types'])
+            record = {
+                'image': path, 'image_size': [h, w], 'exif_orientation': orientation,
+                'sentence': sentence, 'sentence_index': k, 'checkpoint': prefix,
+                'vocab': vocab_path, 'num_steps': T, 'word_ids': ids.tolist(),
+                'tokens': words, 'dropped_words': dropped, 'all_unknown': all(unknown),
+                'mask': {'area': int(mask.sum()), 'area_fraction': float(mask.mean()),
+                         'bbox_xywh': bbox_xywh(mask)},
+                'levels': level_summary(res['levels'], mask),
+                'threshold': {'logit': SCORE_THRESH, 'note': 'mask = resize_and_crop(up >= '
+                              'logit threshold) > 0 at the image resolution'},
+            }
+            if dcrf:
+                md = res['mask_dcrf']
+                record['mask_dcrf'] = {'area': int(md.sum()), 'area_fraction': float(md.mean()),
+                                       'bbox_xywh': bbox_xywh(md)}
+            if explain:
+                files['explain'] = _atomic(
+                    os.path.join(folder, 'explain.png'),
+                    lambda tmp: explain_figure(tmp, image, sentence, words,
+                                               {lv: res['levels'][lv]['prob'] for lv in LEVELS},
+                                               mask, prob=res['prob']))
+            record['files'] = files
+            save_json(os.path.join(folder, 'result.json'), record)
+            records.append(record)
+            log('%s | %r -> %s (area %d px = %.1f%%, %d words%s)'
+                % (path, sentence, folder, record['mask']['area'],
+                   100 * record['mask']['area_fraction'], len(kept),
+                   ', %d unknown' % sum(unknown) if any(unknown) else ''))
+    save_json(os.path.join(out_dir, 'predictions.json'), records)
+    log('Wrote %d predictions under %s' % (len(records), out_dir))
+    return records
