@@ -36,10 +36,27 @@ LAYER_NORM_EPSILON = 1e-12  # tf.contrib.layers.layer_norm's
 END_LEARNING_RATE = 0.00001
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 BACKBONE_PREFIXES = ('res', 'bn', 'conv1')
+# fp16 dynamic loss scaling. The losses are per-image sums over H x W pixels, so gradients
+# are large already: start low (2^15, the usual start, overflows at once).
+INITIAL_LOSS_SCALE, LOSS_SCALE_PERIOD = 2.0 ** 7, 2000
+
+
+COMPUTE_DTYPES = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
+
+
+def cast(v, dtype):
+    """Variables stay float32; mixed precision reads them in the compute dtype."""
+    return v if v.dtype == dtype else tf.cast(v, dtype)
 
 
 def l2_normalize(x, axis):
-    return tf.nn.l2_normalize(x, axis=axis, epsilon=1e-12)
+    # Sums of squares over 1000-2048 channels overflow float16: normalise in float32.
+    y = tf.nn.l2_normalize(cast(x, tf.float32), axis=axis, epsilon=1e-12)
+    return cast(y, x.dtype)
+
+
+def softmax(x, axis):
+    return cast(tf.nn.softmax(cast(x, tf.float32), axis=axis), x.dtype)
 
 
 def resize_bilinear(x, size):
@@ -50,7 +67,8 @@ def resize_bilinear(x, size):
 
 def masked_softmax(x, mask, axis):
     """Softmax over `axis` where entries with mask False get probability exactly 0."""
-    return tf.nn.softmax(tf.where(mask, x, tf.cast(x.dtype.min, x.dtype)), axis=axis)
+    x = cast(x, tf.float32)
+    return tf.nn.softmax(tf.where(mask, x, x.dtype.min), axis=axis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +82,7 @@ class Conv:
         self.b = store.get(SCOPE + name + '/biases', [cout], zeros)
 
     def __call__(self, x):
-        return tf.nn.conv2d(x, self.w, 1, 'SAME') + self.b
+        return tf.nn.conv2d(x, cast(self.w, x.dtype), 1, 'SAME') + cast(self.b, x.dtype)
 
 
 class LayerNorm:
@@ -76,8 +94,10 @@ class LayerNorm:
         self.gamma = store.get(SCOPE + name + '/gamma', [dim], ones)
 
     def __call__(self, x):
-        mean, var = tf.nn.moments(x, list(range(1, x.shape.rank)), keepdims=True)
-        return tf.nn.batch_normalization(x, mean, var, self.beta, self.gamma, LAYER_NORM_EPSILON)
+        x32 = cast(x, tf.float32)  # moments in float32 under mixed precision
+        mean, var = tf.nn.moments(x32, list(range(1, x.shape.rank)), keepdims=True)
+        y = tf.nn.batch_normalization(x32, mean, var, self.beta, self.gamma, LAYER_NORM_EPSILON)
+        return cast(y, x.dtype)
 
 
 class WordEncoder:
@@ -127,7 +147,7 @@ class WordParser:
     def __call__(self, words_feat, valid):
         # words_feat [B, 1, T, C]; valid [B, T] bool
         x = tf.nn.relu(self.conv1(words_feat))  # [B, 1, T, 500]
-        parse = tf.nn.softmax(self.conv2(x), axis=3)  # [B, 1, T, 4]
+        parse = softmax(self.conv2(x), axis=3)  # [B, 1, T, 4]
         # Words before the first real token were sliced away in the original.
         return parse * tf.cast(valid, parse.dtype)[:, None, :, None]
 
@@ -176,8 +196,8 @@ class RelationAwareReasoning:
         affinity = tf.matmul(nodes_trans, words_trans, transpose_b=True)  # [B, HW, T]
         affinity = affinity / self.v_emb_dim ** 0.5
         affinity = words_parse[:, :, :, 2] * affinity  # relation weights [B, 1, T]
-        attn_words = masked_softmax(affinity, valid[:, None, :], axis=2)  # [B, HW, T]
-        attn_nodes = tf.nn.softmax(affinity, axis=1)  # [B, HW, T]
+        attn_words = cast(masked_softmax(affinity, valid[:, None, :], axis=2), nodes.dtype)
+        attn_nodes = softmax(affinity, axis=1)  # [B, HW, T]
         # Pad columns of attn_nodes meet zeros of attn_words, so they drop out of adj.
         adj = tf.matmul(attn_words, attn_nodes, transpose_b=True)  # [B, HW, HW]
 
@@ -208,7 +228,7 @@ class TextGuidedExchange:
         key = tf.reshape(self.key(feat), [B, h * w, C])  # [B, HW, C]
         query = tf.reshape(self.query(lang_feat), [B, 1, C])  # [B, 1, C]
         attn = tf.matmul(key, query, transpose_b=True) / self.mlp_dim ** 0.5  # [B, HW, 1]
-        attn = tf.nn.softmax(attn, axis=1)
+        attn = softmax(attn, axis=1)
         pooled = tf.matmul(attn, tf.reshape(feat, [B, h * w, C]), transpose_a=True)  # [B, 1, C]
         gv = tf.concat([tf.reshape(pooled, [B, 1, 1, C]), lang_feat], 3)  # [B, 1, 1, C + rnn]
         # The original normalised over every axis of the whole batch (identical at batch 1).
@@ -239,13 +259,14 @@ class ConvLSTMCell:
     def __call__(self, sequence):
         c = h = tf.zeros_like(sequence[0])  # [B, h, w, C]
         for x in sequence:
-            y = tf.nn.conv2d(tf.concat([x, h], 3), self.kernel, 1, 'SAME')  # [B, h, w, 4C]
+            y = tf.nn.conv2d(tf.concat([x, h], 3), cast(self.kernel, x.dtype), 1,
+                             'SAME')  # [B, h, w, 4C]
             j, i, f, o = tf.split(y, 4, axis=3)
-            i = i + self.w_ci * c
-            f = f + self.w_cf * c
+            i = i + cast(self.w_ci, x.dtype) * c
+            f = f + cast(self.w_cf, x.dtype) * c
             j, i, f = self.ln[0](j), self.ln[1](i), self.ln[2](f)
             c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
-            o = self.ln[3](o + self.w_co * c)
+            o = self.ln[3](o + cast(self.w_co, x.dtype) * c)
             c = self.ln[4](c)
             h = tf.sigmoid(o) * tf.tanh(c)
         return h
@@ -259,6 +280,13 @@ class LSTM_model(tf.Module):
     Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
     path; random when None: in eval mode the embedding comes from the checkpoint).
     `batch_size` is kept for compatibility: forward and train_step take any batch size.
+    `backbone_blocks`: blocks per ResNet stage, (3, 4, 23, 3) = ResNet-101 as the paper; fewer
+    (e.g. (1, 1, 1, 1)) give a small backbone for CPU experiments.
+
+    Fast paths, off by default (the faithful path): `precision` 'bf16' or 'fp16' computes in
+    that dtype with float32 variables, losses, softmaxes, norms and LSTM (fp16 training uses
+    dynamic loss scaling); `xla` compiles forward and train step; `fold_bn` (eval only) folds
+    the frozen batch norms into the backbone's conv weights.
     """
 
     def __init__(self, batch_size=1, num_steps=20, vf_h=40, vf_w=40, H=320, W=320, vf_dim=2048,
@@ -266,7 +294,8 @@ class LSTM_model(tf.Module):
                  start_lr=0.00025, lr_decay_step=800000, lr_decay_rate=1.0, rnn_size=1000,
                  keep_prob_rnn=1.0, keep_prob_emb=1.0, keep_prob_mlp=1.0, num_rnn_layers=1,
                  optimizer='adam', weight_decay=0.0005, mode='eval', conv5=False, glove_dim=300,
-                 emb_name='Gref', glove=None):
+                 emb_name='Gref', glove=None, backbone_blocks=(3, 4, 23, 3), precision='fp32',
+                 xla=False, fold_bn=False):
         super().__init__(name='LSTM_model')
         if mode not in ('eval', 'train'):
             raise ValueError("mode must be 'eval' or 'train', got %r" % (mode,))
@@ -289,10 +318,18 @@ class LSTM_model(tf.Module):
             lr_decay_rate=lr_decay_rate, rnn_size=rnn_size, keep_prob_rnn=keep_prob_rnn,
             keep_prob_emb=keep_prob_emb, keep_prob_mlp=keep_prob_mlp,
             num_rnn_layers=num_rnn_layers, optimizer=optimizer, weight_decay=weight_decay,
-            conv5=conv5, glove_dim=glove_dim, emb_name=emb_name)
+            conv5=conv5, glove_dim=glove_dim, emb_name=emb_name,
+            backbone_blocks=list(backbone_blocks))
         for key, value in self.config.items():
             setattr(self, key, value)
         self.mode = mode
+        if precision not in COMPUTE_DTYPES:
+            raise ValueError('precision must be one of %s, got %r'
+                             % (sorted(COMPUTE_DTYPES), precision))
+        if fold_bn and mode == 'train':
+            raise ValueError('fold_bn is for inference: training may change the conv weights')
+        self.precision, self.xla, self.fold_bn = precision, xla, fold_bn
+        self.compute_dtype = COMPUTE_DTYPES[precision]
         if isinstance(glove, str):
             glove = np.load(glove)
             print('Loaded embedding npy %s' % glove)
@@ -301,7 +338,7 @@ class LSTM_model(tf.Module):
                              % (list(np.shape(glove)), vocab_size, glove_dim))
 
         self.store = store = VariableStore()
-        self.backbone = DeepLabResNetModel(store)
+        self.backbone = DeepLabResNetModel(store, blocks=tuple(backbone_blocks))
         self.words_encoder = WordEncoder(store, vocab_size, glove_dim, rnn_size, glove)
         self.lateral = {'c5': Conv(store, 'c5_lateral', 1, vf_dim, v_emb_dim),
                         'c4': Conv(store, 'c4_lateral', 1, 1024, v_emb_dim),
@@ -320,15 +357,17 @@ class LSTM_model(tf.Module):
         self.score = Conv(store, 'score', 3, mlp_dim, 1)
         self.model_variables = dict(store.variables)
         self.spatial = tf.constant(generate_spatial_batch(1, vf_h, vf_w))  # [1, h, w, 8]
+        if fold_bn:
+            self.backbone.fold_batch_norm()
 
         words_spec = tf.TensorSpec([None, num_steps], tf.int32)
         im_spec = tf.TensorSpec([None, H, W, 3], tf.float32)
         self._forward_fn = tf.function(lambda words, im: self.build_graph(words, im, False),
-                                       input_signature=[words_spec, im_spec])
+                                       input_signature=[words_spec, im_spec], jit_compile=xla)
         if mode == 'train':
             self._build_optimizer()
             mask_spec = tf.TensorSpec([None, H, W, 1], tf.float32)
-            self._train_fn = tf.function(self._train_step,
+            self._train_fn = tf.function(self._train_step, jit_compile=xla,
                                          input_signature=[words_spec, im_spec, mask_spec])
 
     # -- the network ---------------------------------------------------------------------------
@@ -336,7 +375,8 @@ class LSTM_model(tf.Module):
     def build_graph(self, words, im, training=False):
         """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps)."""
         B, T = tf.shape(words)[0], self.num_steps
-        visual = self.backbone(im)
+        dtype = self.compute_dtype
+        visual = self.backbone(cast(im, dtype))
         # Words from the first real token on take part (all of them for an all-pad sentence,
         # where the original's valid_idx stayed 0).
         leading_pads = tf.reduce_sum(
@@ -347,17 +387,17 @@ class LSTM_model(tf.Module):
         keep_emb = self.keep_prob_emb if training else 1.0
         keep_rnn = self.keep_prob_rnn if training else 1.0
         words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
-        words_feat = l2_normalize(words_feat, 2)[:, None]  # [B, 1, T, rnn]
+        words_feat = cast(l2_normalize(words_feat, 2)[:, None], dtype)  # [B, 1, T, rnn]
 
-        spatial = tf.tile(self.spatial, [B, 1, 1, 1])  # [B, h, w, 8]
+        spatial = tf.tile(cast(self.spatial, dtype), [B, 1, 1, 1])  # [B, h, w, 8]
         words_parse = self.parser(words_feat, valid)  # [B, 1, T, 4]
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
         # E + A + R, written as the original: sum of all four minus 'unnecessary'.
         necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, 3]  # [B, 1, T]
         valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
 
-        layers = {'c5': visual['res5c_relu'], 'c4': visual['res4b22_relu'],
-                  'c3': visual['res3b3_relu']}
+        c3, c4, c5 = self.backbone.endpoints  # res3b3_relu, res4b22_relu, res5c_relu
+        layers = {'c5': visual[c5], 'c4': visual[c4], 'c3': visual[c3]}
         out, fusion = {}, {}
         for lv in self.levels:
             vis = l2_normalize(self.lateral[lv](layers[lv]), 3)  # [B, h, w, v_emb]
@@ -366,7 +406,8 @@ class LSTM_model(tf.Module):
             lang_tiled = tf.tile(valid_lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
             feat_all = tf.concat([vis_la_sp, graph, lang_tiled, spatial], 3)
             fusion[lv] = tf.nn.relu(self.fusion[lv](feat_all))  # [B, h, w, mlp]
-            out['up_' + lv] = resize_bilinear(self.level_score[lv](fusion[lv]), [self.H, self.W])
+            score = cast(self.level_score[lv](fusion[lv]), tf.float32)  # [B, h, w, 1]
+            out['up_' + lv] = resize_bilinear(score, [self.H, self.W])
 
         lang = weighted_words(necessary, words_feat)  # [B, 1, 1, rnn]
         f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
@@ -376,10 +417,10 @@ class LSTM_model(tf.Module):
                       ex['c5_2'](e5, e3, e4, lang))
         fused = self.convlstm([e3, e4, e5])  # [B, h, w, mlp]
 
-        out['pred'] = self.score(fused)  # [B, h, w, 1]
+        out['pred'] = cast(self.score(fused), tf.float32)  # [B, h, w, 1]
         out['up'] = resize_bilinear(out['pred'], [self.H, self.W])  # [B, H, W, 1]
         out['sigm'] = tf.sigmoid(out['up'])
-        out['words_parse'] = words_parse[:, 0]  # [B, T, 4]
+        out['words_parse'] = cast(words_parse[:, 0], tf.float32)  # [B, T, 4]
         return out
 
     def forward(self, words, im):
@@ -424,6 +465,9 @@ class LSTM_model(tf.Module):
                                      trainable=False)
         self.beta2_power = store.get(SCOPE + 'beta2_power', [], constant(ADAM_BETA2),
                                      trainable=False)
+        # Loss scaling state is not part of the original's checkpoints: kept off the store.
+        self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE, trainable=False, name='loss_scale')
+        self.good_steps = tf.Variable(0, trainable=False, name='loss_scale_good_steps')
         self.slots = {n: (store.get(SCOPE + n + '/Adam', self.model_variables[n].shape, zeros,
                                     trainable=False),
                           store.get(SCOPE + n + '/Adam_1', self.model_variables[n].shape, zeros,
@@ -453,10 +497,26 @@ class LSTM_model(tf.Module):
             losses['reg_loss'] = self.weight_decay * tf.add_n(
                 [tf.nn.l2_loss(self.model_variables[n]) for n in self.reg_names])
             losses['cost'] = losses['cls_loss_all'] + losses['reg_loss']
-        grads = tape.gradient(losses['cost'], variables)
+            scaled_cost = losses['cost']
+            if self.precision == 'fp16':
+                scaled_cost = scaled_cost * self.loss_scale
+        # The embedding's gradient is sparse: as a dense tensor its duplicate rows are summed.
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled_cost, variables)]
         lr = self.learning_rate(self.global_step)
+        if self.precision == 'fp16':
+            grads = [g / self.loss_scale for g in grads]
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            tf.cond(finite, lambda: self._apply_adam(variables, grads, lr), tf.no_op)
+            self._update_loss_scale(finite)
+        else:
+            self._apply_adam(variables, grads, lr)
+        losses['learning_rate'] = lr
+        losses['pred'] = out['pred']
+        losses['target'] = resize_bilinear(mask, [self.vf_h, self.vf_w])
+        return losses
+
+    def _apply_adam(self, variables, grads, lr):
         for name, var, grad in zip(self.trainable_names, variables, grads):
-            grad = tf.convert_to_tensor(grad)  # the embedding's sparse gradient, summed
             if self.lr_mult[name] != 1.0:
                 grad = self.lr_mult[name] * grad
             m, v = self.slots[name]
@@ -469,10 +529,17 @@ class LSTM_model(tf.Module):
         self.beta1_power.assign(self.beta1_power * ADAM_BETA1)
         self.beta2_power.assign(self.beta2_power * ADAM_BETA2)
         self.global_step.assign_add(1.0)
-        losses['learning_rate'] = lr
-        losses['pred'] = out['pred']
-        losses['target'] = resize_bilinear(mask, [self.vf_h, self.vf_w])
-        return losses
+        return tf.constant(True)
+
+    def _update_loss_scale(self, finite):
+        """Dynamic loss scaling: halve and skip the step on inf/nan gradients, double after
+        LOSS_SCALE_PERIOD finite steps in a row."""
+        good = tf.where(finite, self.good_steps + 1, 0)
+        grow = good >= LOSS_SCALE_PERIOD
+        self.loss_scale.assign(tf.where(finite, tf.where(grow, self.loss_scale * 2.0,
+                                                         self.loss_scale),
+                                        tf.maximum(self.loss_scale / 2.0, 1.0)))
+        self.good_steps.assign(tf.where(grow, 0, good))
 
     def train_step(self, words, im, mask):
         """One Adam update; returns the losses computed before it (numpy), with the learning
@@ -500,6 +567,8 @@ class LSTM_model(tf.Module):
         variables; optimizer state and step are restored when the checkpoint has them."""
         required = list(self.model_variables)
         restored, missing, unused = restore_checkpoint(prefix, self.store.variables, required)
+        if self.fold_bn:
+            self.backbone.fold_batch_norm()
         print('Restored %d variables from %s' % (len(restored), prefix))
         if missing:
             print('  not in checkpoint (kept as initialised): %d optimizer variables'

@@ -29,6 +29,21 @@ STAGES = [
 ]
 
 ENDPOINTS = ('res3b3_relu', 'res4b22_relu', 'res5c_relu')
+PAPER_BLOCKS = tuple(stage[1] for stage in STAGES)  # (3, 4, 23, 3): ResNet-101
+
+
+def stages(blocks=PAPER_BLOCKS):
+    """STAGES with other block counts: (1, 1, 1, 1) is a small backbone for CPU experiments
+    (names and shapes of its variables are those of the first blocks of ResNet-101)."""
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise ValueError('backbone blocks must be 4 counts >= 1, got %s' % (list(blocks),))
+    return [(st, n) + tuple(rest) for (st, _, *rest), n in zip(STAGES, blocks)]
+
+
+def endpoints(blocks=PAPER_BLOCKS):
+    """Names of the last block of res3, res4, res5 (res3b3_relu, res4b22_relu, res5c_relu)."""
+    return tuple('res%d%s_relu' % (st, block_names(st, n)[-1])
+                 for st, n, *_ in stages(blocks)[1:])
 
 
 def block_names(stage, num_blocks):
@@ -55,12 +70,17 @@ def atrous_conv2d(x, w, rate):
 class DeepLabResNetModel(tf.Module):
     """`model(im)` -> dict of endpoints; im [B, H, W, 3] is BGR minus the mean."""
 
-    def __init__(self, store=None, name='deeplab_resnet'):
+    def __init__(self, store=None, name='deeplab_resnet', blocks=PAPER_BLOCKS):
         super().__init__(name=name)
+        self.stages = stages(blocks)
+        self.endpoints = endpoints(blocks)
         self.store = store if store is not None else VariableStore()
+        self._calibrating = False
+        self._folded = None
+        self._conv_bn_names = []
         self._conv_bn('conv1', 'bn_conv1', 7, 3, 64)
         in_ch = 64
-        for stage, blocks, width, out_ch, _, _ in STAGES:
+        for stage, blocks, width, out_ch, _, _ in self.stages:
             for i, suffix in enumerate(block_names(stage, blocks)):
                 unit = 'res%d%s' % (stage, suffix)
                 bn = 'bn%d%s' % (stage, suffix)
@@ -72,6 +92,7 @@ class DeepLabResNetModel(tf.Module):
                 in_ch = out_ch
 
     def _conv_bn(self, conv_name, bn_name, k, cin, cout):
+        self._conv_bn_names.append((conv_name, bn_name))
         get = self.store.get
         get(conv_name + '/weights', [k, k, cin, cout], he_normal)
         get(bn_name + '/beta', [cout], zeros)
@@ -82,22 +103,64 @@ class DeepLabResNetModel(tf.Module):
 
     def conv_bn(self, x, conv_name, bn_name, stride=1, dilation=1, relu=True):
         v = self.store.variables
-        if dilation > 1:
-            x = atrous_conv2d(x, v[conv_name + '/weights'], dilation)
+        if self._folded is not None:
+            w, bias = (tf.cast(t, x.dtype) for t in self._folded[conv_name])
         else:
-            x = tf.nn.conv2d(x, v[conv_name + '/weights'], strides=stride, padding='SAME')
-        x = tf.nn.batch_normalization(
-            x, v[bn_name + '/moving_mean'], v[bn_name + '/moving_variance'],
-            offset=v[bn_name + '/beta'], scale=v[bn_name + '/gamma'],
-            variance_epsilon=BN_EPSILON)
+            w = tf.cast(v[conv_name + '/weights'], x.dtype)
+        if dilation > 1:
+            x = atrous_conv2d(x, w, dilation)
+        else:
+            x = tf.nn.conv2d(x, w, strides=stride, padding='SAME')
+        if self._folded is not None:
+            x = x + bias
+        else:
+            if self._calibrating:
+                mean, var = tf.nn.moments(x, [0, 1, 2])
+                v[bn_name + '/moving_mean'].assign(mean)
+                v[bn_name + '/moving_variance'].assign(var)
+            bn = [tf.cast(v[bn_name + k], x.dtype)
+                  for k in ('/moving_mean', '/moving_variance', '/beta', '/gamma')]
+            x = tf.nn.batch_normalization(x, bn[0], bn[1], offset=bn[2], scale=bn[3],
+                                          variance_epsilon=BN_EPSILON)
         return tf.nn.relu(x) if relu else x
+
+    def fold_batch_norm(self):
+        """For inference: conv(x, w) then frozen BN equals conv(x, w * s) + (beta - mean * s)
+        with s = gamma / sqrt(var + eps). The folded weights are variables of their own (not
+        checkpointed), refreshed from the checkpoint's by calling this again after a restore.
+        Call it before the first forward: a traced function keeps the path it was traced on."""
+        v = self.store.variables
+        first = self._folded is None
+        if first:
+            self._folded = {}
+        for conv_name, bn_name in self._conv_bn_names:
+            scale = v[bn_name + '/gamma'] * tf.math.rsqrt(v[bn_name + '/moving_variance']
+                                                          + BN_EPSILON)
+            w = v[conv_name + '/weights'] * scale
+            b = v[bn_name + '/beta'] - v[bn_name + '/moving_mean'] * scale
+            if first:
+                self._folded[conv_name] = (tf.Variable(w, trainable=False),
+                                           tf.Variable(b, trainable=False))
+            else:
+                self._folded[conv_name][0].assign(w)
+                self._folded[conv_name][1].assign(b)
+
+    def calibrate(self, im):
+        """Sets every batch norm's moving statistics to those of its input on the images `im`
+        (eager, layer after layer), so that a randomly initialised backbone passes
+        unit-scale features to the next layer instead of ones that grow with depth."""
+        self._calibrating = True
+        try:
+            self(tf.convert_to_tensor(im, tf.float32))
+        finally:
+            self._calibrating = False
 
     def __call__(self, im):
         layers = {}
         x = self.conv_bn(im, 'conv1', 'bn_conv1', stride=2)  # [B, H/2, W/2, 64]
         x = tf.nn.max_pool2d(x, 3, 2, padding='SAME')  # [B, H/4, W/4, 64]
         layers['pool1'] = x
-        for stage, blocks, _, _, stride, dilation in STAGES:
+        for stage, blocks, _, _, stride, dilation in self.stages:
             for i, suffix in enumerate(block_names(stage, blocks)):
                 unit = 'res%d%s' % (stage, suffix)
                 bn = 'bn%d%s' % (stage, suffix)
