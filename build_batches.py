@@ -89,6 +89,7 @@ from util import im_processing, text_processing
 from util.io import (atomic_open, load_json, load_referit_gt_mask, remove_stale_temps,
                      save_npz_atomic, save_str_list)
 from util.refer import Refer, segmentation_mask
+from util.cli import HelpFormatter
 
 # dataset flag -> (refer dataset, split_by)
 COCO_DATASETS = {
@@ -113,19 +114,10 @@ DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
 MANIFEST = '.build_batches.json'
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' except for flags without a value default (None, False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         description='Build the per-expression .npz batches of CMPC (original layout and keys).',
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('-d', '--dataset', default=DEFAULT_DATASET, choices=DATASETS,
                         help='unc (RefCOCO), unc+ (RefCOCO+), Gref (RefCOCOg Google split), '
                              'Gref_umd (RefCOCOg UMD split) or referit')

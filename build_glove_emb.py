@@ -28,25 +28,17 @@ from util.glove import (EMB_DIM, build_embedding, check_embedding, read_glove_te
                         read_spacy_vectors)
 from util.io import save_npy_atomic
 from util.text_processing import load_vocab_list
+from util.cli import HelpFormatter
 
 DEFAULT_OUT_DIR = 'data'
 DEFAULT_SEED = 0
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' except for flags without a value default (None, False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         description='Build data/{name}_emb.npy [vocab_size, dim] for a vocabulary from GloVe '
                     'or spaCy vectors.',
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('--vocab', required=True,
                         help='vocabulary file, one word per line (e.g. data/vocabulary_Gref.txt)')
     parser.add_argument('--name', required=True,

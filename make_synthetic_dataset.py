@@ -24,6 +24,7 @@ import json
 import sys
 
 from util import synthetic
+from util.cli import HelpFormatter
 
 DEFAULT_OUT = 'data/synthetic'
 
@@ -45,20 +46,11 @@ _HELP = {
 }
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' except for flags without a value default (None, False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         description='Generate the synthetic referring-segmentation dataset (COCO/refer and '
                     'ReferIt formats).',
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('-o', '--out', default=DEFAULT_OUT, help='output folder')
     for key, default in synthetic.DEFAULTS.items():
         parser.add_argument('--' + key, type=type(default), default=default, help=_HELP[key])

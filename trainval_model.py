@@ -107,7 +107,8 @@ def parse_args(argv=None):
     g.add_argument('--backbone-init', type=str, default=DEFAULT_BACKBONE,
                    help='train: TF1 checkpoint with the DeepLab-ResNet-101 weights')
     g.add_argument('--random-backbone', default=False, action='store_true',
-                   help='train: start the backbone from random weights (batch-norm statistics from 16 training images) instead of --backbone-init')
+                   help='train: start the backbone from random weights (batch-norm statistics '
+                        'from 16 training images) instead of --backbone-init')
     g.add_argument('--resume', default=True, action=argparse.BooleanOptionalAction,
                    help='train: continue from the newest snapshot in -f, with optimizer state')
     g.add_argument('--vis-dir', type=str, default=None,
@@ -149,6 +150,9 @@ def parse_args(argv=None):
     s.add_argument('--rnn-size', type=int, default=1000,
                    help='LSTM size, also the visual embedding size (v_emb_dim)')
     s.add_argument('--mlp-dim', type=int, default=500, help='width of the fused features')
+    s.add_argument('--backbone-blocks', type=str, default='3,4,23,3',
+                   help='blocks of the 4 ResNet stages: 3,4,23,3 is ResNet-101 (the paper); '
+                        '1,1,1,1 is a small backbone for CPU experiments')
     s.add_argument('--lr-decay-step', type=int, default=800000,
                    help='iterations of the polynomial decay from -lr to 1e-5')
     s.add_argument('--vocab-size', type=int, default=None,
@@ -175,6 +179,12 @@ def parse_args(argv=None):
                  'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step'):
         if getattr(args, flag) <= 0:
             p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), getattr(args, flag)))
+    try:
+        args.backbone_blocks = [int(b) for b in args.backbone_blocks.split(',')]
+        assert len(args.backbone_blocks) == 4 and min(args.backbone_blocks) >= 1
+    except (ValueError, AssertionError):
+        p.error('--backbone-blocks must be 4 positive integers like 3,4,23,3, got %r'
+                % args.backbone_blocks)
     if args.size % 8:
         p.error('--size must be a multiple of 8 (output stride), got %d' % args.size)
     return args
@@ -201,6 +211,7 @@ def model_config(args):
     return dict(num_steps=args.num_steps, H=size, W=size, vf_h=size // 8, vf_w=size // 8,
                 vocab_size=vocab_size_of(args), rnn_size=args.rnn_size, v_emb_dim=args.rnn_size,
                 mlp_dim=args.mlp_dim, lr_decay_step=args.lr_decay_step,
+                backbone_blocks=args.backbone_blocks,
                 emb_name=emb_name_of(args.dataset))
 
 
