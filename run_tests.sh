@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up .venv and runs the test suite (add -m slow to run only the heavier tests,
+# or RUN_SLOW=1 to run everything).
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup_venv.sh
+export TF_CPP_MIN_LOG_LEVEL=2
+if [ "${RUN_SLOW:-0}" = "1" ]; then
+  exec .venv/bin/python -m pytest -q "$@"
+fi
+exec .venv/bin/python -m pytest -q -m "not slow" "$@"

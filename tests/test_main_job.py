@@ -1,0 +1,29 @@
+"""The main job end to end (main_job.sh): CMPC trained on the synthetic dataset must beat the
+trivial baselines by a clear margin on the val split. About 10 minutes on 2 cores."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARGIN = 0.05  # overall IoU points over the better baseline
+
+
+@pytest.mark.slow
+def test_main_job_learns(tmp_path):
+    env = dict(os.environ, SYN=str(tmp_path / 'synthetic'), OUT=str(tmp_path / 'ckpts'))
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'main_job.sh')], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'union of all objects' in proc.stdout and 'Main job took' in proc.stdout
+    table = json.load(open(tmp_path / 'ckpts' / 'table.json'))
+    whole = table['whole image']['overall_iou']
+    union = table['union of all objects']['overall_iou']
+    model = [r for name, r in table.items() if 'without DenseCRF' in name][0]['overall_iou']
+    # The baselines are what they should be on these scenes: objects cover a few percent of an
+    # image, and 3-5 objects share it.
+    assert 0.01 < whole < 0.1 and 0.15 < union < 0.4
+    assert model > union + MARGIN and model > whole + MARGIN, table
+    assert os.listdir(tmp_path / 'ckpts' / 'visualization')
