@@ -73,6 +73,8 @@ def test_batched_forward_equals_batch_one(setup):
         np.testing.assert_allclose(out[key], ref[key], atol=1e-5, rtol=1e-5)
 
 
+# Compiling a train step with XLA on a CPU takes minutes: these run with the slow tests.
+@pytest.mark.slow
 @pytest.mark.parametrize('kw, rtol', [(dict(xla=True), 1e-4), (dict(precision='bf16'), 2e-2),
                                       (dict(precision='fp16'), 2e-2)])
 def test_train_step_fast_paths(setup, kw, rtol):
