@@ -120,6 +120,9 @@ def parse_args(argv=None):
                    help='train: log every this many iterations')
     g.add_argument('--seed', type=int, default=None,
                    help='seed of the weight initialisation and of the batch order')
+    g.add_argument('--tf-data', default=False, action='store_true',
+                   help='read the batch files with the tf.data pipeline of util/tf_input.py '
+                        '(parallel reading and preprocessing, prefetch) instead of DataReader')
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
 
@@ -338,6 +341,12 @@ def train(args):
     reader = DataReader(folder, prefix, seed=args.seed)
     if args.random_backbone and not snapshots:
         calibrate_backbone(model, reader)
+    batches = None
+    if args.tf_data:
+        from util.tf_input import train_dataset
+        reader.close()  # only calibration read from it
+        batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
+                                     seed=args.seed))
     meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split,
             # predict and export look words up in it, from any working directory
             'vocab': os.path.abspath(args.vocab) if args.vocab else None}
@@ -357,12 +366,15 @@ def train(args):
                disable=None)
     for n_iter in range(start_iter, end_iter):
         # -- input
-        for n in range(bs):
-            batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
-            im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
-            text_batch[n] = batch['text_batch']
-            image_batch[n] = im
-            mask_batch[n, :, :, 0] = mask
+        if batches is not None:  # the same arrays, read and preprocessed ahead in tf.data
+            text_batch, image_batch, mask_batch = (t.numpy() for t in next(batches))
+        else:
+            for n in range(bs):
+                batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
+                im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+                text_batch[n] = batch['text_batch']
+                image_batch[n] = im
+                mask_batch[n, :, :, 0] = mask
 
         # -- step
         out = model.train_step(text_batch, image_batch, mask_batch)
@@ -481,13 +493,28 @@ def test(args):
                     visualize_seg(im, mask, predicts['with DenseCRF'], record['sent'], vis_dir,
                                   suffix='_dcrf')
 
+    def read_samples():
+        """(batch dict, proc_im) per expression in file order, from DataReader or tf.data."""
+        if args.tf_data:
+            from util.tf_input import test_dataset
+            reader.close()  # it only counted the files
+            for s in test_dataset(folder, prefix, H, W, max_samples=num):
+                yield ({'text_batch': s['words'].numpy(), 'im_batch': s['raw_im'].numpy(),
+                        'mask_batch': s['mask'].numpy(),
+                        'sent_batch': np.array([s['sent'].numpy().decode('utf-8')])},
+                       s['proc_im'].numpy())
+            return
+        for _ in range(num):
+            batch = reader.read_batch(is_log=False)
+            im = batch['im_batch']
+            if im.ndim == 2:
+                im = np.tile(im[:, :, None], (1, 1, 3))
+            yield batch, skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+
     pending = []
+    samples = read_samples()
     for n in tqdm(range(num), desc='test', unit='expr', dynamic_ncols=True, disable=None):
-        batch = reader.read_batch(is_log=False)
-        im = batch['im_batch']
-        if im.ndim == 2:
-            im = np.tile(im[:, :, None], (1, 1, 3))
-        proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+        batch, proc_im = next(samples)
         pending.append((batch, proc_im))
         if len(pending) == args.batch_size or n == num - 1:
             words = np.stack([b['text_batch'] for b, _ in pending]).astype(np.int32)

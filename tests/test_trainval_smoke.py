@@ -83,3 +83,22 @@ def test_missing_backbone_is_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert 'deeplab_resnet_init.ckpt' in proc.stderr and '--random-backbone' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_tf_data_flag_gives_the_same_test_results(trained):
+    root, _ = trained
+    run(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2',
+         '--results', 'python.json'], cwd=root)
+    run(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2',
+         '--tf-data', '--results', 'tfdata.json'], cwd=root)
+    a, b = (json.load(open(root / n)) for n in ('python.json', 'tfdata.json'))
+    assert a['per_sample'] == b['per_sample']  # same I, U and sentence for every expression
+
+
+def test_tf_data_flag_trains(tmp_path):
+    write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 3, [(64, 64), (50, 70)])
+    out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '2',
+               '-bs', '2', '--tf-data', '--random-backbone', '--seed', '0', '--log-every', '1']
+              + TINY_FLAGS, cwd=tmp_path)
+    assert re.search(r'iter = 1, loss \(cur\) = [\d.]+', out)
+    assert os.path.isfile(tmp_path / 'ckpts' / 'unc_iter_2.tfmodel.index')

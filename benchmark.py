@@ -1,0 +1,675 @@
+"""Benchmark of CMPC's fast paths (issue 5): speed, achieved FLOP/s and fidelity.
+
+Exact commands:
+    python benchmark.py --quick --out docs/benchmark_cpu.json        # a CPU, a few minutes
+    python benchmark.py --out docs/benchmark_gpu.json                # the full grid (a GPU)
+    python benchmark.py --quick --configs small --batch-sizes 2 --precisions fp32 --xla off \
+        --repeats 2 --max-samples 8 --out /tmp/b.json         # tests/test_benchmark.py, ~2 min
+    python benchmark.py --configs paper --batch-sizes 16,32 --precisions fp32,bf16 \
+        --xla on --out docs/benchmark_h100.json                      # the H100 figures of issue 5
+
+Rows (all in the JSON under "rows", printed as one table):
+  forward         model forward (model._forward_fn) per sample, per config / batch / precision /
+                  XLA / folded batch norm
+  train           one train step (model._train_fn) per sample
+  input_pipeline  samples/s of the input alone: the Python DataReader + trainval_model.preprocess,
+                  and util/tf_input.train_dataset (tf.data), at batch 8
+  test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
+                  synthetic val split, samples/s, with the Python reader and with tf.data
+  build_batches   build_batches.py on a small synthetic split, expressions/s (one worker)
+  fidelity        each fast path against fp32 batch 1 on the synthetic val split, same weights:
+                  overall IoU, its difference in points, max |up| difference
+Every time is the median of --repeats runs after --warmup runs (the warm-up traces and, with
+XLA, compiles). FLOPs are counted from the graph, not by hand: the model's step is traced at a
+fixed batch of 1 (tf.function on fixed shapes) and 2 * MACs are summed over the ops listed in
+COUNTED_OPS from their static shapes, among the ops a call runs (live_ops: the tape's unused
+gradients of the frozen backbone are pruned at run time). Elementwise ops, softmax, resizes and
+the Adam update are not counted: they are small next to the convolutions. Achieved FLOP/s =
+per-sample FLOPs x samples/s.
+Peaks: the H100 figures below where the GPU is one, on a CPU an estimate from /proc/cpuinfo
+(cores x clock x FMA width) labelled as such.
+
+Data: a synthetic dataset (util/synthetic.py) is generated and its batches built under --workdir
+(a temporary folder unless given). Weights are random, with the backbone's batch norms
+calibrated on a few synthetic training images (DeepLabResNetModel.calibrate) so that features
+have unit scale, unless --checkpoint names a trained small-config checkpoint (the fidelity and
+test rows then use it). A random model's IoU is low; the fidelity rows measure agreement with
+the faithful path, not accuracy.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+# The small configuration of the tests (tests/fixtures.TINY); the paper's is LSTM_model's defaults.
+CONFIGS = {
+    'small': dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32,
+                  mlp_dim=16),
+    'paper': dict(),
+}
+COUNTED_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul',
+               'BatchMatMulV2', 'BatchMatMulV3', 'DepthwiseConv2dNative')
+# Dense tensor-core peaks from NVIDIA's H100 SXM data sheet (per GPU).
+GPU_PEAKS = {'H100': {'fp32': 67e12, 'bf16': 989e12, 'fp16': 989e12},
+             'H200': {'fp32': 67e12, 'bf16': 989e12, 'fp16': 989e12}}
+PIPELINE_BATCH = 8
+SYNTHETIC = dict(train_images=8, val_images=6, testA_images=1, testB_images=1)
+CALIBRATION_IMAGES = 8
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--quick', action='store_true',
+                   help='a CPU run of a few minutes: 3 repeats, XLA and fold_bn rows at the '
+                        'largest batch only, paper config forward at batch 1 and 2 only, no '
+                        'paper training')
+    p.add_argument('--out', default='results.json', help='JSON file to write')
+    p.add_argument('--configs', default='small,paper', help='comma list of small, paper')
+    p.add_argument('--batch-sizes', default=None,
+                   help='comma list; default 1,4,8 (1,4,8,16,32 on a GPU)')
+    p.add_argument('--precisions', default=None,
+                   help='comma list of fp32, bf16, fp16; default fp32,bf16 (and fp16 on a GPU)')
+    p.add_argument('--xla', default='off,on', help='comma list of off, on')
+    p.add_argument('--repeats', type=int, default=None,
+                   help='timed runs per figure (median); default 5, 3 with --quick')
+    p.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
+    p.add_argument('--workdir', default=None,
+                   help='folder for the synthetic data (kept); default a temporary folder')
+    p.add_argument('--checkpoint', default=None,
+                   help='trained small-config checkpoint prefix for the test and fidelity rows '
+                        '(default: random weights, calibrated backbone)')
+    p.add_argument('--skip', default='',
+                   help='comma list of row kinds to leave out: forward, train, input_pipeline, '
+                        'test_end_to_end, build_batches, fidelity')
+    p.add_argument('--max-samples', type=int, default=None,
+                   help='val expressions read by the test and fidelity rows (default: all)')
+    p.add_argument('--seed', type=int, default=0, help='seed of weights, data and inputs')
+    args = p.parse_args(argv)
+    args.configs = _split(args.configs, CONFIGS, '--configs')
+    args.xla = [x == 'on' for x in _split(args.xla, ('off', 'on'), '--xla')]
+    args.skip = _split(args.skip, ('forward', 'train', 'input_pipeline', 'test_end_to_end',
+                                   'build_batches', 'fidelity'), '--skip')
+    if args.precisions is not None:
+        args.precisions = _split(args.precisions, ('fp32', 'bf16', 'fp16'), '--precisions')
+    if args.batch_sizes is not None:
+        try:
+            args.batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
+            assert min(args.batch_sizes) >= 1
+        except (ValueError, AssertionError):
+            p.error('--batch-sizes must be positive integers like 1,4,8, got %r'
+                    % args.batch_sizes)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 5
+    if args.repeats < 1 or args.warmup < 0:
+        p.error('--repeats must be >= 1 and --warmup >= 0')
+    return args
+
+
+def _split(text, allowed, flag):
+    items = [s.strip() for s in text.split(',') if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad:
+        sys.exit('error: %s: unknown %s (choose from %s)' % (flag, bad, ', '.join(allowed)))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs from the graph
+
+def _dims(shape, what, op):
+    dims = shape.as_list()
+    if None in dims:
+        raise ValueError('FLOP count: %s of %s (%s) has an unknown dimension %s; trace on '
+                         'fixed shapes' % (what, op.name, op.type, dims))
+    return dims
+
+
+def live_ops(graph):
+    """The ops a call of the function runs: those its outputs and control outputs (the variable
+    updates) depend on. The tape also writes gradient ops for the frozen backbone (every
+    variable read under it is watched), which nothing consumes and the runtime prunes: counting
+    them would triple a frozen-backbone train step's FLOPs."""
+    stack = [t.op for t in graph.outputs] + list(graph.control_outputs)
+    live = set()
+    while stack:
+        op = stack.pop()
+        if op in live:
+            continue
+        live.add(op)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return live
+
+
+def graph_flops(graph):
+    """(total FLOPs, {op type: FLOPs}) = 2 x multiply-accumulates of the COUNTED_OPS among the
+    live ops of `graph`, from static shapes. The model's graph has no control flow (its loops
+    are unrolled in Python), so every op is in graph.get_operations()."""
+    by_type = {}
+    live = live_ops(graph)
+    for op in graph.get_operations():
+        if op.type not in COUNTED_OPS or op not in live:
+            continue
+        if op.type in ('Conv2D', 'DepthwiseConv2dNative'):
+            out = _dims(op.outputs[0].shape, 'output', op)  # [B, oh, ow, cout]
+            kh, kw, cin, mult = _dims(op.inputs[1].shape, 'filter', op)
+            # Every output value is kh * kw * cin MACs (depthwise: kh * kw).
+            macs = np.prod(out) * kh * kw * (1 if op.type == 'DepthwiseConv2dNative' else cin)
+        elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
+            kh, kw, cin, _ = _dims(op.inputs[1].shape, 'filter', op)
+            macs = np.prod(_dims(op.inputs[2].shape, 'out_backprop', op)) * kh * kw * cin
+        elif op.type == 'Conv2DBackpropFilter':  # (input, filter_sizes, out_backprop)
+            kh, kw, cin, _ = _dims(op.outputs[0].shape, 'filter grad', op)
+            macs = np.prod(_dims(op.inputs[2].shape, 'out_backprop', op)) * kh * kw * cin
+        elif op.type == 'MatMul':
+            a = _dims(op.inputs[0].shape, 'a', op)
+            k = a[0] if op.get_attr('transpose_a') else a[1]
+            macs = np.prod(_dims(op.outputs[0].shape, 'output', op)) * k
+        else:  # BatchMatMulV2/V3: [..., m, k] x [..., k, n]
+            a = _dims(op.inputs[0].shape, 'x', op)
+            k = a[-2] if op.get_attr('adj_x') else a[-1]
+            macs = np.prod(_dims(op.outputs[0].shape, 'output', op)) * k
+        by_type[op.type] = by_type.get(op.type, 0) + 2 * int(macs)
+    return sum(by_type.values()), by_type
+
+
+def model_flops(model, mode):
+    """Per-sample FLOPs of the forward ('forward') or train step ('train'): the model's own
+    step function traced again with tf.function on fixed batch-1 shapes (the model's traces
+    have a None batch, which a count cannot multiply)."""
+    import tensorflow as tf
+    specs = [tf.TensorSpec([1, model.num_steps], tf.int32),
+             tf.TensorSpec([1, model.H, model.W, 3], tf.float32)]
+    if mode == 'train':
+        fn, specs = model._train_fn, specs + [tf.TensorSpec([1, model.H, model.W, 1], tf.float32)]
+    else:
+        fn = model._forward_fn
+    # Tracing only: nothing runs, so no variable (Adam state, step) changes.
+    graph = tf.function(fn.python_function).get_concrete_function(*specs).graph
+    return graph_flops(graph)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine
+
+def device_info():
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices('GPU')
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = details.get('device_name', 'GPU')
+        return {'kind': 'gpu', 'name': name, 'count': len(gpus)}
+    name, mhz, flags = platform.processor() or 'CPU', None, set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                key, value = key.strip(), value.strip()
+                if key == 'model name':
+                    name = value
+                elif key == 'cpu MHz' and mhz is None:
+                    mhz = float(value)
+                elif key == 'flags':
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {'kind': 'cpu', 'name': name, 'cores': len(os.sched_getaffinity(0)), 'mhz': mhz,
+            'avx512f': 'avx512f' in flags, 'fma': 'fma' in flags, 'avx2': 'avx2' in flags}
+
+
+def peak_flops(dev, precision):
+    """(FLOP/s or None, how it was obtained)."""
+    if dev['kind'] == 'gpu':
+        for key, peaks in GPU_PEAKS.items():
+            if key in dev['name']:
+                return peaks[precision], '%s %s dense (data sheet)' % (key, precision)
+        return None, 'unknown GPU'
+    if not dev.get('mhz') or not dev.get('fma'):
+        return None, 'unknown'
+    # fp32 lanes per vector x 2 (FMA) x 2 FMA units per core; bf16/fp16 without native support
+    # run at best at this rate (the estimate is fp32's for every precision).
+    lanes = 16 if dev['avx512f'] else 8
+    peak = dev['cores'] * dev['mhz'] * 1e6 * lanes * 2 * 2
+    return peak, 'estimate: %d cores x %.0f MHz x %d fp32 FLOP/cycle' % (
+        dev['cores'], dev['mhz'], lanes * 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+def median_time(fn, warmup, repeats):
+    """Median seconds of fn() over `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def random_inputs(model, B, rng):
+    import tensorflow as tf
+    words = np.zeros((B, model.num_steps), np.int32)
+    for b in range(B):  # left-padded sentences of 3..T words, as build_batches writes
+        n = rng.randint(3, model.num_steps + 1)
+        words[b, -n:] = rng.randint(1, model.vocab_size, n)
+    im = (rng.randn(B, model.H, model.W, 3) * 50).astype(np.float32)  # mean-subtracted scale
+    mask = (rng.rand(B, model.H, model.W, 1) > 0.5).astype(np.float32)
+    return tf.constant(words), tf.constant(im), tf.constant(mask)
+
+
+class Bench:
+    def __init__(self, args):
+        import tensorflow as tf
+        self.tf = tf
+        self.args = args
+        self.dev = device_info()
+        self.gpu = self.dev['kind'] == 'gpu'
+        self.rows = []
+        self.flops = {}
+        self.batch_sizes = args.batch_sizes or ([1, 4, 8, 16, 32] if self.gpu else [1, 4, 8])
+        self.precisions = args.precisions or (['fp32', 'bf16', 'fp16'] if self.gpu
+                                              else ['fp32', 'bf16'])
+        self._weights = {}
+
+    def log(self, row):
+        self.rows.append(row)
+        print(format_row(row), flush=True)
+
+    def add_rate(self, row, seconds_per_sample, flops_key=None, precision='fp32'):
+        row['seconds_per_sample'] = seconds_per_sample
+        row['samples_per_s'] = 1.0 / seconds_per_sample
+        if flops_key is not None:
+            fl = self.flops[flops_key]
+            row['flops_per_sample'] = fl
+            row['flops_per_s'] = fl / seconds_per_sample
+            row['peak_flops_per_s'], row['peak_source'] = peak_flops(self.dev, precision)
+        row['repeats'], row['warmup'] = self.args.repeats, self.args.warmup
+        self.log(row)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def build(self, config, mode, real_words=False, **kw):
+        """A model with calibrated random weights (or --checkpoint). real_words: the
+        synthetic dataset's vocabulary size instead of the config's, for rows that read its
+        expressions."""
+        from CMPC_model import LSTM_model
+        self.tf.random.set_seed(self.args.seed)
+        cfg = dict(CONFIGS[config], **kw)
+        if real_words:
+            cfg['vocab_size'] = self.data['vocab_size']
+        model = LSTM_model(mode=mode, **cfg)
+        # Every model of a config restores the same weights (restore re-folds under fold_bn;
+        # calibrating a folded backbone would not reach its folded convs).
+        model.restore(self.weights(config, cfg, real_words))
+        return model
+
+    def weights(self, config, cfg, real_words):
+        """Checkpoint prefix for this config: --checkpoint (small config on the synthetic
+        vocabulary: the test and fidelity rows), or random weights with a calibrated backbone,
+        made once and saved under --workdir."""
+        from CMPC_model import LSTM_model
+        if self.args.checkpoint and config == 'small' and real_words:
+            return self.args.checkpoint
+        key = (config, cfg['vocab_size'] if 'vocab_size' in cfg else None)
+        if key not in self._weights:
+            self.tf.random.set_seed(self.args.seed)
+            base = {k: v for k, v in cfg.items() if k not in ('precision', 'xla', 'fold_bn')}
+            model = LSTM_model(mode='eval', **base)
+            model.backbone.calibrate(self.calibration_images(model))
+            prefix = os.path.join(self.workdir, 'weights', '%s_vocab%s' % key)
+            model.save(prefix)
+            self._weights[key] = prefix
+        return self._weights[key]
+
+    def calibration_images(self, model):
+        from trainval_model import preprocess
+        from util.data_reader import load_batch
+        from util.tf_input import list_batch_files
+        files = list_batch_files(*self.data['train'])[:CALIBRATION_IMAGES]
+        return np.stack([preprocess(load_batch(p)['im_batch'], None, model.H, model.W)[0]
+                         for p in files]).astype(np.float32)
+
+    def count(self, config, mode, model):
+        key = (config, mode)
+        if key not in self.flops:
+            self.flops[key], by_type = model_flops(model, mode)
+            print('FLOPs per sample, %s %s: %.3g (%s)' % (config, mode, self.flops[key], ', '.join(
+                '%s %.3g' % kv for kv in sorted(by_type.items()))), flush=True)
+        return key
+
+    def plan(self, config, mode):
+        """[(precision, xla, fold_bn, batch sizes)] to time. --quick keeps the CPU run to a few
+        minutes: XLA compiles once per batch size (on this CPU 15-35 s for the small forward,
+        85 s for the small train step), so its rows and fold_bn's use the largest batch only,
+        fp32 only on a CPU; at the paper size the faithful fp32 forward at batch 1 and 2 and
+        fold_bn at batch 2 (XLA is slower than plain TF on a CPU), and no training."""
+        bs, quick = self.batch_sizes, self.args.quick
+        if config == 'paper' and quick:
+            if mode == 'train':
+                return []
+            return [('fp32', False, False, [1, 2]), ('fp32', False, True, [2])]
+        plan = []
+        for prec in self.precisions:
+            for xla in self.args.xla:
+                for fold in ((False, True) if mode == 'forward' else (False,)):
+                    if quick and prec != 'fp32' and (fold or (xla and not self.gpu)):
+                        continue
+                    plan.append((prec, xla, fold, bs[-1:] if quick and (xla or fold) else bs))
+        return plan
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def model_rows(self, config, mode):
+        rng = np.random.RandomState(self.args.seed)
+        plan = self.plan(config, mode)
+        if not plan:
+            self.log({'kind': mode, 'config': config, 'skipped': True,
+                      'note': 'skipped with --quick (paper-size training on a CPU: minutes per '
+                              'figure); run without --quick'})
+            return
+        for prec, xla, fold, sizes in plan:
+            model = self.build(config, 'train' if mode == 'train' else 'eval', precision=prec,
+                               xla=xla, fold_bn=fold)
+            key = self.count(config, mode, model)
+            for B in sizes:
+                words, im, mask = random_inputs(model, B, rng)
+                if mode == 'train':
+                    def step():
+                        float(model._train_fn(words, im, mask)['cost'])
+                else:
+                    def step():
+                        model._forward_fn(words, im)['up'].numpy()
+                t = median_time(step, self.args.warmup, self.args.repeats)
+                row = {'kind': mode, 'config': config, 'batch': B, 'precision': prec, 'xla': xla}
+                if mode == 'forward':
+                    row['fold_bn'] = fold
+                self.add_rate(row, t / B, key, prec)
+            del model
+
+    def input_rows(self, config):
+        from trainval_model import preprocess
+        from util.data_reader import DataReader
+        from util.tf_input import train_dataset
+        H = W = CONFIGS[config].get('H', 320)
+        folder, prefix = self.data['train_' + config]
+        B, T = PIPELINE_BATCH, 20
+        reader = DataReader(folder, prefix, seed=self.args.seed)
+        words = np.zeros((B, T), np.int32)
+        ims = np.zeros((B, H, W, 3), np.float32)
+        masks = np.zeros((B, H, W, 1), np.float32)
+
+        def python_batch():  # the train loop's input section, as in trainval_model.train
+            for n in range(B):
+                batch = reader.read_batch(is_log=False)
+                im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+                words[n], ims[n], masks[n, :, :, 0] = batch['text_batch'], im, mask
+        t = median_time(python_batch, self.args.warmup, self.args.repeats)
+        reader.close()
+        self.add_rate({'kind': 'input_pipeline', 'config': config, 'batch': B,
+                       'pipeline': 'python DataReader'}, t / B)
+        it = iter(train_dataset(folder, prefix, H, W, B, seed=self.args.seed))
+        # One warm-up batch fills the prefetch buffer, as a training loop's first step would.
+        t = median_time(lambda: next(it), self.args.warmup + 1, self.args.repeats)
+        self.add_rate({'kind': 'input_pipeline', 'config': config, 'batch': B,
+                       'pipeline': 'tf.data'}, t / B)
+
+    def run_test(self, model, B, dcrf, pipeline='python DataReader', keep_up=False):
+        """trainval_model.test's loop on the synthetic val split (read, resize-and-pad, batched
+        forward, resize-and-crop, IoU; DenseCRF with dcrf): (seconds, {name: SegEvaluator},
+        [up maps])."""
+        import skimage
+        from trainval_model import MU, SCORE_THRESH
+        from util import im_processing
+        from util.data_reader import DataReader
+        from util.eval_tools import SegEvaluator, compute_mask_IU
+        from util.tf_input import test_dataset
+        if dcrf:
+            from util.dcrf import dense_crf
+        folder, prefix = self.data['val']
+        H, W, n = model.H, model.W, self.args.max_samples
+        evaluators = {'plain': SegEvaluator(), 'dcrf': SegEvaluator()}
+        ups = []
+        start = time.perf_counter()
+        if pipeline == 'tf.data':
+            samples = ({'words': s['words'].numpy(), 'proc_im': s['proc_im'].numpy(),
+                        'im': s['im'].numpy(), 'mask': s['mask'].numpy()}
+                       for s in test_dataset(folder, prefix, H, W, max_samples=n))
+        else:
+            def python_samples():
+                reader = DataReader(folder, prefix, shuffle=False)
+                for _ in range(reader.num_batch if n is None else min(n, reader.num_batch)):
+                    batch = reader.read_batch(is_log=False)
+                    im = batch['im_batch']
+                    if im.ndim == 2:
+                        im = np.tile(im[:, :, None], (1, 1, 3))
+                    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+                    yield {'words': batch['text_batch'], 'proc_im': proc_im,
+                           'im': proc_im.astype(np.float32)[:, :, ::-1] - MU,
+                           'mask': batch['mask_batch'].astype(np.float32)}
+                reader.close()
+            samples = python_samples()
+
+        def evaluate(pending):
+            out = model.forward(np.stack([s['words'] for s in pending]),
+                                np.stack([s['im'] for s in pending]))
+            for k, s in enumerate(pending):
+                mask, up = s['mask'], out['up'][k, :, :, 0]
+                if keep_up:
+                    ups.append(up)
+                pred = im_processing.resize_and_crop((up >= SCORE_THRESH).astype(np.float32),
+                                                     *mask.shape)
+                evaluators['plain'].add(*compute_mask_IU(pred, mask))
+                if dcrf:
+                    pred = im_processing.resize_and_crop(
+                        dense_crf(s['proc_im'], out['sigm'][k, :, :, 0]), *mask.shape)
+                    evaluators['dcrf'].add(*compute_mask_IU(pred, mask))
+
+        pending, count = [], 0
+        for s in samples:
+            pending.append(s)
+            count += 1
+            if len(pending) == B:
+                evaluate(pending)
+                pending = []
+        if pending:
+            evaluate(pending)
+        return time.perf_counter() - start, count, evaluators, ups
+
+    def test_rows(self):
+        B = PIPELINE_BATCH
+        model = self.build('small', 'eval', real_words=True)
+        key = self.count('small', 'forward', model)
+        for pipeline in ('python DataReader', 'tf.data'):
+            for dcrf in (False, True):
+                counts = []
+
+                def once():
+                    seconds, n, _, _ = self.run_test(model, B, dcrf, pipeline)
+                    counts.append(n)
+                # The warm-up traces the forward at batch B and at the last partial batch.
+                t = median_time(once, self.args.warmup, self.args.repeats)
+                self.add_rate({'kind': 'test_end_to_end', 'config': 'small', 'batch': B,
+                               'pipeline': pipeline, 'dcrf': dcrf, 'samples': counts[-1],
+                               'precision': 'fp32', 'xla': False}, t / counts[-1], key)
+
+    def build_rows(self):
+        import build_batches
+        syn = self.data['root']
+        for split, extra in (('val', []), ('train', ['--input_size', '64'])):
+            counts = []
+
+            def once():
+                argv = ['-d', 'unc', '-t', split, '--synthetic', syn, '--no_progress', '-j', '1',
+                        '-o', os.path.join(self.workdir, 'build_timing'), '--overwrite'] + extra
+                if build_batches.main(argv) != 0:
+                    raise RuntimeError('build_batches failed: %s' % ' '.join(argv))
+                folder = os.path.join(self.workdir, 'build_timing', 'unc', split + '_batch')
+                counts.append(sum(f.endswith('.npz') for f in os.listdir(folder)))
+            t = median_time(once, self.args.warmup, self.args.repeats)
+            self.add_rate({'kind': 'build_batches', 'split': split, 'samples': counts[-1],
+                           'workers': 1, 'note': 'expressions/s = samples_per_s'},
+                          t / counts[-1])
+
+    def fidelity_rows(self):
+        checkpoint = (self.args.checkpoint or 'random weights, backbone calibrated on %d '
+                      'synthetic train images' % CALIBRATION_IMAGES)
+        ref_model = self.build('small', 'eval', real_words=True)
+        _, n, ref_ev, ref_up = self.run_test(ref_model, 1, False, keep_up=True)
+        ref_iou = ref_ev['plain'].overall_iou()
+        # The paths follow --xla and --precisions (given); fp16 is measured on a CPU too.
+        precisions = [p for p in (self.args.precisions or ['bf16', 'fp16']) if p != 'fp32']
+        paths = [('batch %d' % PIPELINE_BATCH, PIPELINE_BATCH, {}),
+                 ('fold_bn', 1, dict(fold_bn=True))]
+        if True in self.args.xla:
+            paths.append(('xla', 1, dict(xla=True)))
+        paths += [(p, 1, dict(precision=p)) for p in precisions]
+        # All fast paths together (XLA left out with --quick on a CPU: one more compile).
+        combo, name = dict(fold_bn=True), 'fold_bn'
+        if 'bf16' in precisions:
+            combo['precision'], name = 'bf16', 'bf16 + ' + name
+        if True in self.args.xla and (not self.args.quick or self.gpu):
+            combo['xla'], name = True, name + ' + xla'
+        paths += [('%s, batch %d' % (name, PIPELINE_BATCH), PIPELINE_BATCH, combo)]
+        self.log({'kind': 'fidelity', 'path': 'fp32 batch 1 (reference)', 'samples': n,
+                  'overall_iou': ref_iou, 'iou_diff_points': 0.0, 'max_abs_up_diff': 0.0,
+                  'checkpoint': checkpoint})
+        for name, B, kw in paths:
+            model = self.build('small', 'eval', real_words=True, **kw)
+            _, n, ev, up = self.run_test(model, B, False, keep_up=True)
+            iou = ev['plain'].overall_iou()
+            self.log({'kind': 'fidelity', 'path': name, 'samples': n, 'overall_iou': iou,
+                      'iou_diff_points': 100 * (iou - ref_iou),
+                      'max_abs_up_diff': float(max(np.abs(a - b).max()
+                                                   for a, b in zip(up, ref_up))),
+                      'checkpoint': checkpoint})
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def make_data(self):
+        """A small synthetic dataset and its batches: val at full image size, train at each
+        config's input size."""
+        import build_batches
+        from util import synthetic
+        self.workdir = self.args.workdir or tempfile.mkdtemp(prefix='cmpc_bench_')
+        root = os.path.join(self.workdir, 'synthetic')
+        summary = synthetic.load_summary(root)
+        if summary is None:
+            summary = synthetic.generate(root, **dict(SYNTHETIC, seed=self.args.seed))
+        self.data = {'root': root, 'vocab_size': summary['vocab_size']}
+        for name, split, size in (('val', 'val', 320), ('train_small', 'train', 64),
+                                  ('train_paper', 'train', 320)):
+            if name == 'train_paper' and 'paper' not in self.args.configs:
+                continue
+            out = os.path.join(self.workdir, name)
+            argv = ['-d', 'unc', '-t', split, '--synthetic', root, '--no_progress', '-j', '1',
+                    '-o', out, '--input_size', str(size)]
+            if build_batches.main(argv) != 0:
+                raise RuntimeError('build_batches failed: %s' % ' '.join(argv))
+            self.data[name] = (os.path.join(out, 'unc', split + '_batch'), 'unc_' + split)
+        self.data['train'] = self.data['train_small']
+
+    def run(self):
+        a = self.args
+        print('Device: %s' % json.dumps(self.dev), flush=True)
+        self.make_data()
+        for config in a.configs:
+            for mode in ('forward', 'train'):
+                if mode not in a.skip:
+                    self.model_rows(config, mode)
+            if 'input_pipeline' not in a.skip:
+                self.input_rows(config)
+        for kind, rows in (('test_end_to_end', self.test_rows), ('build_batches', self.build_rows),
+                           ('fidelity', self.fidelity_rows)):
+            if kind not in a.skip:
+                rows()
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+def _fmt(x, unit=''):
+    if x is None:
+        return '-'
+    for div, prefix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
+        if abs(x) >= div:
+            return '%.3g %s%s' % (x / div, prefix, unit)
+    return '%.3g %s' % (x, unit) if unit else '%.3g' % x
+
+
+def describe(row):
+    parts = [row.get('config', ''), row.get('split', ''), row.get('pipeline', '')]
+    if 'batch' in row:
+        parts.append('bs %d' % row['batch'])
+    if 'precision' in row:
+        parts.append(row['precision'])
+    if 'xla' in row:
+        parts.append('XLA' if row['xla'] else 'no XLA')
+    if row.get('fold_bn'):
+        parts.append('fold_bn')
+    if 'dcrf' in row:
+        parts.append('DenseCRF' if row['dcrf'] else 'no DenseCRF')
+    return ', '.join(p for p in parts if p)
+
+
+def format_row(row):
+    if row.get('skipped'):
+        return '| %-15s | %-44s | %s |' % (row['kind'], row['config'], row['note'])
+    if row['kind'] == 'fidelity':
+        return ('| %-15s | %-44s | overall IoU %.4f (%+.2f points), max |up| diff %.3g, '
+                '%d samples |' % ('fidelity', row['path'], row['overall_iou'],
+                                  row['iou_diff_points'], row['max_abs_up_diff'],
+                                  row['samples']))
+    peak = row.get('peak_flops_per_s')
+    flops = ''
+    if 'flops_per_s' in row:
+        flops = '%s (peak %s)' % (_fmt(row['flops_per_s'], 'FLOP/s'), _fmt(peak, 'FLOP/s'))
+    return '| %-15s | %-44s | %9.2f ms | %8.2f /s | %s |' % (
+        row['kind'], describe(row), 1e3 * row['seconds_per_sample'], row['samples_per_s'], flops)
+
+
+TABLE_HEAD = ('| kind            | setting                                      | per sample  | '
+              'samples/s   | achieved FLOP/s (peak) |\n|---|---|---|---|---|')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    started = time.time()
+    bench = Bench(args)
+    try:
+        bench.run()
+    finally:
+        if args.workdir is None and getattr(bench, 'workdir', None):
+            shutil.rmtree(bench.workdir, ignore_errors=True)  # a paper checkpoint is 100s of MB
+    result = {'command': 'python benchmark.py ' + ' '.join(sys.argv[1:] if argv is None
+                                                            else argv),
+              'device': bench.dev, 'counted_ops': list(COUNTED_OPS),
+              'flops_per_sample': {'%s/%s' % k: v for k, v in bench.flops.items()},
+              'seconds': time.time() - started, 'rows': bench.rows}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(result, f, indent=1)
+    print('\n' + TABLE_HEAD)
+    for row in bench.rows:
+        print(format_row(row))
+    print('\nFLOPs counted from the graph (ops: %s) of a batch-1 trace; peak of a CPU is an '
+          'estimate. %d rows written to %s in %.0f s.'
+          % (', '.join(COUNTED_OPS), len(bench.rows), args.out, time.time() - started))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""benchmark.py --quick, made tiny (small config, 1 batch size, 2 repeats, 8 val expressions),
+writes every row kind with positive figures. Timings never decide pass or fail."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_every_row(tmp_path):
+    out = tmp_path / 'bench.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'benchmark.py'), '--quick', '--configs', 'small',
+           '--batch-sizes', '2', '--precisions', 'fp32', '--xla', 'off',
+           '--repeats', '2', '--max-samples', '8',
+           '--workdir', str(tmp_path / 'work'), '--out', str(out)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result['rows']
+    kinds = {r['kind'] for r in rows}
+    assert kinds == {'forward', 'train', 'input_pipeline', 'test_end_to_end', 'build_batches',
+                     'fidelity'}
+    for r in rows:
+        if r['kind'] == 'fidelity':
+            assert 0 <= r['overall_iou'] <= 1 and r['max_abs_up_diff'] >= 0 and r['samples'] > 0
+            continue
+        assert r['seconds_per_sample'] > 0 and r['samples_per_s'] > 0, r
+        if r['kind'] in ('forward', 'train', 'test_end_to_end'):
+            assert r['flops_per_sample'] > 0 and r['flops_per_s'] > 0, r
+    # Both forward settings of fold_bn, both pipelines, with and without DenseCRF.
+    assert {r['fold_bn'] for r in rows if r['kind'] == 'forward'} == {False, True}
+    assert {r['pipeline'] for r in rows if r['kind'] == 'input_pipeline'} == {
+        'python DataReader', 'tf.data'}
+    assert {r['dcrf'] for r in rows if r['kind'] == 'test_end_to_end'} == {False, True}
+    # Counted from the graph: the train step (forward + backward of the head) costs more than
+    # the forward, and the forward is dominated by the backbone's convolutions.
+    fl = result['flops_per_sample']
+    assert fl['small/train'] > fl['small/forward'] > 1e9
+    assert '| forward' in proc.stdout and 'fidelity' in proc.stdout

@@ -1,0 +1,156 @@
+"""tf.data input pipelines for the per-expression batch folders of build_batches.py.
+
+The Python path (util/data_reader.DataReader + trainval_model.preprocess) reads one .npz at a
+time on one thread; here the files are read and decoded in parallel (np.load inside
+tf.numpy_function, num_parallel_calls=AUTOTUNE) and prefetched, so that reading overlaps with
+the training or test step. The arrays are exactly those of the Python path (tested in
+tests/test_tf_input.py): the preprocessing is trainval_model.preprocess itself, run in numpy.
+
+    from util.tf_input import train_dataset, test_dataset
+    ds = train_dataset('work/synthetic/unc/train_batch', 'unc_train', 64, 64, batch_size=8,
+                       seed=0)
+    for words, im, mask in ds:   # int32 [B, T], float32 [B, H, W, 3], float32 [B, H, W, 1]
+        model.train_step(words, im, mask)
+    for sample in test_dataset('work/synthetic/unc/val_batch', 'unc_val', 64, 64):
+        ...                      # one dict per expression, in file order (see test_dataset)
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from util.data_reader import load_batch
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_batch_files(folder, prefix):
+    """`{folder}/{prefix}_{n}.npz` for n = 0, 1, ... up to the first gap (as DataReader counts).
+
+    Raises FileNotFoundError for a missing folder and RuntimeError when it holds no batch."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError('tf_input: folder %s does not exist (prefix "%s")'
+                                % (folder, prefix))
+    names = set(os.listdir(folder))
+    files = []
+    while '%s_%d.npz' % (prefix, len(files)) in names:
+        files.append(os.path.join(folder, '%s_%d.npz' % (prefix, len(files))))
+    if not files:
+        raise RuntimeError('tf_input: no batches under %s with prefix "%s" (expected files '
+                           '%s_0.npz, %s_1.npz, ...)' % (folder, prefix, prefix, prefix))
+    return files
+
+
+def _num_words(path):
+    """T of the text_batch in one file: the datasets need static shapes."""
+    words = load_batch(path)['text_batch']
+    if words.ndim != 1:
+        raise ValueError('%s: text_batch must be [T], got shape %s' % (path, list(words.shape)))
+    return int(words.shape[0])
+
+
+def _path_str(path):
+    # numpy_function hands tf.string scalars over as bytes.
+    return path.decode() if isinstance(path, bytes) else str(path)
+
+
+def _words(batch, path, T):
+    words = np.asarray(batch['text_batch'])
+    if words.shape != (T,):
+        raise ValueError('%s: text_batch has shape %s, expected [%d] like the first file'
+                         % (path, list(words.shape), T))
+    return words.astype(np.int32)
+
+
+def load_train_sample(path, H, W, T):
+    """One training sample as the Python path builds it: trainval_model.preprocess, then the
+    mask as float32 [H, W, 1]. Returns (words int32 [T], im float32 [H, W, 3], mask)."""
+    from trainval_model import preprocess  # numpy only; imported late to avoid a cycle
+    path = _path_str(path)
+    batch = load_batch(path)
+    im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+    # float64 - MU in preprocess; the Python path stores it into a float32 batch array.
+    return (_words(batch, path, T), im.astype(np.float32),
+            np.asarray(mask, dtype=np.float32)[:, :, None])
+
+
+def load_test_sample(path, H, W, T):
+    """One test sample as trainval_model.test builds it: the image tiled to RGB, resized and
+    padded to H x W as uint8 (proc_im, which DenseCRF also takes), the network input
+    proc_im[..., ::-1] - MU, and the mask at the image's own size for the IoU."""
+    import skimage
+    from trainval_model import MU
+    from util import im_processing
+    path = _path_str(path)
+    batch = load_batch(path)
+    raw = batch['im_batch']
+    if raw.ndim == 2:
+        raw = np.tile(raw[:, :, None], (1, 1, 3))
+    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(raw, H, W))  # [H, W, 3]
+    im = (proc_im.astype(np.float32)[:, :, ::-1] - MU).astype(np.float32)  # [H, W, 3]
+    return (_words(batch, path, T), proc_im, im, raw.astype(np.uint8),
+            batch['mask_batch'].astype(np.float32),
+            str(batch['sent_batch'][0]).encode('utf-8'))  # tf.string takes bytes
+
+
+def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuffle=True,
+                  num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE):
+    """Batches (words int32 [B, T], im float32 [B, H, W, 3], mask float32 [B, H, W, 1]).
+
+    Each epoch visits every file once in a new order (a seeded shuffle of the whole file list,
+    reshuffled per epoch as DataReader does); epochs=None repeats forever. drop_remainder keeps
+    the batch shape static, so the train step never retraces (batches span epoch ends, as the
+    Python loop's do). Reading order is deterministic for a given seed despite the parallel
+    map (tf.data keeps the order unless told otherwise)."""
+    if batch_size < 1:
+        raise ValueError('tf_input: batch_size must be >= 1, got %r' % (batch_size,))
+    files = list_batch_files(folder, prefix)
+    T = _num_words(files[0])
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat(epochs)
+
+    def load(path):
+        words, im, mask = tf.numpy_function(
+            lambda p: load_train_sample(p, H, W, T), [path],
+            (tf.int32, tf.float32, tf.float32), stateful=False)
+        # numpy_function forgets shapes; batching with static shapes needs them back.
+        words.set_shape([T])  # [T]
+        im.set_shape([H, W, 3])  # [H, W, 3]
+        mask.set_shape([H, W, 1])  # [H, W, 1]
+        return words, im, mask
+
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.prefetch(prefetch)
+
+
+def test_dataset(folder, prefix, H, W, max_samples=None, num_parallel_calls=AUTOTUNE,
+                 prefetch=AUTOTUNE):
+    """One dict per expression, in file order (0, 1, ...), once:
+        words int32 [T], proc_im uint8 [H, W, 3], im float32 [H, W, 3] (the network input),
+        raw_im uint8 [h, w, 3] (the stored image, RGB), mask float32 [h, w],
+        sent tf.string (UTF-8 bytes).
+    Unbatched because h, w vary per image; test mode stacks words and im into batches."""
+    files = list_batch_files(folder, prefix)
+    if max_samples is not None:
+        files = files[:max_samples]
+    T = _num_words(files[0])
+    ds = tf.data.Dataset.from_tensor_slices(files)
+
+    def load(path):
+        words, proc_im, im, raw_im, mask, sent = tf.numpy_function(
+            lambda p: load_test_sample(p, H, W, T), [path],
+            (tf.int32, tf.uint8, tf.float32, tf.uint8, tf.float32, tf.string), stateful=False)
+        words.set_shape([T])
+        proc_im.set_shape([H, W, 3])
+        im.set_shape([H, W, 3])
+        raw_im.set_shape([None, None, 3])
+        mask.set_shape([None, None])
+        sent.set_shape([])
+        return {'words': words, 'proc_im': proc_im, 'im': im, 'raw_im': raw_im, 'mask': mask,
+                'sent': sent}
+
+    return ds.map(load, num_parallel_calls=num_parallel_calls).prefetch(prefetch)
