@@ -54,18 +54,7 @@ SENTENCES = {
 # ---------------------------------------------------------------------------------------------
 # numpy primitives with TF1 semantics, float64
 
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def softmax(x, axis):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def l2_normalize(x, axis=None):
-    """tf.nn.l2_normalize: x / sqrt(max(sum x^2, 1e-12)); axis None = every element."""
-    return x / np.sqrt(np.maximum(np.sum(x * x, axis=axis, keepdims=True), 1e-12))
+from np_reference import l2_normalize, sigmoid, softmax  # noqa: E402
 
 
 def layer_norm(x, P, scope):
