@@ -7,13 +7,15 @@ backbone in data/weights/deeplab_resnet_init.ckpt):
     python -u trainval_model.py -m test -d unc -t val -n CMPC_model -i 700000 -c -emb \
         -f ckpts/unc/cmpc_model
 
-A small model on a CPU (the synthetic dataset of make_synthetic_dataset.py, batches under
-work/synthetic/):
+A small model on a CPU (what main_job.sh runs: the synthetic dataset of
+make_synthetic_dataset.py, batches built by build_batches.py --synthetic data/synthetic):
 
-    python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root work/synthetic \
-        --vocab data/synthetic/vocabulary.txt --emb-file data/synthetic/synthetic_emb.npy -emb \
-        --size 64 --rnn-size 32 --mlp-dim 16 -i 600 -s 200 --random-backbone -conv5
-    python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root work/synthetic -i 600 -c
+    python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root data/synthetic \
+        --vocab data/synthetic/vocabulary_synthetic.txt --emb-file data/synthetic/synthetic_emb.npy \
+        -emb --size 96 --rnn-size 64 --mlp-dim 32 --backbone-blocks 1,1,1,1 --random-backbone \
+        -lr 0.003 --lr-decay-step 3000 -bs 4 -i 3000 -s 1000 --seed 0
+    python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root data/synthetic \
+        -i 3000 -c -v
 
 Your own images and sentences (util/predict.py lists what is written), and a SavedModel that
 does the whole pipeline in the graph (util/export.py):
