@@ -429,7 +429,6 @@ class Bench:
         """trainval_model.test's loop on the synthetic val split (read, resize-and-pad, batched
         forward, resize-and-crop, IoU; DenseCRF with dcrf): (seconds, {name: SegEvaluator},
         [up maps])."""
-        import skimage
         from trainval_model import MU, SCORE_THRESH
         from util import im_processing
         from util.data_reader import DataReader
@@ -454,9 +453,8 @@ class Bench:
                     im = batch['im_batch']
                     if im.ndim == 2:
                         im = np.tile(im[:, :, None], (1, 1, 3))
-                    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
-                    yield {'words': batch['text_batch'], 'proc_im': proc_im,
-                           'im': proc_im.astype(np.float32)[:, :, ::-1] - MU,
+                    proc_im, net_im = im_processing.network_input(im, H, W, MU)
+                    yield {'words': batch['text_batch'], 'proc_im': proc_im, 'im': net_im,
                            'mask': batch['mask_batch'].astype(np.float32)}
                 reader.close()
             samples = python_samples()

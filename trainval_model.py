@@ -428,7 +428,6 @@ def train(args):
 # Test
 
 def test(args):
-    import skimage
     from tqdm import tqdm
     from CMPC_model import LSTM_model
     from util import im_processing
@@ -469,7 +468,7 @@ def test(args):
     start = time.time()
 
     def evaluate(pending, out):
-        for k, (batch, proc_im) in enumerate(pending):
+        for k, (batch, proc_im, _) in enumerate(pending):
             mask = batch['mask_batch'].astype(np.float32)
             up = out['up'][k, :, :, 0]
             pred_raw = (up >= SCORE_THRESH).astype(np.float32)
@@ -504,23 +503,23 @@ def test(args):
                 yield ({'text_batch': s['words'].numpy(), 'im_batch': s['raw_im'].numpy(),
                         'mask_batch': s['mask'].numpy(),
                         'sent_batch': np.array([s['sent'].numpy().decode('utf-8')])},
-                       s['proc_im'].numpy())
+                       s['proc_im'].numpy(), s['im'].numpy())
             return
         for _ in range(num):
             batch = reader.read_batch(is_log=False)
             im = batch['im_batch']
             if im.ndim == 2:
                 im = np.tile(im[:, :, None], (1, 1, 3))
-            yield batch, skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
+            yield (batch,) + im_processing.network_input(im, H, W, MU)
 
     pending = []
     samples = read_samples()
     for n in tqdm(range(num), desc='test', unit='expr', dynamic_ncols=True, disable=None):
-        batch, proc_im = next(samples)
-        pending.append((batch, proc_im))
+        batch, proc_im, net_im = next(samples)
+        pending.append((batch, proc_im, net_im))
         if len(pending) == args.batch_size or n == num - 1:
-            words = np.stack([b['text_batch'] for b, _ in pending]).astype(np.int32)
-            ims = np.stack([p.astype(np.float32)[:, :, ::-1] - MU for _, p in pending])
+            words = np.stack([b['text_batch'] for b, _, _ in pending]).astype(np.int32)
+            ims = np.stack([net_im for _, _, net_im in pending])
             evaluate(pending, model.forward(words, ims))
             pending = []
     reader.close()

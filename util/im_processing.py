@@ -106,3 +106,10 @@ def resize_and_crop(im, input_h, input_w):
 
     resized_im = _resize_like_skimage_013(im, resized_h, resized_w)  # [rh, rw(, C)]
     return resized_im[crop_h:crop_h + input_h, crop_w:crop_w + input_w, ...].copy()
+
+
+def network_input(image, input_h, input_w, mean_bgr):
+    """Test mode's input: (proc_im uint8 [H, W, 3] RGB, resized and padded as the original
+    did, which DenseCRF also takes; im float32 [H, W, 3], proc_im in BGR minus mean_bgr)."""
+    proc_im = skimage.img_as_ubyte(resize_and_pad(image, input_h, input_w))
+    return proc_im, (proc_im.astype(np.float32)[:, :, ::-1] - mean_bgr).astype(np.float32)

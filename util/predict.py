@@ -269,11 +269,7 @@ def load_model(prefix, cfg):
 # ---------------------------------------------------------------------------------------------
 # One prediction
 
-def network_input(image, H, W, mean_bgr):
-    """(proc_im uint8 [H, W, 3] RGB, im float32 [H, W, 3] BGR minus mean) as test mode."""
-    import skimage
-    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(image, H, W))
-    return proc_im, (proc_im.astype(np.float32)[:, :, ::-1] - mean_bgr).astype(np.float32)
+network_input = im_processing.network_input
 
 
 def back_to_image(score_map, h, w):

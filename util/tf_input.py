@@ -79,7 +79,6 @@ def load_test_sample(path, H, W, T):
     """One test sample as trainval_model.test builds it: the image tiled to RGB, resized and
     padded to H x W as uint8 (proc_im, which DenseCRF also takes), the network input
     proc_im[..., ::-1] - MU, and the mask at the image's own size for the IoU."""
-    import skimage
     from trainval_model import MU
     from util import im_processing
     path = _path_str(path)
@@ -87,8 +86,7 @@ def load_test_sample(path, H, W, T):
     raw = batch['im_batch']
     if raw.ndim == 2:
         raw = np.tile(raw[:, :, None], (1, 1, 3))
-    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(raw, H, W))  # [H, W, 3]
-    im = (proc_im.astype(np.float32)[:, :, ::-1] - MU).astype(np.float32)  # [H, W, 3]
+    proc_im, im = im_processing.network_input(raw, H, W, MU)  # [H, W, 3] each
     return (_words(batch, path, T), proc_im, im, raw.astype(np.uint8),
             batch['mask_batch'].astype(np.float32),
             str(batch['sent_batch'][0]).encode('utf-8'))  # tf.string takes bytes
