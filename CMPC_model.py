@@ -49,6 +49,13 @@ def cast(v, dtype):
     return v if v.dtype == dtype else tf.cast(v, dtype)
 
 
+def local_assign(var, value):
+    """Assigns `value` to this replica's copy of `var` (the variable itself outside
+    tf.distribute). Every replica applies the same update to its own copy, as it does for the
+    weights, so mirrored optimizer state stays equal without any cross-replica step."""
+    tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.convert_to_tensor(value, var.dtype))
+
+
 def l2_normalize(x, axis):
     # Sums of squares over 1000-2048 channels overflow float16: normalise in float32.
     y = tf.nn.l2_normalize(cast(x, tf.float32), axis=axis, epsilon=1e-12)
@@ -287,6 +294,10 @@ class LSTM_model(tf.Module):
     that dtype with float32 variables, losses, softmaxes, norms and LSTM (fp16 training uses
     dynamic loss scaling); `xla` compiles forward and train step; `fold_bn` (eval only) folds
     the frozen batch norms into the backbone's conv weights.
+
+    Data-parallel training: built inside a tf.distribute strategy's `scope()` (MirroredStrategy,
+    MultiWorkerMirroredStrategy), the variables are mirrored and train_step splits the batch
+    among the replicas and averages their gradients (trainval_model.py's -g and TF_CONFIG).
     """
 
     def __init__(self, batch_size=1, num_steps=20, vf_h=40, vf_w=40, H=320, W=320, vf_dim=2048,
@@ -329,6 +340,12 @@ class LSTM_model(tf.Module):
         if fold_bn and mode == 'train':
             raise ValueError('fold_bn is for inference: training may change the conv weights')
         self.precision, self.xla, self.fold_bn = precision, xla, fold_bn
+        # Built inside `strategy.scope()`, the variables are mirrored on its replicas and
+        # train_step runs data-parallel; otherwise the default (single-replica) strategy.
+        self.strategy = tf.distribute.get_strategy()
+        if xla and self.strategy.num_replicas_in_sync > 1:
+            raise ValueError('xla is not supported with several replicas (%d)'
+                             % self.strategy.num_replicas_in_sync)
         self.compute_dtype = COMPUTE_DTYPES[precision]
         if isinstance(glove, str):
             glove = np.load(glove)
@@ -369,6 +386,7 @@ class LSTM_model(tf.Module):
             mask_spec = tf.TensorSpec([None, H, W, 1], tf.float32)
             self._train_fn = tf.function(self._train_step, jit_compile=xla,
                                          input_signature=[words_spec, im_spec, mask_spec])
+            self._distributed_train_fn = tf.function(self._distributed_train_step)
 
     # -- the network ---------------------------------------------------------------------------
 
@@ -502,6 +520,11 @@ class LSTM_model(tf.Module):
                 scaled_cost = scaled_cost * self.loss_scale
         # The embedding's gradient is sparse: as a dense tensor its duplicate rows are summed.
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled_cost, variables)]
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # Each replica's cost is the mean over its equal share of the global batch, so the
+            # mean of the replicas' gradients is the gradient of the global batch's cost.
+            grads = replica.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
         lr = self.learning_rate(self.global_step)
         if self.precision == 'fp16':
             grads = [g / self.loss_scale for g in grads]
@@ -526,9 +549,9 @@ class LSTM_model(tf.Module):
                 var=var.handle, m=m.handle, v=v.handle, beta1_power=self.beta1_power,
                 beta2_power=self.beta2_power, lr=lr, beta1=ADAM_BETA1, beta2=ADAM_BETA2,
                 epsilon=ADAM_EPSILON, grad=grad)
-        self.beta1_power.assign(self.beta1_power * ADAM_BETA1)
-        self.beta2_power.assign(self.beta2_power * ADAM_BETA2)
-        self.global_step.assign_add(1.0)
+        local_assign(self.beta1_power, self.beta1_power * ADAM_BETA1)
+        local_assign(self.beta2_power, self.beta2_power * ADAM_BETA2)
+        local_assign(self.global_step, self.global_step + 1.0)
         return tf.constant(True)
 
     def _update_loss_scale(self, finite):
@@ -536,18 +559,49 @@ class LSTM_model(tf.Module):
         LOSS_SCALE_PERIOD finite steps in a row."""
         good = tf.where(finite, self.good_steps + 1, 0)
         grow = good >= LOSS_SCALE_PERIOD
-        self.loss_scale.assign(tf.where(finite, tf.where(grow, self.loss_scale * 2.0,
-                                                         self.loss_scale),
-                                        tf.maximum(self.loss_scale / 2.0, 1.0)))
-        self.good_steps.assign(tf.where(grow, 0, good))
+        local_assign(self.loss_scale, tf.where(finite, tf.where(grow, self.loss_scale * 2.0,
+                                                                self.loss_scale),
+                                               tf.maximum(self.loss_scale / 2.0, 1.0)))
+        local_assign(self.good_steps, tf.where(grow, 0, good))
 
     def train_step(self, words, im, mask):
         """One Adam update; returns the losses computed before it (numpy), with the learning
-        rate used, `pred` and the mask resized to the score map (`target`)."""
+        rate used, `pred` and the mask resized to the score map (`target`).
+
+        Under tf.distribute (the model built in `strategy.scope()`), the arrays are this
+        worker's share of the global batch, split equally among its replicas in order; the
+        losses returned are the global batch's, and pred / target hold every sample."""
         if self.mode != 'train':
             raise RuntimeError("train_step needs a model built with mode='train'")
         words, im, mask = self._check_inputs(words, im, mask)
-        return {k: v.numpy() for k, v in self._train_fn(words, im, mask).items()}
+        if self.strategy.num_replicas_in_sync == 1:
+            out = self._train_fn(words, im, mask)
+        else:
+            out = self._distributed_train_fn(*self._split_to_replicas(words, im, mask))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _split_to_replicas(self, *arrays):
+        local = len(self.strategy.extended.worker_devices)
+        batch = arrays[0].shape[0]
+        if batch % local:
+            raise ValueError('a batch of %d samples cannot be split equally among the %d '
+                             'replicas of this worker' % (batch, local))
+        parts = [np.split(a, local) for a in arrays]
+
+        def value_fn(ctx):
+            # Replica ids are numbered worker by worker: this worker's are consecutive.
+            k = ctx.replica_id_in_sync_group % local
+            return tuple(tf.constant(p[k]) for p in parts)
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
+
+    def _distributed_train_step(self, words, im, mask):
+        strategy = self.strategy
+        out = strategy.run(self._train_step, args=(words, im, mask))
+        result = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                  for k, v in out.items() if k not in ('pred', 'target')}
+        for k in ('pred', 'target'):
+            result[k] = strategy.gather(out[k], axis=0)  # [global batch, h, w, 1]
+        return result
 
     @property
     def step(self):

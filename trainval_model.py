@@ -128,6 +128,16 @@ def parse_args(argv=None):
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
 
+    d = p.add_argument_group(
+        'distributed training (added by the port; util/distribute.py)',
+        'Several GPUs: -g 0,1,2,3 (MirroredStrategy). Several machines: set TF_CONFIG on each '
+        '(MultiWorkerMirroredStrategy). -bs is the global batch, split equally among all '
+        'replicas; the learning rate follows global steps; only the chief writes snapshots and '
+        'logs, so -f must be a folder that every worker reads (to resume from the same snapshot).')
+    d.add_argument('--cpu-replicas', type=int, default=1,
+                   help='train: split the CPU into this many logical devices and train with '
+                        'MirroredStrategy over them (multi-replica training without GPUs)')
+
     q = p.add_argument_group('predict and export (added by the port)')
     q.add_argument('--checkpoint', type=str, default=None,
                    help='predict, export: checkpoint prefix (e.g. ckpts/unc/unc_iter_700000.tfmodel'
@@ -181,7 +191,7 @@ def parse_args(argv=None):
     if args.mode == 'export' and not args.export_dir:
         p.error('-m export needs --export-dir PATH')
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
-                 'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step'):
+                 'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step', 'cpu_replicas'):
         if getattr(args, flag) <= 0:
             p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), getattr(args, flag)))
     try:
@@ -287,6 +297,11 @@ def calibrate_backbone(model, reader, n=CALIBRATION_IMAGES):
     print('Backbone: random weights, batch-norm statistics from %d training images' % n)
 
 def train(args):
+    from util import distribute
+    try:  # before TensorFlow runs anything (logical devices, the multi-worker runtime)
+        dist = distribute.setup(args.gpu, args.cpu_replicas)
+    except ValueError as e:
+        sys.exit('error: %s' % e)
     import tensorflow as tf
     from tqdm import tqdm
     from CMPC_model import LSTM_model
@@ -295,8 +310,17 @@ def train(args):
     from util.functions import MovingAverage
     from util.processing_tools import compute_accuracy
 
-    if args.seed is not None:
-        tf.random.set_seed(args.seed)
+    if args.batch_size % dist.num_replicas:
+        sys.exit('error: -bs %d (the global batch) must be a multiple of the number of '
+                 'replicas, %d' % (args.batch_size, dist.num_replicas))
+    seed = args.seed
+    if seed is None and dist.num_workers > 1:
+        seed = 0  # every worker must draw the same batch order to read its share of it
+        print('--seed not given: seed 0 for all %d workers' % dist.num_workers)
+    if seed is not None:
+        tf.random.set_seed(seed)
+    print('Training on ' + dist.describe())
+    chief = dist.is_chief
     os.makedirs(args.folder, exist_ok=True)
     cfg = model_config(args)
     snapshots = list_snapshots(args.folder, args.dataset) if args.resume else []
@@ -320,8 +344,9 @@ def train(args):
         cfg['glove_dim'] = int(glove.shape[1])
         print('Use pretrained Embeddings: %s' % emb_file)
 
-    model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
-                       conv5=args.conv5, glove=glove, **cfg)
+    with dist.strategy.scope():
+        model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
+                           conv5=args.conv5, glove=glove, **cfg)
     if snapshots:
         start_iter, prefix = snapshots[-1]
         print('Resuming from %s' % prefix)
@@ -338,23 +363,32 @@ def train(args):
         else:
             print('Loading pretrained weights from {}'.format(args.backbone_init))
             model.restore_backbone(args.backbone_init)
+    if not distribute.all_workers_agree(dist, start_iter):
+        sys.exit('error: the workers start from different iterations (this one from %d): '
+                 'every worker must see the same snapshots in -f %s' % (start_iter, args.folder))
 
     folder, prefix = batch_folder(args)
-    reader = DataReader(folder, prefix, seed=args.seed)
     if args.random_backbone and not snapshots:
-        calibrate_backbone(model, reader)
-    batches = None
+        with DataReader(folder, prefix, seed=seed) as calibration:
+            calibrate_backbone(model, calibration)
+    # This worker's share of each global batch (all of it on one worker).
+    shard = dict(shard=dist.worker_index, num_shards=dist.num_workers)
+    bs = args.batch_size // dist.num_workers
     if args.tf_data:
         from util.tf_input import train_dataset
-        reader.close()  # only calibration read from it
+        reader = None
         batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
-                                     seed=args.seed))
+                                     seed=seed, **shard))
+    else:
+        reader = DataReader(folder, prefix, seed=seed, global_batch=args.batch_size, **shard)
+        batches = None
     meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split,
+            'replicas': dist.num_replicas, 'workers': dist.num_workers,
             # predict and export look words up in it, from any working directory
             'vocab': os.path.abspath(args.vocab) if args.vocab else None}
     log_path = os.path.join(args.folder, 'train_log.jsonl')
 
-    bs, H, W, T = args.batch_size, model.H, model.W, model.num_steps
+    H, W, T = model.H, model.W, model.num_steps
     text_batch = np.zeros((bs, T), dtype=np.int32)
     image_batch = np.zeros((bs, H, W, 3), dtype=np.float32)
     mask_batch = np.zeros((bs, H, W, 1), dtype=np.float32)
@@ -365,7 +399,7 @@ def train(args):
     end_iter = min(args.iters, args.stop_iter)
     last_time = time.time()
     bar = tqdm(total=end_iter, initial=start_iter, desc='train', unit='it', dynamic_ncols=True,
-               disable=None)
+               disable=None if chief else True)
     for n_iter in range(start_iter, end_iter):
         # -- input
         if batches is not None:  # the same arrays, read and preprocessed ahead in tf.data
@@ -388,8 +422,8 @@ def train(args):
         elapsed, last_time = now - last_time, now
         bar.update(1)
 
-        # -- log
-        if n_iter % args.log_every == 0:
+        # -- log (the chief's; losses and accuracy are the global batch's)
+        if chief and n_iter % args.log_every == 0:
             time_avg.add(elapsed)
             lr = float(out['learning_rate'])
             for line in ('iter = %d, loss (cur) = %f, loss (avg) = %f, lr = %f'
@@ -411,7 +445,7 @@ def train(args):
                 f.write(json.dumps(record) + '\n')
 
         # -- snapshot
-        if (n_iter + 1) % args.snapshot == 0 or (n_iter + 1) >= end_iter:
+        if chief and ((n_iter + 1) % args.snapshot == 0 or (n_iter + 1) >= end_iter):
             path = snapshot_prefix(args.folder, args.dataset, n_iter + 1)
             model.save(path, meta)
             remove_old_snapshots(args.folder, args.dataset)
@@ -420,7 +454,8 @@ def train(args):
             tqdm.write('stop training at iter ' + str(args.stop_iter))
             break
     bar.close()
-    reader.close()
+    if reader is not None:
+        reader.close()
     print('Optimization done.')
 
 

@@ -61,10 +61,14 @@ class DataReader:
     Attributes: num_batch (files found), n_batch (position in the current epoch),
     n_epoch (completed epochs). `seed` fixes the shuffle order (the original used numpy's
     global RNG). Call close() (or use `with`) to stop the prefetch thread early.
+
+    Sharding, for data-parallel training on several workers: the file stream is cut into global
+    batches of `global_batch` files, and shard k of `num_shards` reads only the k-th equal part
+    of each, so that the workers (same seed) together read every global batch once.
     """
 
     def __init__(self, folder_name, prefix, shuffle=True, prefetch_num=8, seed=None,
-                 required_keys=REQUIRED_KEYS):
+                 required_keys=REQUIRED_KEYS, shard=0, num_shards=1, global_batch=1):
         self.folder_name = folder_name
         self.prefix = prefix
         self.shuffle = shuffle
@@ -80,6 +84,13 @@ class DataReader:
         if not isinstance(prefetch_num, int) or prefetch_num < 1:
             raise ValueError('data reader: prefetch_num must be an int >= 1, got %r'
                              % (prefetch_num,))
+        if not 0 <= shard < num_shards or global_batch % num_shards:
+            raise ValueError('data reader: shard %d of %d needs 0 <= shard < num_shards and a '
+                             'global_batch (%d) divisible by num_shards'
+                             % (shard, num_shards, global_batch))
+        per_shard = global_batch // num_shards
+        self._shard_positions = range(shard * per_shard, (shard + 1) * per_shard)
+        self.global_batch = global_batch
         # Batches are numbered consecutively from 0; counting stops at the first gap,
         # as in the original.
         files = set(os.listdir(folder_name))
@@ -114,16 +125,20 @@ class DataReader:
         return False
 
     def _prefetch(self):
+        position = 0  # in the stream of all shards' files, over epochs
         while not self._stop.is_set():
             # A new order for every epoch, so each file is read exactly once per epoch.
             order = (self._rng.permutation(self.num_batch) if self.shuffle
                      else np.arange(self.num_batch))
             for batch_id in order:
+                position += 1
+                if (position - 1) % self.global_batch not in self._shard_positions:
+                    continue  # another shard's file
                 try:
                     item = load_batch(self.batch_path(batch_id), self.required_keys)
                 except Exception as e:  # surfaced in read_batch, naming the file
                     item = _LoadError(e)
-                if not self._put(item) or isinstance(item, _LoadError):
+                if not self._put((position, item)) or isinstance(item, _LoadError):
                     return
 
     def read_batch(self, is_log=True):
@@ -138,12 +153,12 @@ class DataReader:
                   % (self.n_epoch, self.n_batch, self.num_batch))
         if self._queue.empty():
             print('data reader: waiting for file input (IO is slow)...')
-        item = self._queue.get(block=True)
+        position, item = self._queue.get(block=True)
         if isinstance(item, _LoadError):
             self._error = item.exc
             raise item.exc
-        self.n_batch = (self.n_batch + 1) % self.num_batch
-        self.n_epoch += (self.n_batch == 0)
+        self.n_batch = position % self.num_batch
+        self.n_epoch = position // self.num_batch
         return item
 
     def close(self):

@@ -93,22 +93,33 @@ def load_test_sample(path, H, W, T):
 
 
 def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuffle=True,
-                  num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE):
+                  num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE, shard=0, num_shards=1):
     """Batches (words int32 [B, T], im float32 [B, H, W, 3], mask float32 [B, H, W, 1]).
 
     Each epoch visits every file once in a new order (a seeded shuffle of the whole file list,
     reshuffled per epoch as DataReader does); epochs=None repeats forever. drop_remainder keeps
     the batch shape static, so the train step never retraces (batches span epoch ends, as the
     Python loop's do). Reading order is deterministic for a given seed despite the parallel
-    map (tf.data keeps the order unless told otherwise)."""
+    map (tf.data keeps the order unless told otherwise).
+
+    With num_shards > 1, batch_size is the global batch and this shard reads only its
+    (shard-th of num_shards) equal part of each, as DataReader's shards do."""
     if batch_size < 1:
         raise ValueError('tf_input: batch_size must be >= 1, got %r' % (batch_size,))
+    if not 0 <= shard < num_shards or batch_size % num_shards:
+        raise ValueError('tf_input: shard %d of %d needs 0 <= shard < num_shards and a '
+                         'batch_size (%d) divisible by num_shards' % (shard, num_shards, batch_size))
     files = list_batch_files(folder, prefix)
     T = _num_words(files[0])
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat(epochs)
+    if num_shards > 1:  # the file names of whole global batches, then this shard's part
+        batch_size //= num_shards
+        lo = shard * batch_size
+        ds = ds.batch(batch_size * num_shards, drop_remainder=True)
+        ds = ds.map(lambda names: names[lo:lo + batch_size]).unbatch()
 
     def load(path):
         words, im, mask = tf.numpy_function(
