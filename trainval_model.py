@@ -17,6 +17,15 @@ make_synthetic_dataset.py, batches built by build_batches.py --synthetic data/sy
     python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root data/synthetic \
         -i 3000 -c -v
 
+Several GPUs (MirroredStrategy; -bs is the global batch), several machines (TF_CONFIG on each,
+MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/distribute.py):
+
+    python -u trainval_model.py -m train -d unc -t train -emb -f ckpts/unc -g 0,1,2,3 -bs 32
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' \
+        python -u trainval_model.py -m train -d unc -t train -emb -f /shared/ckpts/unc -bs 64
+    python trainval_model.py -m train ... -bs 4 --cpu-replicas 2
+
 Your own images and sentences (util/predict.py lists what is written), and a SavedModel that
 does the whole pipeline in the graph (util/export.py):
 
@@ -59,7 +68,8 @@ def parse_args(argv=None):
                     'SavedModel (-m export).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-g', '--gpu', type=str, default='0',
-                   help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); ignored on a CPU machine')
+                   help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); train: several ids, e.g. '
+                        '0,1,2,3, train on all of them (MirroredStrategy); ignored on a CPU machine')
     p.add_argument('-i', '--iters', type=int, default=800000,
                    help='train: number of iterations (max_iter); test (and predict, export with '
                         '-f): iteration of the snapshot to restore')
@@ -82,7 +92,7 @@ def parse_args(argv=None):
     p.add_argument('-lr', '--lr', type=float, default=0.00025, help='start learning rate')
     p.add_argument('-bs', '--batch-size', type=int, default=1,
                    help='batch size (the paper used 1; every sample of a batch computes what it '
-                        'would alone)')
+                        'would alone); with several replicas the global batch, split among them')
     p.add_argument('-v', '--visualize', default=False, action='store_true',
                    help='test: write image, ground-truth and prediction PNGs under --vis-dir')
     p.add_argument('-c', '--dcrf', default=False, action='store_true',
