@@ -85,8 +85,13 @@ def parse_args(argv=None):
     p.add_argument('--workdir', default=None,
                    help='folder for the synthetic data (kept); default a temporary folder')
     p.add_argument('--checkpoint', default=None,
-                   help='trained small-config checkpoint prefix for the test and fidelity rows '
-                        '(default: random weights, calibrated backbone)')
+                   help='trained checkpoint prefix (this port\'s, with its .json) for the test '
+                        'and fidelity rows, built with the settings it records (default: '
+                        'random weights of the small config, calibrated backbone)')
+    p.add_argument('--val-batches', default=None,
+                   help='val batch folder for the test and fidelity rows, e.g. '
+                        'data/synthetic/unc/val_batch (default: the generated synthetic val '
+                        'split); use the dataset the --checkpoint was trained on')
     p.add_argument('--skip', default='',
                    help='comma list of row kinds to leave out: forward, train, input_pipeline, '
                         'test_end_to_end, build_batches, fidelity')
@@ -309,11 +314,22 @@ class Bench:
         cfg = dict(CONFIGS[config], **kw)
         if real_words:
             cfg['vocab_size'] = self.data['vocab_size']
+        if self.args.checkpoint and config == 'small' and real_words:
+            cfg = dict(self.checkpoint_config(), **kw)
         model = LSTM_model(mode=mode, **cfg)
         # Every model of a config restores the same weights (restore re-folds under fold_bn;
         # calibrating a folded backbone would not reach its folded convs).
         model.restore(self.weights(config, cfg, real_words))
         return model
+
+    def checkpoint_config(self):
+        from util.checkpoint import read_checkpoint_meta
+        meta = read_checkpoint_meta(self.args.checkpoint)
+        if meta is None:
+            sys.exit('error: --checkpoint %s: no %s.json with the model settings (a checkpoint '
+                     'of this port is needed)' % (self.args.checkpoint, self.args.checkpoint))
+        return {k: v for k, v in meta['model'].items()
+                if k not in ('batch_size', 'conv5', 'start_lr')}
 
     def weights(self, config, cfg, real_words):
         """Checkpoint prefix for this config: --checkpoint (small config on the synthetic
@@ -577,6 +593,14 @@ class Bench:
                 raise RuntimeError('build_batches failed: %s' % ' '.join(argv))
             self.data[name] = (os.path.join(out, 'unc', split + '_batch'), 'unc_' + split)
         self.data['train'] = self.data['train_small']
+        if self.args.val_batches:
+            folder = os.path.normpath(self.args.val_batches)
+            base, dataset = os.path.basename(folder), os.path.basename(os.path.dirname(folder))
+            split = base[:-len('_batch')]
+            if not os.path.isdir(folder) or not base.endswith('_batch') or not split:
+                sys.exit('error: --val-batches %s: expected a folder {dataset}/{split}_batch '
+                         'written by build_batches.py' % self.args.val_batches)
+            self.data['val'] = (folder, '%s_%s' % (dataset, split))
 
     def run(self):
         a = self.args

@@ -138,6 +138,16 @@ def parse_args(argv=None):
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
 
+    f = p.add_argument_group('fast paths (added by the port; off by default, the faithful path; '
+                             'their fidelity is in the README)')
+    f.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help='train, test: compute dtype; variables, losses, softmaxes, norms and the '
+                        'LSTM stay float32 (fp16 training uses dynamic loss scaling)')
+    f.add_argument('--xla', default=False, action='store_true',
+                   help='train, test: compile the train step / forward pass with XLA')
+    f.add_argument('--fold-bn', default=False, action='store_true',
+                   help='test: fold the frozen batch norms into the backbone conv weights')
+
     d = p.add_argument_group(
         'distributed training (added by the port; util/distribute.py)',
         'Several GPUs: -g 0,1,2,3 (MirroredStrategy). Several machines: set TF_CONFIG on each '
@@ -198,6 +208,8 @@ def parse_args(argv=None):
         p.error('-m predict needs --image PATH')
     if args.mode == 'predict' and not (args.sentence or args.sentences_file):
         p.error('-m predict needs --sentence TEXT or --sentences-file PATH')
+    if args.mode == 'train' and args.fold_bn:
+        p.error('--fold-bn is for test: training may change the conv weights')
     if args.mode == 'export' and not args.export_dir:
         p.error('-m export needs --export-dir PATH')
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
@@ -354,9 +366,13 @@ def train(args):
         cfg['glove_dim'] = int(glove.shape[1])
         print('Use pretrained Embeddings: %s' % emb_file)
 
-    with dist.strategy.scope():
-        model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
-                           conv5=args.conv5, glove=glove, **cfg)
+    try:
+        with dist.strategy.scope():
+            model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
+                               conv5=args.conv5, glove=glove, precision=args.precision,
+                               xla=args.xla, **cfg)
+    except ValueError as e:  # e.g. --xla with several replicas
+        sys.exit('error: %s' % e)
     if snapshots:
         start_iter, prefix = snapshots[-1]
         print('Resuming from %s' % prefix)
@@ -492,7 +508,8 @@ def test(args):
         print('Model settings from %s.json' % weights)
     else:
         cfg = model_config(args)  # a checkpoint of the original code: the flags say
-    model = LSTM_model(mode='eval', **cfg)
+    model = LSTM_model(mode='eval', precision=args.precision, xla=args.xla,
+                       fold_bn=args.fold_bn, **cfg)
     model.restore(weights)
 
     if args.visualize:
@@ -571,7 +588,9 @@ def test(args):
     elapsed = time.time() - start
 
     results = {'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
-               'checkpoint': weights, 'seconds': elapsed, 'expressions': num}
+               'checkpoint': weights, 'seconds': elapsed, 'expressions': num,
+               'batch_size': args.batch_size, 'precision': args.precision, 'xla': args.xla,
+               'fold_bn': args.fold_bn}
     for name, ev in evaluators.items():
         print('Segmentation evaluation (%s):' % name)
         print(ev.format_results())

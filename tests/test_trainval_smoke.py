@@ -102,3 +102,27 @@ def test_tf_data_flag_trains(tmp_path):
               + TINY_FLAGS, cwd=tmp_path)
     assert re.search(r'iter = 1, loss \(cur\) = [\d.]+', out)
     assert os.path.isfile(tmp_path / 'ckpts' / 'unc_iter_2.tfmodel.index')
+
+
+def test_fast_path_flags_in_test_mode(trained):
+    """--fold-bn computes the same sums as the plain path (up to rounding: the same per-sample
+    counts within 1 % of the union); --precision bf16 runs and both are recorded in the JSON."""
+    root, _ = trained
+    base = ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2']
+    run(base + ['--results', 'plain.json'], cwd=root)
+    run(base + ['--fold-bn', '--results', 'fold.json'], cwd=root)
+    run(base + ['--precision', 'bf16', '--results', 'bf16.json'], cwd=root)
+    plain, fold, bf16 = (json.load(open(root / n)) for n in ('plain.json', 'fold.json',
+                                                              'bf16.json'))
+    assert (fold['fold_bn'], fold['precision'], bf16['precision']) == (True, 'fp32', 'bf16')
+    for a, b in zip(plain['per_sample'], fold['per_sample']):
+        assert abs(a['I'] - b['I']) <= 0.01 * a['U'] and abs(a['U'] - b['U']) <= 0.01 * a['U']
+    assert len(bf16['per_sample']) == 3
+
+
+def test_fold_bn_is_refused_in_training(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-m', 'train',
+                           '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold-bn'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and '--fold-bn is for test' in proc.stderr
