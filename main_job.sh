@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, make the synthetic dataset, build its batches, train a small CMPC
 # on the CPU, test it with and without DenseCRF, and print the table next to trivial baselines.
-# Environment knobs: ITERS (training iterations), OUT (checkpoints and results folder),
-# SYN (synthetic dataset folder).
+# Environment knobs: ITERS (training iterations), TRAIN_IMAGES (synthetic training scenes),
+# OUT (checkpoints and results folder), SYN (synthetic dataset folder).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_venv.sh
@@ -10,11 +10,12 @@ export TF_CPP_MIN_LOG_LEVEL=2
 PY=.venv/bin/python
 SYN=${SYN:-data/synthetic}
 OUT=${OUT:-ckpts/synthetic}
-ITERS=${ITERS:-3000}
+ITERS=${ITERS:-4000}
+TRAIN_IMAGES=${TRAIN_IMAGES:-400}
 SIZE=96
 start=$(date +%s)
 
-$PY make_synthetic_dataset.py --out "$SYN"
+$PY make_synthetic_dataset.py --out "$SYN" --train_images "$TRAIN_IMAGES"
 $PY build_batches.py -d unc -t train --synthetic "$SYN" --input_size $SIZE --no_progress
 $PY build_batches.py -d unc -t val --synthetic "$SYN" --no_progress
 

@@ -8,14 +8,15 @@ backbone in data/weights/deeplab_resnet_init.ckpt):
         -f ckpts/unc/cmpc_model
 
 A small model on a CPU (what main_job.sh runs: the synthetic dataset of
-make_synthetic_dataset.py, batches built by build_batches.py --synthetic data/synthetic):
+make_synthetic_dataset.py --train_images 400, batches built by build_batches.py --synthetic
+data/synthetic --input_size 96):
 
     python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root data/synthetic \
         --vocab data/synthetic/vocabulary_synthetic.txt --emb-file data/synthetic/synthetic_emb.npy \
         -emb --size 96 --rnn-size 64 --mlp-dim 32 --backbone-blocks 1,1,1,1 --random-backbone \
-        -lr 0.003 --lr-decay-step 3000 -bs 4 -i 3000 -s 1000 --seed 0
+        -lr 0.003 --lr-decay-step 4000 -bs 4 -i 4000 -s 1000 --seed 0
     python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root data/synthetic \
-        -i 3000 -c -v
+        -i 4000 -c -v
 
 Several GPUs (MirroredStrategy; -bs is the global batch), several machines (TF_CONFIG on each,
 MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/distribute.py):
@@ -29,9 +30,9 @@ MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/distribute.py):
 Your own images and sentences (util/predict.py lists what is written), and a SavedModel that
 does the whole pipeline in the graph (util/export.py):
 
-    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --image photo.jpg --sentence "the red circle" --sentence "big star" --out-dir predictions
-    python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+    python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --export-dir exported/cmpc
 
 Train writes `{-f}/{dataset}_iter_{N}.tfmodel` (a TF1 checkpoint: .index + .data, readable by the

@@ -1,6 +1,6 @@
 """Export CMPC as a TensorFlow SavedModel that takes an image and a sentence.
 
-    python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+    python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --vocab data/synthetic/vocabulary_synthetic.txt --export-dir exported/cmpc
 
 The SavedModel holds the model's weights and the vocabulary, and does every step of predict

@@ -1,6 +1,6 @@
 """Predict mode: segment what one or more sentences refer to in your own images.
 
-    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_600.tfmodel \
+    python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --image photo.jpg --sentence "the red circle left of the star" --sentence "big square" \
         --out-dir predictions -c
 
