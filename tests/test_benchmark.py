@@ -43,3 +43,34 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     fl = result['flops_per_sample']
     assert fl['small/train'] > fl['small/forward'] > 1e9
     assert '| forward' in proc.stdout and 'fidelity' in proc.stdout
+
+
+def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
+    """--checkpoint and --val-batches: the fidelity reference (fp32, batch 1) scores the
+    checkpoint, with the settings it records, as test mode does on the same batches."""
+    from fixtures import TINY_FLAGS, write_batches
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+
+    def run(script, args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
+    write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 5, [(48, 80), (72, 56)], seed=2)
+    run('trainval_model.py', ['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
+                              '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1']
+        + TINY_FLAGS)
+    run('trainval_model.py', ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2',
+                              '--results', 'test.json'])
+    run('benchmark.py', ['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
+                         'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
+                         '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
+                         '--workdir', 'work', '--out', 'bench.json'])
+    test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']
+    rows = json.load(open(tmp_path / 'bench.json'))['rows']
+    ref = [r for r in rows if r['path'] == 'fp32 batch 1 (reference)'][0]
+    assert ref['samples'] == 5 and ref['checkpoint'] == 'ck/unc_iter_2.tfmodel'
+    assert ref['overall_iou'] == pytest.approx(test['overall_iou'], abs=1e-9)
+    assert ref['overall_iou'] > 0  # (0.118 when written): a figure, not an empty prediction
+    assert {r['path'] for r in rows} >= {'batch 8', 'fold_bn', 'bf16'}
