@@ -2,25 +2,19 @@
 writes every row kind with positive figures. Timings never decide pass or fail."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fixtures import ROOT, TINY_FLAGS, run_script, write_batches
 
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_every_row(tmp_path):
     out = tmp_path / 'bench.json'
-    cmd = [sys.executable, os.path.join(ROOT, 'benchmark.py'), '--quick', '--configs', 'small',
-           '--batch-sizes', '2', '--precisions', 'fp32', '--xla', 'off',
-           '--repeats', '2', '--max-samples', '8',
-           '--workdir', str(tmp_path / 'work'), '--out', str(out)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_script(['--quick', '--configs', 'small', '--batch-sizes', '2', '--precisions',
+                       'fp32', '--xla', 'off', '--repeats', '2', '--max-samples', '8',
+                       '--workdir', str(tmp_path / 'work'), '--out', str(out)], ROOT,
+                      script='benchmark.py')
     result = json.loads(out.read_text())
     rows = result['rows']
     kinds = {r['kind'] for r in rows}
@@ -48,25 +42,17 @@ def test_quick_benchmark_writes_every_row(tmp_path):
 def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     """--checkpoint and --val-batches: the fidelity reference (fp32, batch 1) scores the
     checkpoint, with the settings it records, as test mode does on the same batches."""
-    from fixtures import TINY_FLAGS, write_batches
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-
-    def run(script, args):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + args, cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
     write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 5, [(48, 80), (72, 56)], seed=2)
-    run('trainval_model.py', ['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
-                              '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1']
-        + TINY_FLAGS)
-    run('trainval_model.py', ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2',
-                              '--results', 'test.json'])
-    run('benchmark.py', ['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
-                         'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
-                         '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
-                         '--workdir', 'work', '--out', 'bench.json'])
+    run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
+                '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS,
+               tmp_path)
+    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
+                'test.json'], tmp_path)
+    run_script(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
+                'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
+                '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
+                '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']
     rows = json.load(open(tmp_path / 'bench.json'))['rows']
     ref = [r for r in rows if r['path'] == 'fp32 batch 1 (reference)'][0]

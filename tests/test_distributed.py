@@ -15,37 +15,25 @@ all keys) turns its rounding noise into steps of size lr. All but 0.1 % of the w
 
 import json
 import os
+import shutil
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from fixtures import TINY_FLAGS, write_batches
+from fixtures import TINY_FLAGS, run_script, script_env, start_script, write_batches
 from util import distribute
 from util.data_reader import DataReader
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, GLOBAL_BATCH, LR = 3, 4, 0.001
 FLAGS = ['-m', 'train', '-d', 'unc', '-t', 'train', '-i', str(STEPS), '-s', str(STEPS),
          '-bs', str(GLOBAL_BATCH), '-lr', str(LR), '--random-backbone', '--seed', '0',
          '--log-every', '1', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS
 
 
-def command(folder, extra=()):
-    return [sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-f', folder] + FLAGS + list(extra)
-
-
-def env(**extra):
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT, **extra)
-
-
-def check(proc, what):
-    assert proc.returncode == 0, '%s failed:\n%s\n%s' % (what, proc.stdout[-3000:],
-                                                           proc.stderr[-3000:])
-    return proc.stdout
+def train_args(folder, extra=()):
+    return ['-f', folder] + FLAGS + list(extra)
 
 
 def free_ports(n):
@@ -61,10 +49,8 @@ def free_ports(n):
 def run_workers(root, folder, extra=(), n=2):
     """The train command as n workers of one cluster on 127.0.0.1; their stdouts."""
     cluster = {'worker': ['127.0.0.1:%d' % p for p in free_ports(n)]}
-    workers = [subprocess.Popen(
-        command(folder, extra), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env(TF_CONFIG=json.dumps({'cluster': cluster,
-                                                 'task': {'type': 'worker', 'index': i}})))
+    workers = [start_script(train_args(folder, extra), root, env=script_env(
+        TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}})))
         for i in range(n)]
     try:
         results = [w.communicate(timeout=600) for w in workers]
@@ -72,19 +58,18 @@ def run_workers(root, folder, extra=(), n=2):
         for w in workers:
             if w.poll() is None:  # a worker waiting for a dead peer would wait for ever
                 w.kill()
-    return [check(subprocess.CompletedProcess(w.args, w.returncode, *r), 'worker %d' % i)
-            for i, (w, r) in enumerate(zip(workers, results))]
+    for i, (w, (stdout, stderr)) in enumerate(zip(workers, results)):
+        assert w.returncode == 0, 'worker %d failed:\n%s\n%s' % (i, stdout[-3000:],
+                                                                  stderr[-3000:])
+    return [stdout for stdout, _ in results]
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('dist')
     write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 10, (64, 64), seed=3)
-    single = check(subprocess.run(command('single'), cwd=root, env=env(), capture_output=True,
-                                  text=True, timeout=600), 'single replica')
-    mirrored = check(subprocess.run(command('mirrored', ['--cpu-replicas', '2']), cwd=root,
-                                    env=env(), capture_output=True, text=True, timeout=600),
-                     'MirroredStrategy')
+    single = run_script(train_args('single'), root).stdout
+    mirrored = run_script(train_args('mirrored', ['--cpu-replicas', '2']), root).stdout
     multiworker = run_workers(root, 'multiworker')
     return root, {'single': single, 'mirrored': mirrored, 'multiworker': multiworker}
 
@@ -100,7 +85,7 @@ def losses(root, folder):
 
 @pytest.mark.parametrize('folder', ['mirrored', 'multiworker'])
 def test_losses_and_weights_equal_single_replica(runs, folder):
-    root, out = runs
+    root, _ = runs
     ref, got = snapshot(root, 'single'), snapshot(root, folder)
     assert sorted(ref) == sorted(got)
     for key in ('text_objseg/Variable_1', 'text_objseg/beta1_power', 'text_objseg/beta2_power'):
@@ -145,12 +130,14 @@ def test_only_the_chief_writes(runs):
 def test_resume_continues_on_every_worker(runs):
     """Both workers restore the chief's snapshot (shared folder) and agree on the step."""
     root, _ = runs
-    outs = run_workers(root, 'multiworker', ['-i', str(STEPS + 1)])
+    # A copy: the other tests read the multi-worker run as it was.
+    shutil.copytree(root / 'multiworker', root / 'resumed')
+    outs = run_workers(root, 'resumed', ['-i', str(STEPS + 1)])
     for out in outs:
         assert 'Resuming from' in out and ('unc_iter_%d.tfmodel' % STEPS) in out
-    log = losses(root, 'multiworker')
+    log = losses(root, 'resumed')
     assert [r['iter'] for r in log] == list(range(STEPS + 1))
-    assert float(snapshot(root, 'multiworker', STEPS + 1)['text_objseg/Variable_1']) == STEPS + 1
+    assert float(snapshot(root, 'resumed', STEPS + 1)['text_objseg/Variable_1']) == STEPS + 1
 
 
 # -- the pieces, without processes --------------------------------------------------------------
@@ -207,8 +194,7 @@ def test_tf_config_parsing():
 
 def test_bad_batch_for_replicas_is_a_clear_error(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 2, (64, 64), seed=0)
-    proc = subprocess.run(command('x', ['--cpu-replicas', '3']), cwd=tmp_path, env=env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = run_script(train_args('x', ['--cpu-replicas', '3']), tmp_path, check=False)
     assert proc.returncode != 0
     assert 'error: -bs 4 (the global batch) must be a multiple of the number of replicas, 3' \
         in proc.stderr

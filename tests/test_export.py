@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_predict import (IMAGES, ROOT, SENTENCES, finish_predict, result_dir, run_cli,
+from fixtures import run_script, start_script
+from test_predict import (IMAGES, SENTENCES, finish_predict, original_postprocessing, result_dir,
                           shared_workspace, shown_rgb, start_predict, write_vocab)
 from util import im_processing
 
@@ -73,11 +74,8 @@ def exported(tmp_path_factory):
     root, model, paths = shared_workspace(tmp_path_factory)
     export_dir = os.path.join(root, 'saved', 'cmpc')
     # Export and (unless test_predict.py ran it already) predict mode run side by side.
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    export = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-m', 'export',
-         '--checkpoint', paths['checkpoint'], '--export-dir', export_dir],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    export = start_script(['-m', 'export', '--checkpoint', paths['checkpoint'],
+                           '--export-dir', export_dir], root)
     out_dir = finish_predict(tmp_path_factory, start_predict(tmp_path_factory))[0]
     stdout, stderr = export.communicate(timeout=600)
     assert export.returncode == 0, stdout[-3000:] + stderr[-3000:]
@@ -107,10 +105,8 @@ def exported(tmp_path_factory):
 
 def test_saved_model_reproduces_predict_mode(exported):
     root, model, paths, _, out_dir, results, _ = exported
-    from util.text_processing import load_vocab_dict_from_file, preprocess_sentence
-    import skimage
+    from util.text_processing import load_vocab_dict_from_file
     vocab = load_vocab_dict_from_file(paths['vocab'])
-    MU = np.array((104.00698793, 116.66876762, 122.67891434))
     worst = {'mask pixels': 0, 'prob': 0.0}
     for name, (_, _, shown) in IMAGES.items():
         image = shown_rgb(paths[name])
@@ -119,9 +115,7 @@ def test_saved_model_reproduces_predict_mode(exported):
             mask = np.asarray(Image.open(os.path.join(folder, 'mask.png'))) > 0
             prob = np.load(os.path.join(folder, 'prob.npy'))
             # Where the mask may flip: pixels fed by a logit within LOGIT_EPS of the threshold.
-            words = np.array(preprocess_sentence(sentence, vocab, 20), np.int32)
-            proc = skimage.img_as_ubyte(im_processing.resize_and_pad(image, 64, 64))
-            up = model.forward(words[None], (proc.astype(np.float32)[:, :, ::-1] - MU)[None])['up']
+            up = original_postprocessing(model, image, sentence, vocab)[2]['up']
             near = (np.abs(up[0, :, :, 0] - 1e-9) < LOGIT_EPS).astype(np.float32)
             may_flip = im_processing.resize_and_crop(near, *shown) > 0
             for sig in ('bytes', 'array'):
@@ -157,8 +151,8 @@ def test_saved_model_errors_and_info(exported):
 def test_export_of_mismatched_vocabulary_is_a_clear_error(exported, tmp_path):
     _, _, paths, _, _, _, _ = exported
     vocab = write_vocab(str(tmp_path / 'v7.txt'), 7)
-    proc = run_cli(['-m', 'export', '--checkpoint', paths['checkpoint'], '--vocab', vocab,
-                    '--export-dir', str(tmp_path / 'never')], cwd=str(tmp_path))
+    proc = run_script(['-m', 'export', '--checkpoint', paths['checkpoint'], '--vocab', vocab,
+                       '--export-dir', str(tmp_path / 'never')], str(tmp_path), check=False)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'has 7 words but the checkpoint' in proc.stderr
     assert not os.path.exists(tmp_path / 'never')

@@ -8,19 +8,16 @@ one-line error, no traceback.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import skimage
 from PIL import Image, ImageOps
 
-from fixtures import TINY
+from fixtures import TINY, run_script, start_script
 from util import im_processing
 from util.text_processing import SPECIAL_TOKENS, preprocess_sentence, load_vocab_dict_from_file
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MU = np.array((104.00698793, 116.66876762, 122.67891434))  # trainval_model.MU, written out
 SENTENCES = ['The red circle LEFT of the big star.', 'blorp zzzt']  # the 2nd: no known word
 IMAGES = {  # name: (PIL mode, stored size (h, w), shown size (h, w))
@@ -78,12 +75,6 @@ def make_workspace(root):
     return model, paths
 
 
-def run_cli(args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py')] + args,
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def shown_rgb(path):
     """The image as it is shown, read independently of util/predict.py."""
     with Image.open(path) as im:
@@ -134,10 +125,7 @@ def start_predict(tmp_path_factory):
         args += ['--image', paths[name]]
     for s in SENTENCES:
         args += ['--sentence', s]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, 'trainval_model.py')] + args,
-                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return start_script(args, root)
 
 
 def finish_predict(tmp_path_factory, proc):
@@ -287,7 +275,7 @@ def test_bad_inputs_give_clear_errors(workspace, case):
     args, message = BAD_INPUTS[case]
     if '--checkpoint' not in args:
         args = args + ['--checkpoint', paths['checkpoint']]
-    proc = run_cli(['-m', 'predict', '--out-dir', 'bad_out'] + args, cwd=root)
+    proc = run_script(['-m', 'predict', '--out-dir', 'bad_out'] + args, root, check=False)
     assert proc.returncode != 0
     assert 'Traceback' not in proc.stderr, proc.stderr
     assert message in proc.stderr, proc.stderr

@@ -3,23 +3,15 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from fixtures import TINY_FLAGS, write_batches
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fixtures import TINY_FLAGS, run_script, write_batches
 
 
 def run(args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py')] + args,
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return run_script(args, cwd).stdout
 
 
 @pytest.fixture(scope='module')
@@ -75,24 +67,31 @@ def test_resume_continues_from_newest_snapshot(trained):
 
 
 def test_missing_backbone_is_a_clear_error(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 1, (64, 64))
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-m', 'train',
-                           '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1'] + TINY_FLAGS,
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1']
+                      + TINY_FLAGS, tmp_path, check=False, timeout=300)
     assert proc.returncode != 0
     assert 'deeplab_resnet_init.ckpt' in proc.stderr and '--random-backbone' in proc.stderr
     assert 'Traceback' not in proc.stderr
 
 
-def test_tf_data_flag_gives_the_same_test_results(trained):
+BATCHED_TEST = ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2']
+
+
+@pytest.fixture(scope='module')
+def batched_results(trained):
+    """Test mode at batch 2 on the plain path, the reference of the next two tests."""
     root, _ = trained
-    run(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2',
-         '--results', 'python.json'], cwd=root)
-    run(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2',
-         '--tf-data', '--results', 'tfdata.json'], cwd=root)
-    a, b = (json.load(open(root / n)) for n in ('python.json', 'tfdata.json'))
-    assert a['per_sample'] == b['per_sample']  # same I, U and sentence for every expression
+    run(BATCHED_TEST + ['--results', 'python.json'], cwd=root)
+    return json.load(open(root / 'python.json'))
+
+
+def test_tf_data_flag_gives_the_same_test_results(trained, batched_results):
+    root, _ = trained
+    run(BATCHED_TEST + ['--tf-data', '--results', 'tfdata.json'], cwd=root)
+    tfdata = json.load(open(root / 'tfdata.json'))
+    # same I, U and sentence for every expression
+    assert batched_results['per_sample'] == tfdata['per_sample']
 
 
 def test_tf_data_flag_trains(tmp_path):
@@ -104,16 +103,14 @@ def test_tf_data_flag_trains(tmp_path):
     assert os.path.isfile(tmp_path / 'ckpts' / 'unc_iter_2.tfmodel.index')
 
 
-def test_fast_path_flags_in_test_mode(trained):
+def test_fast_path_flags_in_test_mode(trained, batched_results):
     """--fold-bn computes the same sums as the plain path (up to rounding: the same per-sample
     counts within 1 % of the union); --precision bf16 runs and both are recorded in the JSON."""
     root, _ = trained
-    base = ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2', '-bs', '2']
-    run(base + ['--results', 'plain.json'], cwd=root)
-    run(base + ['--fold-bn', '--results', 'fold.json'], cwd=root)
-    run(base + ['--precision', 'bf16', '--results', 'bf16.json'], cwd=root)
-    plain, fold, bf16 = (json.load(open(root / n)) for n in ('plain.json', 'fold.json',
-                                                              'bf16.json'))
+    run(BATCHED_TEST + ['--fold-bn', '--results', 'fold.json'], cwd=root)
+    run(BATCHED_TEST + ['--precision', 'bf16', '--results', 'bf16.json'], cwd=root)
+    plain = batched_results
+    fold, bf16 = (json.load(open(root / n)) for n in ('fold.json', 'bf16.json'))
     assert (fold['fold_bn'], fold['precision'], bf16['precision']) == (True, 'fp32', 'bf16')
     for a, b in zip(plain['per_sample'], fold['per_sample']):
         assert abs(a['I'] - b['I']) <= 0.01 * a['U'] and abs(a['U'] - b['U']) <= 0.01 * a['U']
@@ -121,8 +118,6 @@ def test_fast_path_flags_in_test_mode(trained):
 
 
 def test_fold_bn_is_refused_in_training(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainval_model.py'), '-m', 'train',
-                           '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold-bn'],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold-bn'],
+                      tmp_path, check=False, timeout=300)
     assert proc.returncode == 2 and '--fold-bn is for test' in proc.stderr
