@@ -49,6 +49,8 @@ import time
 
 import numpy as np
 
+from util.cli import HelpFormatter
+
 # The small configuration of the tests (tests/fixtures.TINY); the paper's is LSTM_model's defaults.
 CONFIGS = {
     'small': dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32,
@@ -67,7 +69,7 @@ CALIBRATION_IMAGES = 8
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--quick', action='store_true',
                    help='a CPU run of a few minutes: 3 repeats, XLA and fold_bn rows at the '
                         'largest batch only, paper config forward at batch 1 and 2 only, no '
@@ -323,19 +325,21 @@ class Bench:
         return model
 
     def checkpoint_config(self):
+        from trainval_model import model_settings
         from util.checkpoint import read_checkpoint_meta
         meta = read_checkpoint_meta(self.args.checkpoint)
         if meta is None:
             sys.exit('error: --checkpoint %s: no %s.json with the model settings (a checkpoint '
                      'of this port is needed)' % (self.args.checkpoint, self.args.checkpoint))
-        return {k: v for k, v in meta['model'].items()
-                if k not in ('batch_size', 'conv5', 'start_lr')}
+        return model_settings(meta)
 
     def weights(self, config, cfg, real_words):
         """Checkpoint prefix for this config: --checkpoint (small config on the synthetic
         vocabulary: the test and fidelity rows), or random weights with a calibrated backbone,
         made once and saved under --workdir."""
         from CMPC_model import LSTM_model
+        from trainval_model import calibrate_backbone
+        from util.data_reader import DataReader
         if self.args.checkpoint and config == 'small' and real_words:
             return self.args.checkpoint
         key = (config, cfg['vocab_size'] if 'vocab_size' in cfg else None)
@@ -343,19 +347,12 @@ class Bench:
             self.tf.random.set_seed(self.args.seed)
             base = {k: v for k, v in cfg.items() if k not in ('precision', 'xla', 'fold_bn')}
             model = LSTM_model(mode='eval', **base)
-            model.backbone.calibrate(self.calibration_images(model))
+            with DataReader(*self.data['train'], shuffle=False) as reader:
+                calibrate_backbone(model, reader, CALIBRATION_IMAGES)
             prefix = os.path.join(self.workdir, 'weights', '%s_vocab%s' % key)
             model.save(prefix)
             self._weights[key] = prefix
         return self._weights[key]
-
-    def calibration_images(self, model):
-        from trainval_model import preprocess
-        from util.data_reader import load_batch
-        from util.tf_input import list_batch_files
-        files = list_batch_files(*self.data['train'])[:CALIBRATION_IMAGES]
-        return np.stack([preprocess(load_batch(p)['im_batch'], None, model.H, model.W)[0]
-                         for p in files]).astype(np.float32)
 
     def count(self, config, mode, model):
         key = (config, mode)
@@ -466,9 +463,7 @@ class Bench:
                 reader = DataReader(folder, prefix, shuffle=False)
                 for _ in range(reader.num_batch if n is None else min(n, reader.num_batch)):
                     batch = reader.read_batch(is_log=False)
-                    im = batch['im_batch']
-                    if im.ndim == 2:
-                        im = np.tile(im[:, :, None], (1, 1, 3))
+                    im = im_processing.as_rgb(batch['im_batch'])
                     proc_im, net_im = im_processing.network_input(im, H, W, MU)
                     yield {'words': batch['text_batch'], 'proc_im': proc_im, 'im': net_im,
                            'mask': batch['mask_batch'].astype(np.float32)}

@@ -288,8 +288,7 @@ def write_task(task):
         h = w = cfg['input_size']
         im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, h, w))  # [h, w(, 3)]
         mask = im_processing.resize_and_pad(mask, h, w)  # [h, w] float
-    if im.ndim == 2:
-        im = np.tile(im[:, :, np.newaxis], (1, 1, 3))  # [h, w, 3]
+    im = im_processing.as_rgb(im)  # [h, w, 3]
 
     for n, sent in todo:
         try:

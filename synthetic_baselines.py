@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from trainval_model import write_json
+from util.cli import HelpFormatter
 from util.eval_tools import SegEvaluator
 from util.refer import Refer, segmentation_mask
 
@@ -48,7 +50,7 @@ def baseline_scores(refer_root, split, dataset='refcoco', split_by='unc'):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--synthetic', default='data/synthetic',
                    help='folder written by make_synthetic_dataset.py')
     p.add_argument('-t', '--split', default='val', help='split of refs(unc).p to score')
@@ -75,10 +77,7 @@ def main(argv=None):
         print('%-36s %12.4f %9.4f %14.4f' % (name, r['overall_iou'], r['mean_iou'],
                                              r['precision@0.5']))
     if args.out:
-        tmp = args.out + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump({name: r for name, r in rows}, f, indent=1)
-        os.replace(tmp, args.out)
+        write_json(args.out, {name: r for name, r in rows})
     return dict(rows)
 
 

@@ -53,6 +53,8 @@ import time
 
 import numpy as np
 
+from util.cli import HelpFormatter
+
 MU = np.array((104.00698793, 116.66876762, 122.67891434))  # BGR mean of the Caffe backbone
 SCORE_THRESH = 1e-9
 ITERS_PER_LOG = 100
@@ -67,7 +69,7 @@ def parse_args(argv=None):
         description='Train (-m train) or test (-m test) CMPC on batches built by build_batches.py, '
                     'predict on your own images and sentences (-m predict), or export a '
                     'SavedModel (-m export).',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('-g', '--gpu', type=str, default='0',
                    help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); train: several ids, e.g. '
                         '0,1,2,3, train on all of them (MirroredStrategy); ignored on a CPU machine')
@@ -253,6 +255,12 @@ def model_config(args):
                 emb_name=emb_name_of(args.dataset))
 
 
+def model_settings(meta):
+    """LSTM_model keyword arguments from a checkpoint's .json: the model's settings, without the
+    batch size and -conv5 of the run that wrote it."""
+    return {k: v for k, v in meta['model'].items() if k not in ('batch_size', 'conv5')}
+
+
 def batch_folder(args):
     folder = os.path.join(args.data_root, args.dataset, args.split + '_batch')
     return folder, args.dataset + '_' + args.split
@@ -289,19 +297,16 @@ def preprocess(im, mask, H, W):
         im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
         if mask is not None:
             mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
-    if im.ndim == 2:
-        im = np.tile(im[:, :, None], (1, 1, 3))
-    im = im.astype(np.float32)[:, :, ::-1] - MU
+    im = im_processing.as_rgb(im).astype(np.float32)[:, :, ::-1] - MU
     return im, mask
 
 
 def write_json(path, obj):
-    """Atomic: a reader never sees a half-written file."""
+    """Atomic (util.io.atomic_open): a reader never sees a half-written file."""
+    from util import io
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = path + '.tmp-%d' % os.getpid()
-    with open(tmp, 'w') as f:
+    with io.atomic_open(path, 'w', fsync=False) as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +358,8 @@ def train(args):
         # A resumed run keeps the settings it was started with.
         meta = read_checkpoint_meta(snapshots[-1][1])
         if meta is not None:
-            cfg = {k: v for k, v in meta['model'].items()
-                   if k not in ('batch_size', 'conv5', 'start_lr')}
+            cfg = model_settings(meta)
+            cfg.pop('start_lr', None)  # -lr of the resuming command
     elif args.emb:
         emb_file = args.emb_file or 'data/%s_emb.npy' % cfg['emb_name']
         if not os.path.isfile(emb_file):
@@ -505,7 +510,7 @@ def test(args):
     print('Loading trained weights from {}'.format(weights))
     meta = read_checkpoint_meta(weights)
     if meta is not None:
-        cfg = {k: v for k, v in meta['model'].items() if k not in ('conv5', 'batch_size')}
+        cfg = model_settings(meta)
         print('Model settings from %s.json' % weights)
     else:
         cfg = model_config(args)  # a checkpoint of the original code: the flags say
@@ -549,16 +554,15 @@ def test(args):
                 record['U' if name == 'without DenseCRF' else 'U_dcrf'] = int(U)
             per_sample.append(record)
             if args.visualize:
-                im = batch['im_batch']
-                if im.ndim == 2:
-                    im = np.tile(im[:, :, None], (1, 1, 3))
+                im = batch['im_batch']  # RGB, as read_samples gives it
                 visualize_seg(im, mask, predicts['without DenseCRF'], record['sent'], vis_dir)
                 if args.dcrf:
                     visualize_seg(im, mask, predicts['with DenseCRF'], record['sent'], vis_dir,
                                   suffix='_dcrf')
 
     def read_samples():
-        """(batch dict, proc_im) per expression in file order, from DataReader or tf.data."""
+        """(batch dict with an RGB im_batch, proc_im, network input) per expression in file
+        order, from DataReader or tf.data."""
         if args.tf_data:
             from util.tf_input import test_dataset
             reader.close()  # it only counted the files
@@ -570,10 +574,8 @@ def test(args):
             return
         for _ in range(num):
             batch = reader.read_batch(is_log=False)
-            im = batch['im_batch']
-            if im.ndim == 2:
-                im = np.tile(im[:, :, None], (1, 1, 3))
-            yield (batch,) + im_processing.network_input(im, H, W, MU)
+            batch['im_batch'] = im_processing.as_rgb(batch['im_batch'])
+            yield (batch,) + im_processing.network_input(batch['im_batch'], H, W, MU)
 
     pending = []
     samples = read_samples()

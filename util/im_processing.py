@@ -108,6 +108,11 @@ def resize_and_crop(im, input_h, input_w):
     return resized_im[crop_h:crop_h + input_h, crop_w:crop_w + input_w, ...].copy()
 
 
+def as_rgb(im):
+    """A grey [h, w] image as [h, w, 3], its channel repeated; a colour image unchanged."""
+    return np.tile(im[:, :, None], (1, 1, 3)) if im.ndim == 2 else im
+
+
 def network_input(image, input_h, input_w, mean_bgr):
     """Test mode's input: (proc_im uint8 [H, W, 3] RGB, resized and padded as the original
     did, which DenseCRF also takes; im float32 [H, W, 3], proc_im in BGR minus mean_bgr)."""

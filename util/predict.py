@@ -43,7 +43,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-from util import im_processing
+from util import im_processing, io
 from util.text_processing import (PAD_IDENTIFIER, UNK_IDENTIFIER, load_vocab_dict_from_file,
                                   sentence2words)
 
@@ -62,37 +62,24 @@ class InputError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Writing files atomically
 
-def _atomic(path, write):
-    """write(tmp_path) then rename to path: a reader never sees a half-written file."""
-    folder = os.path.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    # Not mkstemp: its files are private (0600); these get the usual umask permissions.
-    tmp = os.path.join(folder, '.%s.tmp-%d' % (os.path.basename(path), os.getpid()))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _atomic(path, mode, write):
+    """write(file) through util.io.atomic_open: a reader never sees a half-written file."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with io.atomic_open(path, mode, fsync=False) as f:
+        write(f)
     return path
 
 
 def save_png(path, array):
-    return _atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format='PNG'))
+    return _atomic(path, 'wb', lambda f: Image.fromarray(array).save(f, format='PNG'))
 
 
 def save_npy(path, array):
-    def write(tmp):
-        with open(tmp, 'wb') as f:
-            np.save(f, array)
-    return _atomic(path, write)
+    return _atomic(path, 'wb', lambda f: np.save(f, array))
 
 
 def save_json(path, obj):
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=1)
-    return _atomic(path, write)
+    return _atomic(path, 'w', lambda f: json.dump(obj, f, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +216,8 @@ def read_model_config(checkpoint, vocab=None, num_steps=None, flag='--checkpoint
         except ValueError as e:
             raise InputError('%s.json: not valid JSON (%s)' % (prefix, e)) from None
     if meta is not None and 'model' in meta:
-        cfg = {k: v for k, v in meta['model'].items() if k not in ('conv5', 'batch_size')}
+        from trainval_model import model_settings
+        cfg = model_settings(meta)
     else:
         import tensorflow as tf
         from util.checkpoint import checkpoint_shapes
@@ -437,8 +425,8 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
                                        'bbox_xywh': bbox_xywh(md)}
             if explain:
                 files['explain'] = _atomic(
-                    os.path.join(folder, 'explain.png'),
-                    lambda tmp: explain_figure(tmp, image, sentence, words,
+                    os.path.join(folder, 'explain.png'), 'wb',
+                    lambda f: explain_figure(f, image, sentence, words,
                                                {lv: res['levels'][lv]['prob'] for lv in LEVELS},
                                                mask, prob=res['prob']))
             record['files'] = files

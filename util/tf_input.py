@@ -83,9 +83,7 @@ def load_test_sample(path, H, W, T):
     from util import im_processing
     path = _path_str(path)
     batch = load_batch(path)
-    raw = batch['im_batch']
-    if raw.ndim == 2:
-        raw = np.tile(raw[:, :, None], (1, 1, 3))
+    raw = im_processing.as_rgb(batch['im_batch'])
     proc_im, im = im_processing.network_input(raw, H, W, MU)  # [H, W, 3] each
     return (_words(batch, path, T), proc_im, im, raw.astype(np.uint8),
             batch['mask_batch'].astype(np.float32),
