@@ -44,8 +44,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from util import im_processing, io
-from util.text_processing import (PAD_IDENTIFIER, UNK_IDENTIFIER, load_vocab_dict_from_file,
-                                  sentence2words)
+from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 
 WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')  # words_parse's last axis
 LEVELS = ('c3', 'c4', 'c5')
@@ -134,11 +133,9 @@ def tokenize(sentence, vocab_dict, num_steps):
     except ValueError:
         raise InputError('--sentence %r: empty sentence; a referring expression needs at least '
                          'one word' % (sentence,)) from None
-    unk = vocab_dict[UNK_IDENTIFIER]
     kept, dropped = words[:num_steps], words[num_steps:]
-    ids = [vocab_dict.get(w, unk) for w in kept]
     unknown = [w not in vocab_dict for w in kept]
-    ids = [vocab_dict[PAD_IDENTIFIER]] * (num_steps - len(ids)) + ids
+    ids = preprocess_sentence(sentence, vocab_dict, num_steps)  # test mode's own ids
     return np.array(ids, np.int32), kept, unknown, dropped
 
 
