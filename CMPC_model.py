@@ -30,15 +30,14 @@ from deeplab_resnet import DeepLabResNetModel
 from util.checkpoint import (VariableStore, constant, glorot_uniform, ones, zeros,
                              restore_checkpoint, save_checkpoint)
 from util.processing_tools import generate_spatial_batch
+from util.settings import PAPER_BLOCKS, TrainSettings, run_record, split_model_kwargs
+# The optimizer and the loss live in util/trainer.py; LSTM_model(mode='train') builds one, as
+# the original's constructor built its train_op.
+from util.trainer import Trainer
 
 SCOPE = 'text_objseg/'
 LAYER_NORM_EPSILON = 1e-12  # tf.contrib.layers.layer_norm's
-END_LEARNING_RATE = 0.00001
-ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 BACKBONE_PREFIXES = ('res', 'bn', 'conv1')
-# fp16 dynamic loss scaling. The losses are per-image sums over H x W pixels, so gradients
-# are large already: start low (2^15, the usual start, overflows at once).
-INITIAL_LOSS_SCALE, LOSS_SCALE_PERIOD = 2.0 ** 7, 2000
 
 
 COMPUTE_DTYPES = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
@@ -47,13 +46,6 @@ COMPUTE_DTYPES = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
 def cast(v, dtype):
     """Variables stay float32; mixed precision reads them in the compute dtype."""
     return v if v.dtype == dtype else tf.cast(v, dtype)
-
-
-def local_assign(var, value):
-    """Assigns `value` to this replica's copy of `var` (the variable itself outside
-    tf.distribute). Every replica applies the same update to its own copy, as it does for the
-    weights, so mirrored optimizer state stays equal without any cross-replica step."""
-    tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.convert_to_tensor(value, var.dtype))
 
 
 def l2_normalize(x, axis):
@@ -284,6 +276,11 @@ class ConvLSTMCell:
 class LSTM_model(tf.Module):
     """CMPC with the original's constructor arguments and defaults (the paper's configuration).
 
+    The keyword arguments are split into the architecture (`self.settings`, a ModelSettings)
+    and, in train mode, the training settings (`self.train_settings`, a TrainSettings); see
+    util/settings.py. `LSTM_model.from_settings(settings, ...)` builds from them directly.
+    vf_h and vf_w are derived from H and W (output stride 8); when given they must agree.
+
     Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
     path; random when None: in eval mode the embedding comes from the checkpoint).
     `batch_size` is kept for compatibility: forward and train_step take any batch size.
@@ -298,31 +295,22 @@ class LSTM_model(tf.Module):
     Data-parallel training: built inside a tf.distribute strategy's `scope()` (MirroredStrategy,
     MultiWorkerMirroredStrategy), the variables are mirrored and train_step splits the batch
     among the replicas and averages their gradients (trainval_model.py's -g and TF_CONFIG).
+
+    Public parts: `forward` / `forward_fn` (numpy / tf.function), `train_step` and `trainer`
+    (util/trainer.py, train mode), `save`, `restore`, `restore_backbone`, `store` (variables
+    by TF1 name), `model_variables` (the network's, without optimizer state), `backbone`.
     """
 
-    def __init__(self, batch_size=1, num_steps=20, vf_h=40, vf_w=40, H=320, W=320, vf_dim=2048,
-                 vocab_size=12112, w_emb_dim=1000, v_emb_dim=1000, mlp_dim=500,
+    scope = SCOPE
+
+    def __init__(self, batch_size=1, num_steps=20, vf_h=None, vf_w=None, H=320, W=320,
+                 vf_dim=2048, vocab_size=12112, w_emb_dim=1000, v_emb_dim=1000, mlp_dim=500,
                  start_lr=0.00025, lr_decay_step=800000, lr_decay_rate=1.0, rnn_size=1000,
                  keep_prob_rnn=1.0, keep_prob_emb=1.0, keep_prob_mlp=1.0, num_rnn_layers=1,
                  optimizer='adam', weight_decay=0.0005, mode='eval', conv5=False, glove_dim=300,
-                 emb_name='Gref', glove=None, backbone_blocks=(3, 4, 23, 3), precision='fp32',
+                 emb_name='Gref', glove=None, backbone_blocks=PAPER_BLOCKS, precision='fp32',
                  xla=False, fold_bn=False):
-        super().__init__(name='LSTM_model')
-        if mode not in ('eval', 'train'):
-            raise ValueError("mode must be 'eval' or 'train', got %r" % (mode,))
-        if num_rnn_layers != 1:
-            # The original stacked one cell object, which only builds for a single layer.
-            raise ValueError('num_rnn_layers must be 1, got %d' % num_rnn_layers)
-        if optimizer != 'adam':
-            raise ValueError('Unknown optimizer type %s!' % optimizer)
-        if rnn_size != v_emb_dim:
-            raise ValueError('rnn_size (%d) must equal v_emb_dim (%d): relation-aware reasoning '
-                             'multiplies word and visual features' % (rnn_size, v_emb_dim))
-        if (H + 7) // 8 != vf_h or (W + 7) // 8 != vf_w:
-            raise ValueError('vf_h x vf_w (%d x %d) must be the backbone output of H x W = %d x %d '
-                             '(output stride 8: %d x %d)'
-                             % (vf_h, vf_w, H, W, (H + 7) // 8, (W + 7) // 8))
-        self.config = dict(
+        settings, train_settings = split_model_kwargs(dict(
             batch_size=batch_size, num_steps=num_steps, vf_h=vf_h, vf_w=vf_w, H=H, W=W,
             vf_dim=vf_dim, vocab_size=vocab_size, w_emb_dim=w_emb_dim, v_emb_dim=v_emb_dim,
             mlp_dim=mlp_dim, start_lr=start_lr, lr_decay_step=lr_decay_step,
@@ -330,15 +318,29 @@ class LSTM_model(tf.Module):
             keep_prob_emb=keep_prob_emb, keep_prob_mlp=keep_prob_mlp,
             num_rnn_layers=num_rnn_layers, optimizer=optimizer, weight_decay=weight_decay,
             conv5=conv5, glove_dim=glove_dim, emb_name=emb_name,
-            backbone_blocks=list(backbone_blocks))
-        for key, value in self.config.items():
-            setattr(self, key, value)
-        self.mode = mode
+            backbone_blocks=backbone_blocks))
+        self._build(settings, train_settings, mode, glove, precision, xla, fold_bn)
+
+    @classmethod
+    def from_settings(cls, settings, mode='eval', train_settings=None, glove=None,
+                      precision='fp32', xla=False, fold_bn=False):
+        """The model of a ModelSettings (and, for mode='train', a TrainSettings)."""
+        model = cls.__new__(cls)
+        model._build(settings, train_settings or TrainSettings(), mode, glove, precision, xla,
+                     fold_bn)
+        return model
+
+    def _build(self, settings, train_settings, mode, glove, precision, xla, fold_bn):
+        super().__init__(name='LSTM_model')
+        if mode not in ('eval', 'train'):
+            raise ValueError("mode must be 'eval' or 'train', got %r" % (mode,))
         if precision not in COMPUTE_DTYPES:
             raise ValueError('precision must be one of %s, got %r'
                              % (sorted(COMPUTE_DTYPES), precision))
         if fold_bn and mode == 'train':
             raise ValueError('fold_bn is for inference: training may change the conv weights')
+        self.settings, self.mode = settings, mode
+        self.train_settings = train_settings if mode == 'train' else None
         self.precision, self.xla, self.fold_bn = precision, xla, fold_bn
         # Built inside `strategy.scope()`, the variables are mirrored on its replicas and
         # train_step runs data-parallel; otherwise the default (single-replica) strategy.
@@ -347,46 +349,52 @@ class LSTM_model(tf.Module):
             raise ValueError('xla is not supported with several replicas (%d)'
                              % self.strategy.num_replicas_in_sync)
         self.compute_dtype = COMPUTE_DTYPES[precision]
+        s = settings
         if isinstance(glove, str):
             glove = np.load(glove)
-            print('Loaded embedding npy %s' % glove)
-        if glove is not None and tuple(np.shape(glove)) != (vocab_size, glove_dim):
+        if glove is not None and tuple(np.shape(glove)) != (s.vocab_size, s.glove_dim):
             raise ValueError('embedding has shape %s, expected [vocab_size, glove_dim] = [%d, %d]'
-                             % (list(np.shape(glove)), vocab_size, glove_dim))
+                             % (list(np.shape(glove)), s.vocab_size, s.glove_dim))
 
         self.store = store = VariableStore()
-        self.backbone = DeepLabResNetModel(store, blocks=tuple(backbone_blocks))
-        self.words_encoder = WordEncoder(store, vocab_size, glove_dim, rnn_size, glove)
-        self.lateral = {'c5': Conv(store, 'c5_lateral', 1, vf_dim, v_emb_dim),
-                        'c4': Conv(store, 'c4_lateral', 1, 1024, v_emb_dim),
-                        'c3': Conv(store, 'c3_lateral', 1, 512, v_emb_dim)}
-        self.parser = WordParser(store, rnn_size)
+        self.backbone = DeepLabResNetModel(store, blocks=s.backbone_blocks)
+        self.words_encoder = WordEncoder(store, s.vocab_size, s.glove_dim, s.rnn_size, glove)
+        self.lateral = {'c5': Conv(store, 'c5_lateral', 1, s.vf_dim, s.v_emb_dim),
+                        'c4': Conv(store, 'c4_lateral', 1, 1024, s.v_emb_dim),
+                        'c3': Conv(store, 'c3_lateral', 1, 512, s.v_emb_dim)}
+        self.parser = WordParser(store, s.rnn_size)
         self.levels = ('c5', 'c4', 'c3')
-        self.mutan = {lv: MutanFusion(store, lv, v_emb_dim, rnn_size) for lv in self.levels}
-        self.reasoning = {lv: RelationAwareReasoning(store, lv, v_emb_dim, rnn_size)
+        self.mutan = {lv: MutanFusion(store, lv, s.v_emb_dim, s.rnn_size) for lv in self.levels}
+        self.reasoning = {lv: RelationAwareReasoning(store, lv, s.v_emb_dim, s.rnn_size)
                           for lv in self.levels}
-        self.fusion = {lv: Conv(store, 'fusion_' + lv, 1, 2 * v_emb_dim + rnn_size + 8, mlp_dim)
+        self.fusion = {lv: Conv(store, 'fusion_' + lv, 1, 2 * s.v_emb_dim + s.rnn_size + 8,
+                                s.mlp_dim)
                        for lv in self.levels}
-        self.level_score = {lv: Conv(store, 'score_' + lv, 3, mlp_dim, 1) for lv in self.levels}
-        self.exchange = {lv: TextGuidedExchange(store, lv, mlp_dim, rnn_size)
+        self.level_score = {lv: Conv(store, 'score_' + lv, 3, s.mlp_dim, 1) for lv in self.levels}
+        self.exchange = {lv: TextGuidedExchange(store, lv, s.mlp_dim, s.rnn_size)
                          for lv in ('c3', 'c4', 'c5', 'c3_2', 'c4_2', 'c5_2')}
-        self.convlstm = ConvLSTMCell(store, vf_h, vf_w, mlp_dim)
-        self.score = Conv(store, 'score', 3, mlp_dim, 1)
+        self.convlstm = ConvLSTMCell(store, s.vf_h, s.vf_w, s.mlp_dim)
+        self.score = Conv(store, 'score', 3, s.mlp_dim, 1)
         self.model_variables = dict(store.variables)
-        self.spatial = tf.constant(generate_spatial_batch(1, vf_h, vf_w))  # [1, h, w, 8]
+        self.spatial = tf.constant(generate_spatial_batch(1, s.vf_h, s.vf_w))  # [1, h, w, 8]
         if fold_bn:
             self.backbone.fold_batch_norm()
 
-        words_spec = tf.TensorSpec([None, num_steps], tf.int32)
-        im_spec = tf.TensorSpec([None, H, W, 3], tf.float32)
-        self._forward_fn = tf.function(lambda words, im: self.build_graph(words, im, False),
-                                       input_signature=[words_spec, im_spec], jit_compile=xla)
+        self.forward_fn = tf.function(
+            lambda words, im: self.build_graph(words, im, False), jit_compile=xla,
+            input_signature=[tf.TensorSpec([None, s.num_steps], tf.int32),
+                             tf.TensorSpec([None, s.H, s.W, 3], tf.float32)])
+        self.trainer = None
         if mode == 'train':
-            self._build_optimizer()
-            mask_spec = tf.TensorSpec([None, H, W, 1], tf.float32)
-            self._train_fn = tf.function(self._train_step, jit_compile=xla,
-                                         input_signature=[words_spec, im_spec, mask_spec])
-            self._distributed_train_fn = tf.function(self._distributed_train_step)
+            self.trainer = Trainer(self, train_settings, precision=precision, xla=xla)
+
+    # The architecture's sizes, read by the pipeline (settings.vf_h etc. are the owners).
+    H = property(lambda self: self.settings.H)
+    W = property(lambda self: self.settings.W)
+    num_steps = property(lambda self: self.settings.num_steps)
+    vocab_size = property(lambda self: self.settings.vocab_size)
+    vf_h = property(lambda self: self.settings.vf_h)
+    vf_w = property(lambda self: self.settings.vf_w)
 
     # -- the network ---------------------------------------------------------------------------
 
@@ -402,8 +410,8 @@ class LSTM_model(tf.Module):
         first = tf.where(leading_pads == T, 0, leading_pads)  # [B]
         valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
 
-        keep_emb = self.keep_prob_emb if training else 1.0
-        keep_rnn = self.keep_prob_rnn if training else 1.0
+        keep_emb = self.train_settings.keep_prob_emb if training else 1.0
+        keep_rnn = self.train_settings.keep_prob_rnn if training else 1.0
         words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
         words_feat = cast(l2_normalize(words_feat, 2)[:, None], dtype)  # [B, 1, T, rnn]
 
@@ -444,7 +452,7 @@ class LSTM_model(tf.Module):
     def forward(self, words, im):
         """numpy in, numpy out: pred, up, sigm, up_c3, up_c4, up_c5, words_parse."""
         words, im = self._check_inputs(words, im)
-        return {k: v.numpy() for k, v in self._forward_fn(words, im).items()}
+        return {k: v.numpy() for k, v in self.forward_fn(words, im).items()}
 
     def _check_inputs(self, words, im, mask=None):
         words = np.asarray(words)
@@ -467,102 +475,11 @@ class LSTM_model(tf.Module):
                              % (self.H, self.W, list(mask.shape)))
         return words, im, mask
 
-    # -- training ------------------------------------------------------------------------------
+    def downsample_mask(self, mask):
+        """mask [B, H, W, 1] at the score map's size [B, vf_h, vf_w, 1] (pixel accuracy)."""
+        return resize_bilinear(mask, [self.vf_h, self.vf_w])
 
-    def _build_optimizer(self):
-        store = self.store
-        names = [n for n, v in self.model_variables.items() if v.trainable and (
-            n.startswith(SCOPE) or (self.conv5 and n.startswith(('res3', 'res4', 'res5'))))]
-        self.trainable_names = names
-        self.reg_names = [n for n in names if n.find('DW') > 0 or n.endswith('weights')]
-        self.lr_mult = {n: (2.0 if n.find('biases') > 0 else 1.0) for n in names}
-        # TF1 names: the step counter was the second unnamed Variable of the scope, Adam's
-        # slots were made under the scope `text_objseg/` again.
-        self.global_step = store.get(SCOPE + 'Variable_1', [], zeros, trainable=False)
-        self.beta1_power = store.get(SCOPE + 'beta1_power', [], constant(ADAM_BETA1),
-                                     trainable=False)
-        self.beta2_power = store.get(SCOPE + 'beta2_power', [], constant(ADAM_BETA2),
-                                     trainable=False)
-        # Loss scaling state is not part of the original's checkpoints: kept off the store.
-        self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE, trainable=False, name='loss_scale')
-        self.good_steps = tf.Variable(0, trainable=False, name='loss_scale_good_steps')
-        self.slots = {n: (store.get(SCOPE + n + '/Adam', self.model_variables[n].shape, zeros,
-                                    trainable=False),
-                          store.get(SCOPE + n + '/Adam_1', self.model_variables[n].shape, zeros,
-                                    trainable=False))
-                      for n in names}
-
-    def learning_rate(self, step):
-        """tf.train.polynomial_decay(start_lr, step, lr_decay_step, 1e-5, power=0.9)."""
-        p = tf.minimum(step, float(self.lr_decay_step)) / float(self.lr_decay_step)
-        return (self.start_lr - END_LEARNING_RATE) * (1 - p) ** 0.9 + END_LEARNING_RATE
-
-    @staticmethod
-    def sigmoid_loss(logits, labels):
-        """util/loss.weighed_logistic_loss with weights 1: batch mean of per-image sums."""
-        ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-        return tf.reduce_mean(tf.reduce_sum(ce, [1, 2, 3]))
-
-    def _train_step(self, words, im, mask):
-        variables = [self.model_variables[n] for n in self.trainable_names]
-        with tf.GradientTape() as tape:
-            out = self.build_graph(words, im, training=True)
-            losses = {'cls_loss': self.sigmoid_loss(out['up'], mask)}
-            for lv in ('c3', 'c4', 'c5'):
-                losses['cls_loss_' + lv] = self.sigmoid_loss(out['up_' + lv], mask)
-            losses['cls_loss_all'] = (0.7 * losses['cls_loss'] + 0.1 * losses['cls_loss_c5']
-                                      + 0.1 * losses['cls_loss_c4'] + 0.1 * losses['cls_loss_c3'])
-            losses['reg_loss'] = self.weight_decay * tf.add_n(
-                [tf.nn.l2_loss(self.model_variables[n]) for n in self.reg_names])
-            losses['cost'] = losses['cls_loss_all'] + losses['reg_loss']
-            scaled_cost = losses['cost']
-            if self.precision == 'fp16':
-                scaled_cost = scaled_cost * self.loss_scale
-        # The embedding's gradient is sparse: as a dense tensor its duplicate rows are summed.
-        grads = [tf.convert_to_tensor(g) for g in tape.gradient(scaled_cost, variables)]
-        replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
-            # Each replica's cost is the mean over its equal share of the global batch, so the
-            # mean of the replicas' gradients is the gradient of the global batch's cost.
-            grads = replica.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
-        lr = self.learning_rate(self.global_step)
-        if self.precision == 'fp16':
-            grads = [g / self.loss_scale for g in grads]
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-            tf.cond(finite, lambda: self._apply_adam(variables, grads, lr), tf.no_op)
-            self._update_loss_scale(finite)
-        else:
-            self._apply_adam(variables, grads, lr)
-        losses['learning_rate'] = lr
-        losses['pred'] = out['pred']
-        losses['target'] = resize_bilinear(mask, [self.vf_h, self.vf_w])
-        return losses
-
-    def _apply_adam(self, variables, grads, lr):
-        for name, var, grad in zip(self.trainable_names, variables, grads):
-            if self.lr_mult[name] != 1.0:
-                grad = self.lr_mult[name] * grad
-            m, v = self.slots[name]
-            # The kernel TF1's AdamOptimizer ran: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
-            # m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2), var -= lr_t m / (sqrt(v) + eps).
-            tf.raw_ops.ResourceApplyAdam(
-                var=var.handle, m=m.handle, v=v.handle, beta1_power=self.beta1_power,
-                beta2_power=self.beta2_power, lr=lr, beta1=ADAM_BETA1, beta2=ADAM_BETA2,
-                epsilon=ADAM_EPSILON, grad=grad)
-        local_assign(self.beta1_power, self.beta1_power * ADAM_BETA1)
-        local_assign(self.beta2_power, self.beta2_power * ADAM_BETA2)
-        local_assign(self.global_step, self.global_step + 1.0)
-        return tf.constant(True)
-
-    def _update_loss_scale(self, finite):
-        """Dynamic loss scaling: halve and skip the step on inf/nan gradients, double after
-        LOSS_SCALE_PERIOD finite steps in a row."""
-        good = tf.where(finite, self.good_steps + 1, 0)
-        grow = good >= LOSS_SCALE_PERIOD
-        local_assign(self.loss_scale, tf.where(finite, tf.where(grow, self.loss_scale * 2.0,
-                                                                self.loss_scale),
-                                               tf.maximum(self.loss_scale / 2.0, 1.0)))
-        local_assign(self.good_steps, tf.where(grow, 0, good))
+    # -- training (util/trainer.py) ------------------------------------------------------------
 
     def train_step(self, words, im, mask):
         """One Adam update; returns the losses computed before it (numpy), with the learning
@@ -571,50 +488,21 @@ class LSTM_model(tf.Module):
         Under tf.distribute (the model built in `strategy.scope()`), the arrays are this
         worker's share of the global batch, split equally among its replicas in order; the
         losses returned are the global batch's, and pred / target hold every sample."""
-        if self.mode != 'train':
+        if self.trainer is None:
             raise RuntimeError("train_step needs a model built with mode='train'")
-        words, im, mask = self._check_inputs(words, im, mask)
-        if self.strategy.num_replicas_in_sync == 1:
-            out = self._train_fn(words, im, mask)
-        else:
-            out = self._distributed_train_fn(*self._split_to_replicas(words, im, mask))
-        return {k: v.numpy() for k, v in out.items()}
-
-    def _split_to_replicas(self, *arrays):
-        local = len(self.strategy.extended.worker_devices)
-        batch = arrays[0].shape[0]
-        if batch % local:
-            raise ValueError('a batch of %d samples cannot be split equally among the %d '
-                             'replicas of this worker' % (batch, local))
-        parts = [np.split(a, local) for a in arrays]
-
-        def value_fn(ctx):
-            # Replica ids are numbered worker by worker: this worker's are consecutive.
-            k = ctx.replica_id_in_sync_group % local
-            return tuple(tf.constant(p[k]) for p in parts)
-        return self.strategy.experimental_distribute_values_from_function(value_fn)
-
-    def _distributed_train_step(self, words, im, mask):
-        strategy = self.strategy
-        out = strategy.run(self._train_step, args=(words, im, mask))
-        result = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                  for k, v in out.items() if k not in ('pred', 'target')}
-        for k in ('pred', 'target'):
-            result[k] = strategy.gather(out[k], axis=0)  # [global batch, h, w, 1]
-        return result
+        return self.trainer.train_step(*self._check_inputs(words, im, mask))
 
     @property
     def step(self):
-        return int(self.global_step.numpy()) if self.mode == 'train' else 0
+        return self.trainer.step if self.trainer is not None else 0
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     def save(self, prefix, meta=None):
         """Writes every variable (with optimizer state in train mode) under its TF1 name, and
         the model's settings as prefix.json."""
-        info = {'model': self.config, 'step': self.step}
-        info.update(meta or {})
-        return save_checkpoint(prefix, {n: v for n, v in self.store.variables.items()}, info)
+        info = run_record(self.settings, self.train_settings, self.step, **(meta or {}))
+        return save_checkpoint(prefix, dict(self.store.variables), info)
 
     def restore(self, prefix):
         """Restores a checkpoint of this port or of the original code. Strict for the model's

@@ -12,7 +12,7 @@ SYN=${SYN:-data/synthetic}
 OUT=${OUT:-ckpts/synthetic}
 ITERS=${ITERS:-4000}
 TRAIN_IMAGES=${TRAIN_IMAGES:-400}
-SIZE=96
+SIZE=96  # the synthetic preset's input size (util/settings.py)
 start=$(date +%s)
 
 $PY make_synthetic_dataset.py --out "$SYN" --train_images "$TRAIN_IMAGES"
@@ -21,7 +21,7 @@ $PY build_batches.py -d unc -t val --synthetic "$SYN" --no_progress
 
 $PY trainval_model.py -m train -d unc -t train -f "$OUT" --data-root "$SYN" \
     --vocab "$SYN/vocabulary_synthetic.txt" --emb-file "$SYN/synthetic_emb.npy" -emb \
-    --size $SIZE --rnn-size 64 --mlp-dim 32 --backbone-blocks 1,1,1,1 --random-backbone \
+    --preset synthetic --random-backbone \
     -lr 0.003 --lr-decay-step "$ITERS" -bs 4 -i "$ITERS" -s 1000 --log-every 250 --seed 0
 $PY trainval_model.py -m test -d unc -t val -f "$OUT" --data-root "$SYN" -i "$ITERS" -c -v \
     --vis-dir "$OUT/visualization"

@@ -13,8 +13,8 @@ data/synthetic --input_size 96):
 
     python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root data/synthetic \
         --vocab data/synthetic/vocabulary_synthetic.txt --emb-file data/synthetic/synthetic_emb.npy \
-        -emb --size 96 --rnn-size 64 --mlp-dim 32 --backbone-blocks 1,1,1,1 --random-backbone \
-        -lr 0.003 --lr-decay-step 4000 -bs 4 -i 4000 -s 1000 --seed 0
+        -emb --preset synthetic --random-backbone -lr 0.003 --lr-decay-step 4000 -bs 4 -i 4000 \
+        -s 1000 --seed 0
     python trainval_model.py -m test -d unc -t val -f ckpts/synthetic --data-root data/synthetic \
         -i 4000 -c -v
 
@@ -44,24 +44,21 @@ with DenseCRF too with -c, and writes the figures as JSON.
 """
 
 import argparse
-import glob
 import json
 import os
-import re
 import sys
 import time
 
 import numpy as np
 
-from util.cli import HelpFormatter
+from util.cli import HelpFormatter, InputError
+from util.settings import PRESETS, ModelSettings, TrainSettings, resume_settings
+from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_meta,
+                            remove_old_snapshots, snapshot_prefix)
 
-MU = np.array((104.00698793, 116.66876762, 122.67891434))  # BGR mean of the Caffe backbone
-SCORE_THRESH = 1e-9
 ITERS_PER_LOG = 100
-KEEP_SNAPSHOTS = 4
 DEFAULT_BACKBONE = './data/weights/deeplab_resnet_init.ckpt'
 MODEL_NAMES = ('CMPC_model', '')
-PAPER_VOCAB_SIZE = {'referit': 8803}  # 12112 (vocabulary_Gref.txt) for the COCO datasets
 
 
 def parse_args(argv=None):
@@ -178,21 +175,29 @@ def parse_args(argv=None):
     q.add_argument('--export-dir', type=str, default=None,
                    help='export: folder of the SavedModel (replaced once the new one is complete)')
 
-    s = p.add_argument_group('model size (paper values by default; a checkpoint records them, '
-                             'so test needs none of these)')
-    s.add_argument('--size', type=int, default=320,
-                   help='input height and width H = W (the score map is size/8)')
-    s.add_argument('--num-steps', type=int, default=20,
-                   help='words per sentence T (predict, export: used only for a checkpoint of the '
-                        'original code, which has no .json)')
-    s.add_argument('--rnn-size', type=int, default=1000,
-                   help='LSTM size, also the visual embedding size (v_emb_dim)')
-    s.add_argument('--mlp-dim', type=int, default=500, help='width of the fused features')
-    s.add_argument('--backbone-blocks', type=str, default='3,4,23,3',
+    s = p.add_argument_group(
+        "model size (util/settings.py; --preset values, the paper's by default; a checkpoint "
+        'records them, so test, predict and export need none of these)')
+    s.add_argument('--preset', choices=sorted(PRESETS), default='paper',
+                   help='named model size: paper (320, ResNet-101, LSTM 1000, MLP 500), tiny '
+                        "(the tests' 64, LSTM 32, MLP 16), synthetic (main_job.sh's 96, one "
+                        'block per ResNet stage, LSTM 64, MLP 32); the flags below override it')
+    s.add_argument('--size', type=int, default=None,
+                   help='input height and width H = W (the score map is size/8; default: the '
+                        "preset's)")
+    s.add_argument('--num-steps', type=int, default=None,
+                   help="words per sentence T (default: the preset's, 20; predict, export: used "
+                        'only for a checkpoint of the original code, which has no .json)')
+    s.add_argument('--rnn-size', type=int, default=None,
+                   help="LSTM size, also the visual embedding size v_emb_dim (default: the "
+                        "preset's)")
+    s.add_argument('--mlp-dim', type=int, default=None,
+                   help="width of the fused features (default: the preset's)")
+    s.add_argument('--backbone-blocks', type=str, default=None,
                    help='blocks of the 4 ResNet stages: 3,4,23,3 is ResNet-101 (the paper); '
-                        '1,1,1,1 is a small backbone for CPU experiments')
-    s.add_argument('--lr-decay-step', type=int, default=800000,
-                   help='iterations of the polynomial decay from -lr to 1e-5')
+                        "1,1,1,1 is a small backbone for CPU experiments (default: the preset's)")
+    s.add_argument('--lr-decay-step', type=int, default=TrainSettings.lr_decay_step,
+                   help='train: iterations of the polynomial decay from -lr to 1e-5')
     s.add_argument('--vocab-size', type=int, default=None,
                    help='vocabulary size (default: from --vocab, else the original value)')
     args = p.parse_args(argv)
@@ -217,48 +222,30 @@ def parse_args(argv=None):
         p.error('-m export needs --export-dir PATH')
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
                  'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step', 'cpu_replicas'):
-        if getattr(args, flag) <= 0:
-            p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), getattr(args, flag)))
-    try:
-        args.backbone_blocks = [int(b) for b in args.backbone_blocks.split(',')]
-        assert len(args.backbone_blocks) == 4 and min(args.backbone_blocks) >= 1
-    except (ValueError, AssertionError):
-        p.error('--backbone-blocks must be 4 positive integers like 3,4,23,3, got %r'
-                % args.backbone_blocks)
-    if args.size % 8:
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), value))
+    if not args.lr > 0:
+        p.error('-lr/--lr must be positive, got %r' % args.lr)
+    if args.backbone_blocks is not None:
+        try:
+            args.backbone_blocks = [int(b) for b in args.backbone_blocks.split(',')]
+            assert len(args.backbone_blocks) == 4 and min(args.backbone_blocks) >= 1
+        except (ValueError, AssertionError):
+            p.error('--backbone-blocks must be 4 positive integers like 3,4,23,3, got %r'
+                    % args.backbone_blocks)
+    if args.size is not None and args.size % 8:
         p.error('--size must be a multiple of 8 (output stride), got %d' % args.size)
     return args
 
 
-def vocab_size_of(args):
-    if args.vocab_size is not None:
-        return args.vocab_size
-    if args.vocab is not None:
-        if not os.path.isfile(args.vocab):
-            sys.exit('error: --vocab %s: no such file' % args.vocab)
-        with open(args.vocab) as f:
-            return sum(1 for _ in f)
-    return PAPER_VOCAB_SIZE.get(args.dataset, 12112)
-
-
-def emb_name_of(dataset):
-    return 'referit' if dataset == 'referit' else 'Gref'
-
-
-def model_config(args):
-    """LSTM_model keyword arguments from the flags."""
-    size = args.size
-    return dict(num_steps=args.num_steps, H=size, W=size, vf_h=size // 8, vf_w=size // 8,
-                vocab_size=vocab_size_of(args), rnn_size=args.rnn_size, v_emb_dim=args.rnn_size,
-                mlp_dim=args.mlp_dim, lr_decay_step=args.lr_decay_step,
-                backbone_blocks=args.backbone_blocks,
-                emb_name=emb_name_of(args.dataset))
-
-
-def model_settings(meta):
-    """LSTM_model keyword arguments from a checkpoint's .json: the model's settings, without the
-    batch size and -conv5 of the run that wrote it."""
-    return {k: v for k, v in meta['model'].items() if k not in ('batch_size', 'conv5')}
+def flag_model_settings(args):
+    """The architecture the flags ask for (util/settings.py); exits with the message when
+    --vocab names no file."""
+    try:
+        return ModelSettings.from_flags(args)
+    except ValueError as e:
+        sys.exit('error: %s' % e)
 
 
 def batch_folder(args):
@@ -266,63 +253,8 @@ def batch_folder(args):
     return folder, args.dataset + '_' + args.split
 
 
-def snapshot_prefix(folder, dataset, n_iter):
-    return os.path.join(folder, '%s_iter_%d.tfmodel' % (dataset, n_iter))
-
-
-def list_snapshots(folder, dataset):
-    """[(iteration, prefix)] of complete snapshots in `folder`, oldest first."""
-    pattern = re.compile(re.escape(dataset) + r'_iter_(\d+)\.tfmodel\.index$')
-    found = []
-    for path in glob.glob(os.path.join(glob.escape(folder), '*.index')):
-        m = pattern.match(os.path.basename(path))
-        if m:
-            found.append((int(m.group(1)), path[:-len('.index')]))
-    return sorted(found)
-
-
-def remove_old_snapshots(folder, dataset, keep=KEEP_SNAPSHOTS):
-    from util.checkpoint import checkpoint_files
-    for _, prefix in list_snapshots(folder, dataset)[:-keep]:
-        for path in checkpoint_files(prefix):
-            os.remove(path)
-
-
-def preprocess(im, mask, H, W):
-    """A batch image as the network takes it: H x W, RGB -> BGR, minus the mean."""
-    from util import im_processing
-    import skimage
-    if im.shape[:2] != (H, W):
-        # Batches built for another input size: resize-and-pad as build_batches does.
-        im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
-        if mask is not None:
-            mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
-    im = im_processing.as_rgb(im).astype(np.float32)[:, :, ::-1] - MU
-    return im, mask
-
-
-def write_json(path, obj):
-    """Atomic (util.io.atomic_open): a reader never sees a half-written file."""
-    from util import io
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with io.atomic_open(path, 'w', fsync=False) as f:
-        json.dump(obj, f, indent=1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Train
-
-CALIBRATION_IMAGES = 16
-
-
-def calibrate_backbone(model, reader, n=CALIBRATION_IMAGES):
-    """A random backbone's batch norms get the statistics of n training images (see
-    DeepLabResNetModel.calibrate); a pretrained one keeps its own."""
-    n = min(n, reader.num_batch)
-    ims = np.stack([preprocess(reader.read_batch(is_log=False)['im_batch'], None, model.H,
-                               model.W)[0] for _ in range(n)])
-    model.backbone.calibrate(ims)
-    print('Backbone: random weights, batch-norm statistics from %d training images' % n)
 
 def train(args):
     from util import distribute
@@ -333,10 +265,12 @@ def train(args):
     import tensorflow as tf
     from tqdm import tqdm
     from CMPC_model import LSTM_model
-    from util.checkpoint import read_checkpoint_meta
+    from util import contract
     from util.data_reader import DataReader
     from util.functions import MovingAverage
+    from util.loss import LOGGED_TERMS
     from util.processing_tools import compute_accuracy
+    from util.trainer import calibrate_backbone
 
     if args.batch_size % dist.num_replicas:
         sys.exit('error: -bs %d (the global batch) must be a multiple of the number of '
@@ -350,33 +284,34 @@ def train(args):
     print('Training on ' + dist.describe())
     chief = dist.is_chief
     os.makedirs(args.folder, exist_ok=True)
-    cfg = model_config(args)
     snapshots = list_snapshots(args.folder, args.dataset) if args.resume else []
+    meta = read_checkpoint_meta(snapshots[-1][1]) if snapshots else None
+    try:
+        if meta is not None:
+            settings, train_settings = resume_settings(meta, args)
+        else:  # a new run, or a snapshot of the original code: the flags say
+            settings, train_settings = flag_model_settings(args), TrainSettings.from_flags(args)
+    except ValueError as e:
+        sys.exit('error: %s' % e)
 
     glove = None
-    if snapshots:
-        # A resumed run keeps the settings it was started with.
-        meta = read_checkpoint_meta(snapshots[-1][1])
-        if meta is not None:
-            cfg = model_settings(meta)
-            cfg.pop('start_lr', None)  # -lr of the resuming command
-    elif args.emb:
-        emb_file = args.emb_file or 'data/%s_emb.npy' % cfg['emb_name']
+    if args.emb and not snapshots:
+        emb_file = args.emb_file or 'data/%s_emb.npy' % settings.emb_name
         if not os.path.isfile(emb_file):
             sys.exit('error: -emb: embedding file %s not found (build it with build_glove_emb.py '
                      'or pass --emb-file)' % emb_file)
         glove = np.load(emb_file)
-        if glove.ndim != 2 or glove.shape[0] != cfg['vocab_size']:
+        if glove.ndim != 2 or glove.shape[0] != settings.vocab_size:
             sys.exit('error: embedding %s has shape %s but the vocabulary has %d words '
-                     '(--vocab / --vocab-size)' % (emb_file, list(glove.shape), cfg['vocab_size']))
-        cfg['glove_dim'] = int(glove.shape[1])
+                     '(--vocab / --vocab-size)' % (emb_file, list(glove.shape),
+                                                   settings.vocab_size))
+        settings = settings.replace(glove_dim=int(glove.shape[1]))
         print('Use pretrained Embeddings: %s' % emb_file)
 
     try:
         with dist.strategy.scope():
-            model = LSTM_model(mode='train', start_lr=args.lr, batch_size=args.batch_size,
-                               conv5=args.conv5, glove=glove, precision=args.precision,
-                               xla=args.xla, **cfg)
+            model = LSTM_model.from_settings(settings, mode='train', train_settings=train_settings,
+                                             glove=glove, precision=args.precision, xla=args.xla)
     except ValueError as e:  # e.g. --xla with several replicas
         sys.exit('error: %s' % e)
     if snapshots:
@@ -439,7 +374,7 @@ def train(args):
         else:
             for n in range(bs):
                 batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
-                im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+                im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
                 text_batch[n] = batch['text_batch']
                 image_batch[n] = im
                 mask_batch[n, :, :, 0] = mask
@@ -470,9 +405,7 @@ def train(args):
             record = {'iter': n_iter, 'time': now, 'step_time': elapsed,
                       'learning_rate': lr, 'cls_loss_avg': cls_loss_avg,
                       'accuracy': acc.tolist()}
-            record.update({k: float(out[k]) for k in ('cls_loss', 'cls_loss_c3', 'cls_loss_c4',
-                                                       'cls_loss_c5', 'cls_loss_all', 'reg_loss',
-                                                       'cost')})
+            record.update({k: float(out[k]) for k in LOGGED_TERMS})
             with open(log_path, 'a') as f:
                 f.write(json.dumps(record) + '\n')
 
@@ -495,12 +428,9 @@ def train(args):
 # Test
 
 def test(args):
-    from tqdm import tqdm
     from CMPC_model import LSTM_model
-    from util import im_processing
-    from util.checkpoint import checkpoint_exists, read_checkpoint_meta
-    from util.data_reader import DataReader
-    from util.eval_tools import SegEvaluator, compute_mask_IU
+    from util.evaluate import evaluate, read_samples
+    from util.io import write_json
 
     weights = snapshot_prefix(args.folder, args.dataset, args.iters)
     if not checkpoint_exists(weights):
@@ -508,101 +438,38 @@ def test(args):
         sys.exit('error: no snapshot %s (expected %s.index); snapshots in %s: %s'
                  % (weights, weights, args.folder, found or 'none'))
     print('Loading trained weights from {}'.format(weights))
-    meta = read_checkpoint_meta(weights)
-    if meta is not None:
-        cfg = model_settings(meta)
-        print('Model settings from %s.json' % weights)
-    else:
-        cfg = model_config(args)  # a checkpoint of the original code: the flags say
-    model = LSTM_model(mode='eval', precision=args.precision, xla=args.xla,
-                       fold_bn=args.fold_bn, **cfg)
+    try:
+        meta = read_checkpoint_meta(weights)
+        if meta is not None:
+            settings = ModelSettings.from_json(meta, weights + '.json')
+            print('Model settings from %s.json' % weights)
+        else:
+            settings = flag_model_settings(args)  # a checkpoint of the original code
+    except (InputError, ValueError) as e:
+        sys.exit('error: %s' % e)
+    model = LSTM_model.from_settings(settings, mode='eval', precision=args.precision,
+                                     xla=args.xla, fold_bn=args.fold_bn)
     model.restore(weights)
 
+    vis_dir = None
     if args.visualize:
-        from util.visualize import visualize_seg
         vis_dir = args.vis_dir or os.path.join(args.data_root, args.dataset, 'visualization',
                                                str(args.iters))
-    if args.dcrf:
-        from util.dcrf import dense_crf
-
-    folder, prefix = batch_folder(args)
-    reader = DataReader(folder, prefix, shuffle=False)
-    num = reader.num_batch if args.max_test is None else min(args.max_test, reader.num_batch)
-    H, W = model.H, model.W
-    evaluators = {'without DenseCRF': SegEvaluator()}
-    if args.dcrf:
-        evaluators['with DenseCRF'] = SegEvaluator()
-    per_sample = []
-    start = time.time()
-
-    def evaluate(pending, out):
-        for k, (batch, proc_im, _) in enumerate(pending):
-            mask = batch['mask_batch'].astype(np.float32)
-            up = out['up'][k, :, :, 0]
-            pred_raw = (up >= SCORE_THRESH).astype(np.float32)
-            predicts = {'without DenseCRF':
-                        im_processing.resize_and_crop(pred_raw, mask.shape[0], mask.shape[1])}
-            if args.dcrf:
-                pred_dcrf = dense_crf(proc_im, out['sigm'][k, :, :, 0])
-                predicts['with DenseCRF'] = im_processing.resize_and_crop(
-                    pred_dcrf, mask.shape[0], mask.shape[1])
-            record = {'batch_no': len(per_sample), 'sent': str(batch['sent_batch'][0])}
-            for name, pred in predicts.items():
-                I, U = compute_mask_IU(pred, mask)
-                evaluators[name].add(I, U)
-                record['I' if name == 'without DenseCRF' else 'I_dcrf'] = int(I)
-                record['U' if name == 'without DenseCRF' else 'U_dcrf'] = int(U)
-            per_sample.append(record)
-            if args.visualize:
-                im = batch['im_batch']  # RGB, as read_samples gives it
-                visualize_seg(im, mask, predicts['without DenseCRF'], record['sent'], vis_dir)
-                if args.dcrf:
-                    visualize_seg(im, mask, predicts['with DenseCRF'], record['sent'], vis_dir,
-                                  suffix='_dcrf')
-
-    def read_samples():
-        """(batch dict with an RGB im_batch, proc_im, network input) per expression in file
-        order, from DataReader or tf.data."""
-        if args.tf_data:
-            from util.tf_input import test_dataset
-            reader.close()  # it only counted the files
-            for s in test_dataset(folder, prefix, H, W, max_samples=num):
-                yield ({'text_batch': s['words'].numpy(), 'im_batch': s['raw_im'].numpy(),
-                        'mask_batch': s['mask'].numpy(),
-                        'sent_batch': np.array([s['sent'].numpy().decode('utf-8')])},
-                       s['proc_im'].numpy(), s['im'].numpy())
-            return
-        for _ in range(num):
-            batch = reader.read_batch(is_log=False)
-            batch['im_batch'] = im_processing.as_rgb(batch['im_batch'])
-            yield (batch,) + im_processing.network_input(batch['im_batch'], H, W, MU)
-
-    pending = []
-    samples = read_samples()
-    for n in tqdm(range(num), desc='test', unit='expr', dynamic_ncols=True, disable=None):
-        batch, proc_im, net_im = next(samples)
-        pending.append((batch, proc_im, net_im))
-        if len(pending) == args.batch_size or n == num - 1:
-            words = np.stack([b['text_batch'] for b, _, _ in pending]).astype(np.int32)
-            ims = np.stack([net_im for _, _, net_im in pending])
-            evaluate(pending, model.forward(words, ims))
-            pending = []
-    reader.close()
-    elapsed = time.time() - start
+    num, samples = read_samples(*batch_folder(args), model.H, model.W,
+                                max_samples=args.max_test, tf_data=args.tf_data)
+    result = evaluate(model.forward, samples, num, batch_size=args.batch_size, dcrf=args.dcrf,
+                      vis_dir=vis_dir)
 
     results = {'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
-               'checkpoint': weights, 'seconds': elapsed, 'expressions': num,
-               'batch_size': args.batch_size, 'precision': args.precision, 'xla': args.xla,
-               'fold_bn': args.fold_bn}
-    for name, ev in evaluators.items():
-        print('Segmentation evaluation (%s):' % name)
-        print(ev.format_results())
-        results[name.replace(' ', '_')] = ev.to_dict()
-    results['per_sample'] = per_sample
+               'checkpoint': weights, 'batch_size': args.batch_size,
+               'precision': args.precision, 'xla': args.xla, 'fold_bn': args.fold_bn}
+    results.update(result.to_dict())
+    print(result.format())
     path = args.results or os.path.join(
         args.folder, '%s_%s_iter_%d_results.json' % (args.dataset, args.split, args.iters))
     write_json(path, results)
-    print('Results written to %s (%.1f s, %.1f expressions/s)' % (path, elapsed, num / elapsed))
+    print('Results written to %s (%.1f s, %.1f expressions/s)'
+          % (path, result.seconds, num / result.seconds))
     return results
 
 
@@ -617,7 +484,7 @@ def checkpoint_arg(args):
 
 
 def predict(args):
-    from util.predict import InputError, read_sentences, run_predict
+    from util.predict import read_sentences, run_predict
     checkpoint, flag = checkpoint_arg(args)
     try:
         sentences = read_sentences(args.sentence, args.sentences_file)
@@ -629,11 +496,11 @@ def predict(args):
 
 
 def export(args):
-    from util.predict import InputError, read_model_config
+    from util.predict import read_model_settings
     checkpoint, flag = checkpoint_arg(args)
     try:
         # Checked before util.export imports TensorFlow, so that bad input fails fast.
-        read_model_config(checkpoint, args.vocab, args.num_steps, flag)
+        read_model_settings(checkpoint, args.vocab, args.num_steps, flag)
         from util.export import run_export
         return run_export(checkpoint, args.export_dir, vocab=args.vocab,
                           num_steps=args.num_steps, checkpoint_flag=flag)

@@ -11,12 +11,14 @@ variables' own names, so reading and writing a checkpoint is a by-name copy:
   its shape matches, and reports what was left unmatched.
 """
 
-import json
 import os
 import uuid
 
 import numpy as np
 import tensorflow as tf
+
+from util.io import write_json
+from util.snapshots import checkpoint_exists, checkpoint_files
 
 
 class VariableStore:
@@ -89,24 +91,6 @@ def constant(value):
     return init
 
 
-# Checkpoint files.
-
-def checkpoint_exists(prefix):
-    return os.path.isfile(prefix + '.index')
-
-
-def checkpoint_files(prefix):
-    """The files that make up the checkpoint `prefix` (only those that exist)."""
-    folder = os.path.dirname(prefix) or '.'
-    base = os.path.basename(prefix)
-    if not os.path.isdir(folder):
-        return []
-    names = [n for n in os.listdir(folder)
-             if n == base + '.index' or n.startswith(base + '.data-')
-             or n == base + '.meta' or n == base + '.json']
-    return sorted(os.path.join(folder, n) for n in names)
-
-
 def save_checkpoint(prefix, tensors, meta=None):
     """Writes `tensors` (name -> tensor or array) as a TF1-compatible V2 checkpoint at `prefix`.
 
@@ -127,24 +111,12 @@ def save_checkpoint(prefix, tensors, meta=None):
         for f in data_files:
             os.replace(f, prefix + f[len(tmp_prefix):])
         if meta is not None:
-            tmp_json = tmp_prefix + '.json'
-            with open(tmp_json, 'w') as fh:
-                json.dump(meta, fh, indent=1, sort_keys=True)
-            os.replace(tmp_json, prefix + '.json')
+            write_json(prefix + '.json', meta, sort_keys=True)
         os.replace(tmp_prefix + '.index', prefix + '.index')
     finally:
         for f in checkpoint_files(tmp_prefix):
             os.remove(f)
     return prefix
-
-
-def read_checkpoint_meta(prefix):
-    """The settings saved beside a checkpoint, or None for a checkpoint of the original code."""
-    path = prefix + '.json'
-    if not os.path.isfile(path):
-        return None
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def checkpoint_shapes(prefix):

@@ -10,3 +10,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+class InputError(Exception):
+    """Bad input from the user: the command line prints the message, without a traceback."""

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -110,3 +111,41 @@ def all_workers_agree(setup, value):
         lambda ctx: tf.constant([value], tf.int64))
     gathered = strategy.gather(values, axis=0).numpy()  # [replicas]
     return bool(gathered.min() == gathered.max())
+
+
+def split_to_replicas(strategy, *arrays):
+    """This worker's arrays (its share of the global batch) split equally among its replicas,
+    in order, as a distributed value of tuples."""
+    local = len(strategy.extended.worker_devices)
+    batch = arrays[0].shape[0]
+    if batch % local:
+        raise ValueError('a batch of %d samples cannot be split equally among the %d '
+                         'replicas of this worker' % (batch, local))
+    parts = [np.split(a, local) for a in arrays]
+
+    def value_fn(ctx):
+        # Replica ids are numbered worker by worker: this worker's are consecutive.
+        k = ctx.replica_id_in_sync_group % local
+        return tuple(tf.constant(p[k]) for p in parts)
+    return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+def run_on_replicas(strategy, fn, args, gathered=()):
+    """fn(*args) on every replica; returns the mean of each output over the replicas, except
+    the keys in `gathered`, whose per-replica rows are concatenated (the whole global batch)."""
+    out = strategy.run(fn, args=args)
+    result = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+              for k, v in out.items() if k not in gathered}
+    for k in gathered:
+        result[k] = strategy.gather(out[k], axis=0)
+    return result
+
+
+def all_reduce_mean(grads):
+    """The replicas' mean of `grads` in a replica context (the gradient of the global batch's
+    cost, each replica's cost being the mean over its equal share); `grads` as they are
+    outside tf.distribute."""
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        return replica.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+    return grads

@@ -54,13 +54,15 @@ Where serving_default's decoding can differ from PIL (util/predict.load_image):
     the comparison altogether.
 """
 
-import json
 import os
 import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from util.contract import MU, SCORE_THRESH
+from util.io import write_json
+from util.predict import load_model, read_model_settings
 from util.text_processing import PAD_IDENTIFIER, UNK_IDENTIFIER
 
 SERVING_KEY = 'serving_default'
@@ -78,7 +80,7 @@ _NUL, _NUL_STANDIN = '\x00', '\x01'
 # ---------------------------------------------------------------------------------------------
 # Sentence -> ids, as util/text_processing.preprocess_sentence
 
-def tokenize(sentence):
+def tf_tokenize(sentence):
     """The original tokenizer on a scalar tf.string: 1-D tf.string of tokens.
 
     re.split(r'(\\W+)', s.strip()) keeps word runs and non-word runs as tokens; the same
@@ -102,7 +104,7 @@ def encode_sentence(sentence, table, num_steps, pad_id):
     Raises InvalidArgumentError at run time for a sentence without words, where
     util/text_processing raises ValueError.
     """
-    words = tokenize(sentence)  # [N]
+    words = tf_tokenize(sentence)  # [N]
     n = tf.size(words)
     check = tf.debugging.assert_positive(
         n, message='empty sentence: a referring expression needs at least one word')
@@ -141,7 +143,7 @@ def _zoom_axis(in_size, out_size):
     return i0, i0 + 1, w0, 1.0 - w0
 
 
-def resize_like_skimage_013(im, out_h, out_w):
+def tf_resize_like_skimage_013(im, out_h, out_w):
     """float64 [h, w, C] -> float64 [out_h, out_w, C], util.im_processing's
     _resize_like_skimage_013 (bilinear, zeros outside, clip to the input's range)."""
     y0, y1, wy0, wy1 = _zoom_axis(tf.shape(im)[0], out_h)
@@ -172,34 +174,34 @@ def _scaled_size(h, w, scale):
         return tf.identity(rh), tf.identity(rw)
 
 
-def resize_and_pad(im, input_h, input_w):
+def tf_resize_and_pad(im, input_h, input_w):
     """float64 [h, w, C] -> float64 [input_h, input_w, C] (util.im_processing.resize_and_pad)."""
     h, w = tf.shape(im)[0], tf.shape(im)[1]
     scale = tf.minimum(input_h / tf.cast(h, tf.float64), input_w / tf.cast(w, tf.float64))
     rh, rw = _scaled_size(h, w, scale)
     pad_h, pad_w = (input_h - rh) // 2, (input_w - rw) // 2
-    resized = resize_like_skimage_013(im, rh, rw)  # [rh, rw, C]
+    resized = tf_resize_like_skimage_013(im, rh, rw)  # [rh, rw, C]
     out = tf.pad(resized, [[pad_h, input_h - rh - pad_h], [pad_w, input_w - rw - pad_w], [0, 0]])
     return tf.ensure_shape(out, [input_h, input_w, im.shape[2]])
 
 
-def resize_and_crop(im, out_h, out_w):
+def tf_resize_and_crop(im, out_h, out_w):
     """float64 [H, W, C] -> float64 [out_h, out_w, C] (util.im_processing.resize_and_crop)."""
     h, w = tf.shape(im)[0], tf.shape(im)[1]
     scale = tf.maximum(tf.cast(out_h, tf.float64) / tf.cast(h, tf.float64),
                        tf.cast(out_w, tf.float64) / tf.cast(w, tf.float64))
     rh, rw = _scaled_size(h, w, scale)
     crop_h, crop_w = (rh - out_h) // 2, (rw - out_w) // 2
-    resized = resize_like_skimage_013(im, rh, rw)
+    resized = tf_resize_like_skimage_013(im, rh, rw)
     return resized[crop_h:crop_h + out_h, crop_w:crop_w + out_w]
 
 
-def img_as_float(im_uint8):
+def tf_img_as_float(im_uint8):
     """skimage.img_as_float of uint8: x * (1 / 255) in float64."""
     return tf.cast(im_uint8, tf.float64) * (1.0 / 255)
 
 
-def img_as_ubyte(im):
+def tf_img_as_ubyte(im):
     """skimage.img_as_ubyte of float64 in [0, 1]: rint(x * 255), half to even."""
     return tf.cast(tf.clip_by_value(tf.round(im * 255.0), 0.0, 255.0), tf.uint8)
 
@@ -332,7 +334,7 @@ class CMPCServing(tf.Module):
         self.table = vocabulary_table(vocab_dict)
         # The model's own traced forward (not an attribute: the model need not be saved), so
         # that the network is the very graph that predict mode runs.
-        self._forward = lambda words, im: model._forward_fn(words, im)
+        self._forward = lambda words, im: model.forward_fn(words, im)
         self._H, self._W, self._T = model.H, model.W, model.num_steps
         self._pad_id = vocab_dict[PAD_IDENTIFIER]
         self._mean = tf.constant(np.asarray(mean_bgr, np.float64))
@@ -344,7 +346,7 @@ class CMPCServing(tf.Module):
         check = tf.debugging.assert_positive(tf.size(image), message='image has no pixels')
         with tf.control_dependencies([check]):
             h, w = tf.shape(image)[0], tf.shape(image)[1]
-        proc_im = img_as_ubyte(resize_and_pad(img_as_float(image), self._H, self._W))
+        proc_im = tf_img_as_ubyte(tf_resize_and_pad(tf_img_as_float(image), self._H, self._W))
         # [H, W, 3] uint8 -> BGR minus mean, in float64 as numpy promotes it, then float32.
         im = tf.cast(tf.cast(proc_im, tf.float64)[:, :, ::-1] - self._mean, tf.float32)
         # A batch of one whose size the graph does not know, as in predict mode's forward
@@ -354,8 +356,8 @@ class CMPCServing(tf.Module):
         out = self._forward(tf.tile(words[None], [one, 1]), tf.tile(im[None], [one, 1, 1, 1]))
         up = out['up'][0]  # [H, W, 1] logits
         pred_raw = tf.cast(up >= self._thresh, tf.float64)
-        mask = resize_and_crop(pred_raw, h, w)[:, :, 0] > 0  # [h, w]
-        prob = resize_and_crop(tf.cast(out['sigm'][0], tf.float64), h, w)[:, :, 0]
+        mask = tf_resize_and_crop(pred_raw, h, w)[:, :, 0] > 0  # [h, w]
+        prob = tf_resize_and_crop(tf.cast(out['sigm'][0], tf.float64), h, w)[:, :, 0]
         return {'mask': tf.cast(mask, tf.uint8), 'probability': tf.cast(prob, tf.float32),
                 'tokens': tokens, 'word_ids': words, 'word_types': out['words_parse'][0]}
 
@@ -383,9 +385,7 @@ def export_saved_model(model, vocab_dict, export_dir, mean_bgr, score_thresh, in
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
-        os.makedirs(os.path.join(tmp, os.path.dirname(EXPORT_INFO)), exist_ok=True)
-        with open(os.path.join(tmp, EXPORT_INFO), 'w') as f:
-            json.dump(info or {}, f, indent=1, sort_keys=True)
+        write_json(os.path.join(tmp, EXPORT_INFO), info or {}, sort_keys=True)
         old = None
         if os.path.exists(export_dir):
             old = '%s.old-%d' % (export_dir, os.getpid())
@@ -401,14 +401,12 @@ def export_saved_model(model, vocab_dict, export_dir, mean_bgr, score_thresh, in
 def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
                checkpoint_flag='--checkpoint'):
     """Export mode: the checkpoint and its vocabulary as a SavedModel in export_dir."""
-    from trainval_model import MU, SCORE_THRESH
-    from util.predict import load_model, read_model_config
-    prefix, cfg, vocab_path, vocab_dict = read_model_config(checkpoint, vocab, num_steps,
-                                                            checkpoint_flag)
+    prefix, settings, vocab_path, vocab_dict = read_model_settings(checkpoint, vocab, num_steps,
+                                                                   checkpoint_flag)
     log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
-    model = load_model(prefix, cfg)
+    model = load_model(prefix, settings)
     info = {'checkpoint': os.path.abspath(prefix), 'vocab': os.path.abspath(vocab_path),
-            'model': model.config, 'mean_bgr': list(map(float, MU)),
+            'model': settings.to_json(), 'mean_bgr': list(map(float, MU)),
             'score_threshold_logit': SCORE_THRESH,
             'signatures': {
                 SERVING_KEY: {'inputs': {'image_bytes': 'string [] (JPEG, PNG, GIF, BMP, WebP)',

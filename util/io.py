@@ -98,6 +98,7 @@ def save_npz_atomic(path, compressed=True, fsync=False, **arrays):
 def save_npy_atomic(path, array):
     with atomic_open(path, 'wb') as f:
         np.save(f, array)
+    return path
 
 
 def save_mat_atomic(path, mdict, description=None):
@@ -124,13 +125,6 @@ def save_pickle_atomic(obj, path, protocol=2):
 
 # --------------------------------------------------------------------------- original loaders
 
-def load_str_list(filename):
-    with open(filename, 'r', encoding='utf-8') as f:
-        str_list = f.readlines()
-    str_list = [s[:-1] if s.endswith('\n') else s for s in str_list]
-    return str_list
-
-
 def save_str_list(str_list, filename):
     with atomic_open(filename, 'w', encoding='utf-8') as f:
         f.writelines(s + '\n' for s in str_list)
@@ -144,10 +138,13 @@ def load_json(filename):
             raise ValueError('%s: not valid JSON (%s)' % (filename, e)) from None
 
 
-def save_json(json_obj, filename, separators=(',\n', ':\n')):
-    """json.dump through a temporary file; the default separators are the original's."""
-    with atomic_open(filename, 'w', encoding='utf-8') as f:
-        json.dump(json_obj, f, separators=separators)
+def write_json(path, obj, indent=1, **dump_kwargs):
+    """json.dump(obj) to `path` through a temporary file (a reader never sees half of it),
+    making its folder; dump_kwargs go to json.dump (e.g. separators, sort_keys)."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with atomic_open(path, 'w', fsync=False, encoding='utf-8') as f:
+        json.dump(obj, f, indent=indent, **dump_kwargs)
+    return path
 
 
 def load_referit_gt_mask(mask_path):
@@ -161,9 +158,3 @@ def load_referit_gt_mask(mask_path):
                          'keys %s' % (mask_path, sorted(k for k in mat if not k.startswith('__'))))
     mask = (mat['segimg_t'] == 0)
     return mask
-
-
-def load_proposal_mask(mask_path):
-    mat = sio.loadmat(mask_path)
-    mask = mat['mask']
-    return mask.transpose((2, 0, 1))

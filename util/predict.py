@@ -23,10 +23,10 @@ size the image is shown at), grey is repeated to RGB, alpha is dropped (as PIL's
 and TF's decoders do, so the exported model sees the same pixels), 16-bit images keep their
 high byte (as TF's PNG decoder does).
 
-Post-processing is test mode's (trainval_model.py): the network sees
-img_as_ubyte(resize_and_pad(image, H, W)) in BGR minus the Caffe mean; the upsampled logits are
-thresholded at 1e-9, and that 0/1 map is resized-and-cropped back to the image, where a pixel is
-foreground when its value is > 0 (the original's IoU counted any non-zero value).
+Pre- and post-processing are test mode's (util/contract.py, util/evaluate.image_masks): the
+network sees img_as_ubyte(resize_and_pad(image, H, W)) in BGR minus the Caffe mean; the upsampled
+logits are thresholded at 1e-9, and that 0/1 map is resized-and-cropped back to the image, where
+a pixel is foreground when its value is > 0 (the original's IoU counted any non-zero value).
 
 Documented behaviour for odd sentences: an empty or blank sentence is an error (before any
 model is loaded); a sentence whose words are all unknown to the vocabulary runs (the model sees
@@ -34,8 +34,6 @@ model is loaded); a sentence whose words are all unknown to the vocabulary runs 
 dropped, with a warning and the list in "dropped_words".
 """
 
-import glob
-import json
 import os
 import re
 import sys
@@ -43,42 +41,28 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-from util import im_processing, io
+from util import contract
+from util.cli import InputError
+from util.evaluate import DCRF, PLAIN, image_masks
+from util.io import atomic_open, save_npy_atomic, write_json
+from util.settings import ModelSettings
+from util.snapshots import read_checkpoint_meta, resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 
 WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')  # words_parse's last axis
 LEVELS = ('c3', 'c4', 'c5')
-DEFAULT_NUM_STEPS = 20  # the original's T, for checkpoints without a .json
+DEFAULT_NUM_STEPS = ModelSettings.num_steps  # the original's T, for checkpoints without a .json
 OVERLAY_RGB = (255, 0, 0)
 OVERLAY_ALPHA = 0.5
 MAX_SLUG = 40
 
 
-class InputError(Exception):
-    """Bad input from the user: the CLI prints the message, without a traceback."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing files atomically
-
-def _atomic(path, mode, write):
-    """write(file) through util.io.atomic_open: a reader never sees a half-written file."""
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with io.atomic_open(path, mode, fsync=False) as f:
-        write(f)
-    return path
-
-
 def save_png(path, array):
-    return _atomic(path, 'wb', lambda f: Image.fromarray(array).save(f, format='PNG'))
-
-
-def save_npy(path, array):
-    return _atomic(path, 'wb', lambda f: np.save(f, array))
-
-
-def save_json(path, obj):
-    return _atomic(path, 'w', lambda f: json.dump(obj, f, indent=1))
+    """An image file written atomically (util.io.atomic_open)."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with atomic_open(path, 'wb', fsync=False) as f:
+        Image.fromarray(array).save(f, format='PNG')
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +109,7 @@ def read_sentences(sentences, sentences_file):
     return out
 
 
-def tokenize(sentence, vocab_dict, num_steps):
+def tokenize_sentence(sentence, vocab_dict, num_steps):
     """The tokenizer's view of a sentence (util/text_processing.preprocess_sentence):
     (ids [T] int32, kept words, unknown flags of the kept words, dropped words)."""
     try:
@@ -141,44 +125,6 @@ def tokenize(sentence, vocab_dict, num_steps):
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint and vocabulary
-
-def resolve_checkpoint(path, flag='--checkpoint'):
-    """A checkpoint prefix from a prefix, one of its files, or a folder (newest snapshot)."""
-    if os.path.isdir(path):
-        found = []
-        for index in glob.glob(os.path.join(glob.escape(path), '*.index')):
-            m = re.search(r'_iter_(\d+)\.tfmodel\.index$', index)
-            found.append((int(m.group(1)) if m else -1, os.path.getmtime(index), index))
-        if not found:
-            raise InputError('%s %s: folder holds no checkpoint (*.index)' % (flag, path))
-        return max(found)[2][:-len('.index')]
-    for suffix in ('.index', '.json', '.meta'):
-        if path.endswith(suffix) and os.path.isfile(path[:-len(suffix)] + '.index'):
-            return path[:-len(suffix)]
-    m = re.match(r'(.*)\.data-\d+-of-\d+$', path)
-    if m and os.path.isfile(m.group(1) + '.index'):
-        return m.group(1)
-    if not os.path.isfile(path + '.index'):
-        raise InputError('%s %s: no checkpoint (expected the file %s.index)'
-                         % (flag, path, path))
-    return path
-
-
-def config_from_shapes(shapes, num_steps):
-    """LSTM_model settings read off a checkpoint of the original code (no .json)."""
-    def shape(name):
-        if name not in shapes:
-            raise InputError('checkpoint has no tensor %s: not a CMPC checkpoint' % name)
-        return shapes[name]
-    vocab_size, glove_dim = shape('text_objseg/Variable')
-    vf_h, vf_w, mlp_dim = shape('text_objseg/rnn/conv_lstm_cell/W_ci')
-    rnn_size = shape('text_objseg/words_parse_1/DW')[2]
-    v_emb_dim = shape('text_objseg/c5_lateral/DW')[3]
-    # The backbone's output stride is 8; the original's sizes are multiples of it.
-    return dict(num_steps=num_steps, H=8 * vf_h, W=8 * vf_w, vf_h=vf_h, vf_w=vf_w,
-                vocab_size=vocab_size, glove_dim=glove_dim, rnn_size=rnn_size,
-                v_emb_dim=v_emb_dim, mlp_dim=mlp_dim)
-
 
 def resolve_vocab(vocab, meta, prefix):
     """--vocab, else the vocabulary the checkpoint's .json records."""
@@ -199,30 +145,25 @@ def resolve_vocab(vocab, meta, prefix):
                      'model was trained with, e.g. data/vocabulary_Gref.txt)' % prefix)
 
 
-def read_model_config(checkpoint, vocab=None, num_steps=None, flag='--checkpoint'):
-    """(prefix, model settings, vocabulary path, {word: id}) without building the model; every
+def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoint'):
+    """(prefix, ModelSettings, vocabulary path, {word: id}) without building the model; every
     mismatch is an InputError naming the file (`flag`: how the user named the checkpoint)."""
     prefix = resolve_checkpoint(checkpoint, flag)
-    meta = None
-    if os.path.isfile(prefix + '.json'):
-        # Read here rather than with util.checkpoint, which imports TensorFlow: bad input is
-        # reported in a second, not after the import.
-        try:
-            with open(prefix + '.json') as f:
-                meta = json.load(f)
-        except ValueError as e:
-            raise InputError('%s.json: not valid JSON (%s)' % (prefix, e)) from None
-    if meta is not None and 'model' in meta:
-        from trainval_model import model_settings
-        cfg = model_settings(meta)
-    else:
-        import tensorflow as tf
-        from util.checkpoint import checkpoint_shapes
-        try:
-            shapes = checkpoint_shapes(prefix)
-        except tf.errors.OpError as e:
-            raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e.message)) from None
-        cfg = config_from_shapes(shapes, num_steps or DEFAULT_NUM_STEPS)
+    meta = read_checkpoint_meta(prefix)
+    try:
+        if meta is not None and 'model' in meta:
+            settings = ModelSettings.from_json(meta, prefix + '.json')
+        else:  # a checkpoint of the original code: its tensors say
+            from util.checkpoint import checkpoint_shapes  # imports TensorFlow: only here
+            settings = ModelSettings.from_shapes(checkpoint_shapes(prefix),
+                                                 num_steps or DEFAULT_NUM_STEPS)
+    except (ValueError, KeyError) as e:
+        raise InputError('%s: %s' % (prefix, e.args[0] if e.args else e)) from None
+    except Exception as e:  # tf.errors.OpError: a truncated or corrupt checkpoint
+        if type(e).__module__.startswith('tensorflow'):
+            raise InputError('%s: cannot read the checkpoint (%s)'
+                             % (prefix, getattr(e, 'message', e))) from None
+        raise
     vocab_path = resolve_vocab(vocab, meta, prefix)
     try:
         vocab_dict = load_vocab_dict_from_file(vocab_path)
@@ -230,18 +171,18 @@ def read_model_config(checkpoint, vocab=None, num_steps=None, flag='--checkpoint
         raise InputError('--vocab %s: %s' % (vocab_path, e)) from None
     with open(vocab_path, encoding='utf-8') as f:
         n_words = sum(1 for _ in f)
-    if n_words != cfg['vocab_size']:
+    if n_words != settings.vocab_size:
         raise InputError('--vocab %s has %d words but the checkpoint %s was trained with a '
                          'vocabulary of %d words; pass the vocabulary it was trained with'
-                         % (vocab_path, n_words, prefix, cfg['vocab_size']))
-    return prefix, cfg, vocab_path, vocab_dict
+                         % (vocab_path, n_words, prefix, settings.vocab_size))
+    return prefix, settings, vocab_path, vocab_dict
 
 
-def load_model(prefix, cfg):
+def load_model(prefix, settings):
     """LSTM_model in eval mode with the checkpoint's weights."""
     import tensorflow as tf
     from CMPC_model import LSTM_model
-    model = LSTM_model(mode='eval', **cfg)
+    model = LSTM_model.from_settings(settings, mode='eval')
     try:
         model.restore(prefix)
     except ValueError as e:  # shape or name mismatch, with the list of tensors
@@ -254,18 +195,6 @@ def load_model(prefix, cfg):
 # ---------------------------------------------------------------------------------------------
 # One prediction
 
-network_input = im_processing.network_input
-
-
-def back_to_image(score_map, h, w):
-    """[H, W] network-resolution map -> float64 [h, w] (resize_and_crop)."""
-    return im_processing.resize_and_crop(score_map, h, w)
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
 def bbox_xywh(mask):
     """[x, y, width, height] of the mask's foreground (COCO order), None when empty."""
     ys, xs = np.nonzero(mask)
@@ -275,30 +204,26 @@ def bbox_xywh(mask):
             int(ys.max() - ys.min() + 1)]
 
 
-def predict_one(model, image, words, mean_bgr, score_thresh, dcrf=False, levels=True):
-    """Runs the model on one image and one id sequence. Returns numpy maps at the image's
-    resolution: mask (bool), prob (float32), mask_dcrf (bool or None), levels {c3: prob map},
-    and word_types [T, 4]."""
+def predict_one(model, image, words, dcrf=False, levels=True):
+    """Runs the model on one image and one id sequence, with test mode's post-processing
+    (util/evaluate.image_masks). Returns numpy maps at the image's resolution: mask (bool),
+    prob (float32), mask_dcrf (bool or None), levels {c3: {prob, mask}}, word_types [T, 4]."""
     h, w = image.shape[:2]
-    proc_im, im = network_input(image, model.H, model.W, mean_bgr)
-    out = model.forward(words[None], im[None])
-    up = out['up'][0, :, :, 0]  # [H, W] logits
-    pred_raw = (up >= score_thresh).astype(np.float32)
+    proc_im, im = contract.network_input(image, model.H, model.W)
+    out = {k: v[0] for k, v in model.forward(words[None], im[None]).items()}
+    masks = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], proc_im, h, w, dcrf)
     result = {
-        'mask': back_to_image(pred_raw, h, w) > 0,
-        'prob': back_to_image(out['sigm'][0, :, :, 0], h, w).astype(np.float32),
-        'word_types': out['words_parse'][0],  # [T, 4]
-        'mask_dcrf': None, 'levels': {}, 'proc_im': proc_im,
+        'mask': masks[PLAIN] > 0,
+        'prob': contract.to_image(out['sigm'][:, :, 0], h, w).astype(np.float32),
+        'word_types': out['words_parse'],  # [T, 4]
+        'mask_dcrf': masks[DCRF] > 0 if dcrf else None, 'levels': {}, 'proc_im': proc_im,
     }
-    if dcrf:
-        from util.dcrf import dense_crf
-        result['mask_dcrf'] = back_to_image(dense_crf(proc_im, out['sigm'][0, :, :, 0]), h, w) > 0
     if levels:
         for lv in LEVELS:
-            logits = out['up_' + lv][0, :, :, 0]
+            logits = out['up_' + lv][:, :, 0]
             result['levels'][lv] = {
-                'prob': back_to_image(sigmoid(logits).astype(np.float32), h, w),
-                'mask': back_to_image((logits >= score_thresh).astype(np.float32), h, w) > 0}
+                'prob': contract.to_image(contract.sigmoid(logits).astype(np.float32), h, w),
+                'mask': contract.to_image(contract.threshold(logits), h, w) > 0}
     return result
 
 
@@ -366,21 +291,20 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
     if not images:
         raise InputError('no image: give --image PATH (repeatable)')
     # -- check everything that can be checked cheaply first
-    prefix, cfg, vocab_path, vocab_dict = read_model_config(checkpoint, vocab, num_steps,
-                                                            checkpoint_flag)
-    T = cfg['num_steps']
-    encoded = [tokenize(s, vocab_dict, T) for s in sentences]
+    prefix, settings, vocab_path, vocab_dict = read_model_settings(checkpoint, vocab, num_steps,
+                                                                   checkpoint_flag)
+    T = settings.num_steps
+    encoded = [tokenize_sentence(s, vocab_dict, T) for s in sentences]
     loaded = [load_image(p) for p in images]
     for (image, _), path in zip(loaded, images):
-        scale = min(cfg['H'] / image.shape[0], cfg['W'] / image.shape[1])
+        scale = min(settings.H / image.shape[0], settings.W / image.shape[1])
         if min(round(image.shape[0] * scale), round(image.shape[1] * scale)) < 1:
             raise InputError('--image %s: %dx%d is too elongated to fit %dx%d'
-                             % (path, image.shape[1], image.shape[0], cfg['W'], cfg['H']))
+                             % (path, image.shape[1], image.shape[0], settings.W, settings.H))
 
     # -- model
-    from trainval_model import MU, SCORE_THRESH
     log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
-    model = load_model(prefix, cfg)
+    model = load_model(prefix, settings)
     if explain:
         from util.explain import explain_figure
 
@@ -394,13 +318,13 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
             if dropped:
                 warn('%r: %d words past the first %d dropped: %s'
                      % (sentence, len(dropped), T, ' '.join(dropped)))
-            res = predict_one(model, image, ids, MU, SCORE_THRESH, dcrf=dcrf, levels=True)
+            res = predict_one(model, image, ids, dcrf=dcrf, levels=True)
             folder = os.path.join(out_dir, name, '%02d_%s' % (k, slug(sentence)))
             mask = res['mask']
             files = {'mask': save_png(os.path.join(folder, 'mask.png'),
                                       mask.astype(np.uint8) * 255),
                      'overlay': save_png(os.path.join(folder, 'overlay.png'), overlay(image, mask)),
-                     'prob': save_npy(os.path.join(folder, 'prob.npy'), res['prob'])}
+                     'prob': save_npy_atomic(os.path.join(folder, 'prob.npy'), res['prob'])}
             if dcrf:
                 files['mask_dcrf'] = save_png(os.path.join(folder, 'mask_dcrf.png'),
                                               res['mask_dcrf'].astype(np.uint8) * 255)
@@ -413,7 +337,7 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
                 'mask': {'area': int(mask.sum()), 'area_fraction': float(mask.mean()),
                          'bbox_xywh': bbox_xywh(mask)},
                 'levels': level_summary(res['levels'], mask),
-                'threshold': {'logit': SCORE_THRESH, 'note': 'mask = resize_and_crop(up >= '
+                'threshold': {'logit': contract.SCORE_THRESH, 'note': 'mask = resize_and_crop(up >= '
                               'logit threshold) > 0 at the image resolution'},
             }
             if dcrf:
@@ -421,18 +345,18 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
                 record['mask_dcrf'] = {'area': int(md.sum()), 'area_fraction': float(md.mean()),
                                        'bbox_xywh': bbox_xywh(md)}
             if explain:
-                files['explain'] = _atomic(
-                    os.path.join(folder, 'explain.png'), 'wb',
-                    lambda f: explain_figure(f, image, sentence, words,
-                                               {lv: res['levels'][lv]['prob'] for lv in LEVELS},
-                                               mask, prob=res['prob']))
+                files['explain'] = os.path.join(folder, 'explain.png')
+                with atomic_open(files['explain'], 'wb', fsync=False) as f:
+                    explain_figure(f, image, sentence, words,
+                                   {lv: res['levels'][lv]['prob'] for lv in LEVELS}, mask,
+                                   prob=res['prob'])
             record['files'] = files
-            save_json(os.path.join(folder, 'result.json'), record)
+            write_json(os.path.join(folder, 'result.json'), record)
             records.append(record)
             log('%s | %r -> %s (area %d px = %.1f%%, %d words%s)'
                 % (path, sentence, folder, record['mask']['area'],
                    100 * record['mask']['area_fraction'], len(kept),
                    ', %d unknown' % sum(unknown) if any(unknown) else ''))
-    save_json(os.path.join(out_dir, 'predictions.json'), records)
+    write_json(os.path.join(out_dir, 'predictions.json'), records)
     log('Wrote %d predictions under %s' % (len(records), out_dir))
     return records

@@ -51,8 +51,8 @@ from PIL import Image, ImageDraw
 
 from util.glove import build_embedding
 from util.refer import decode_rle
-from util.io import (atomic_open, save_json, save_mat_atomic, save_npy_atomic,
-                     save_pickle_atomic, save_str_list)
+from util.io import (atomic_open, save_mat_atomic, save_npy_atomic, save_pickle_atomic,
+                     save_str_list, write_json)
 from util.text_processing import build_vocab, sentence2words
 
 KINDS = ('circle', 'square', 'triangle', 'diamond', 'star', 'cross')
@@ -545,7 +545,8 @@ def generate(out, **settings):
                                   'umd': {'testA': 'test', 'testB': 'test'}})):
         folder = os.path.join(out, 'refer', dataset)
         os.makedirs(folder, exist_ok=True)
-        save_json(instances, os.path.join(folder, 'instances.json'), separators=(',', ':'))
+        write_json(os.path.join(folder, 'instances.json'), instances, indent=None,
+                   separators=(',', ':'))
         # Ids follow a shuffled order so that splits interleave, and the list is stored in
         # id order: then the Python 2 original's refer.Refs order (ascending int keys) and
         # Python 3's (file order) agree, and build_batches numbers expressions as both.
@@ -579,7 +580,9 @@ def generate(out, **settings):
     for setname, entries in queries.items():
         perm = order_rng.permutation(len(entries))
         query = {entries[p][0]: entries[p][1] for p in perm}
-        save_json(query, os.path.join(out, 'referit_query_%s.json' % setname))
+        # the original's layout
+        write_json(os.path.join(out, 'referit_query_%s.json' % setname), query, indent=None,
+                   separators=(',\n', ':\n'))
         counts['referit'][setname] = sum(len(v) for v in query.values())
         if setname == 'trainval':
             train_sents += [s for v in query.values() for s in v]
@@ -591,7 +594,7 @@ def generate(out, **settings):
 
     summary = {'settings': cfg, 'images': n_images, 'objects': len(annotations),
                'vocab_size': len(vocab), 'expressions': counts}
-    save_json(summary, os.path.join(out, 'synthetic.json'), separators=(',', ': '))
+    write_json(os.path.join(out, 'synthetic.json'), summary, indent=None, separators=(',', ': '))
     return summary
 
 

@@ -1,10 +1,10 @@
 """tf.data input pipelines for the per-expression batch folders of build_batches.py.
 
-The Python path (util/data_reader.DataReader + trainval_model.preprocess) reads one .npz at a
+The Python path (util/data_reader.DataReader + util/contract.train_sample) reads one .npz at a
 time on one thread; here the files are read and decoded in parallel (np.load inside
 tf.numpy_function, num_parallel_calls=AUTOTUNE) and prefetched, so that reading overlaps with
 the training or test step. The arrays are exactly those of the Python path (tested in
-tests/test_tf_input.py): the preprocessing is trainval_model.preprocess itself, run in numpy.
+tests/test_tf_input.py): the preprocessing is util/contract.py's itself, run in numpy.
 
     from util.tf_input import train_dataset, test_dataset
     ds = train_dataset('work/synthetic/unc/train_batch', 'unc_train', 64, 64, batch_size=8,
@@ -20,7 +20,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from util import contract
 from util.data_reader import load_batch
+from util.evaluate import test_sample
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -64,30 +66,24 @@ def _words(batch, path, T):
 
 
 def load_train_sample(path, H, W, T):
-    """One training sample as the Python path builds it: trainval_model.preprocess, then the
-    mask as float32 [H, W, 1]. Returns (words int32 [T], im float32 [H, W, 3], mask)."""
-    from trainval_model import preprocess  # numpy only; imported late to avoid a cycle
+    """One training sample as the Python path builds it (contract.train_sample), the mask as
+    float32 [H, W, 1]. Returns (words int32 [T], im float32 [H, W, 3], mask)."""
     path = _path_str(path)
     batch = load_batch(path)
-    im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
-    # float64 - MU in preprocess; the Python path stores it into a float32 batch array.
+    im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
+    # float64 - MU in train_sample; the Python path stores it into a float32 batch array.
     return (_words(batch, path, T), im.astype(np.float32),
             np.asarray(mask, dtype=np.float32)[:, :, None])
 
 
 def load_test_sample(path, H, W, T):
-    """One test sample as trainval_model.test builds it: the image tiled to RGB, resized and
-    padded to H x W as uint8 (proc_im, which DenseCRF also takes), the network input
-    proc_im[..., ::-1] - MU, and the mask at the image's own size for the IoU."""
-    from trainval_model import MU
-    from util import im_processing
+    """One test sample as util.evaluate.test_sample builds it, as a tuple: (words, proc_im,
+    im, the stored image RGB uint8, the mask at the image's own size, the sentence)."""
     path = _path_str(path)
     batch = load_batch(path)
-    raw = im_processing.as_rgb(batch['im_batch'])
-    proc_im, im = im_processing.network_input(raw, H, W, MU)  # [H, W, 3] each
-    return (_words(batch, path, T), proc_im, im, raw.astype(np.uint8),
-            batch['mask_batch'].astype(np.float32),
-            str(batch['sent_batch'][0]).encode('utf-8'))  # tf.string takes bytes
+    s = test_sample(batch, H, W)
+    return (_words(batch, path, T), s.proc_im, s.net_im, s.image.astype(np.uint8), s.mask,
+            s.sent.encode('utf-8'))  # tf.string takes bytes
 
 
 def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuffle=True,

@@ -1,0 +1,153 @@
+"""The test-time loop, once: read samples, run the model in batches, map each prediction back
+to its image (util/contract.py), optionally refine it with DenseCRF, and count I and U.
+
+Test mode, the benchmark and predict mode all use it; validation during training can too:
+
+    from util.evaluate import evaluate, read_samples
+    num, samples = read_samples(folder, prefix, model.H, model.W)
+    result = evaluate(model.forward, samples, num, batch_size=8, dcrf=True)
+    print(result.format()); write_json(path, result.to_dict())
+
+`forward` is any function (words int32 [B, T], im float32 [B, H, W, 3]) -> dict of numpy
+arrays with `up` and `sigm` [B, H, W, 1] (LSTM_model.forward).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from util import contract, im_processing
+from util.data_reader import DataReader
+from util.eval_tools import SegEvaluator, compute_mask_IU
+
+PLAIN, DCRF = 'without DenseCRF', 'with DenseCRF'
+RECORD_KEYS = {PLAIN: ('I', 'U'), DCRF: ('I_dcrf', 'U_dcrf')}
+
+
+@dataclass
+class Sample:
+    """One test expression: words int32 [T]; image uint8 [h, w, 3] RGB as stored; proc_im uint8
+    [H, W, 3] and net_im float32 [H, W, 3] (contract.network_input); mask [h, w] or None."""
+    words: np.ndarray
+    image: np.ndarray
+    proc_im: np.ndarray
+    net_im: np.ndarray
+    mask: np.ndarray = None
+    sent: str = ''
+
+
+def test_sample(batch, H, W):
+    """A Sample from a batch file's arrays (util.data_reader.load_batch)."""
+    image = im_processing.as_rgb(batch['im_batch'])
+    proc_im, net_im = contract.network_input(image, H, W)
+    return Sample(words=np.asarray(batch['text_batch']), image=image, proc_im=proc_im,
+                  net_im=net_im, mask=batch['mask_batch'].astype(np.float32),
+                  sent=str(batch['sent_batch'][0]))
+
+
+def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False):
+    """(number of samples, iterator of Samples) of `{folder}/{prefix}_{n}.npz` in file order,
+    the first max_samples of them if given; tf_data reads and preprocesses them ahead in the
+    tf.data pipeline of util/tf_input.py (the same arrays)."""
+    reader = DataReader(folder, prefix, shuffle=False)
+    num = reader.num_batch if max_samples is None else min(max_samples, reader.num_batch)
+
+    def from_files():
+        with reader:
+            for _ in range(num):
+                yield test_sample(reader.read_batch(is_log=False), H, W)
+
+    def from_tf_data():
+        from util.tf_input import test_dataset  # imports TensorFlow: only when asked for
+        reader.close()  # it only counted the files
+        for s in test_dataset(folder, prefix, H, W, max_samples=num):
+            yield Sample(words=s['words'].numpy(), image=s['raw_im'].numpy(),
+                         proc_im=s['proc_im'].numpy(), net_im=s['im'].numpy(),
+                         mask=s['mask'].numpy(), sent=s['sent'].numpy().decode('utf-8'))
+    return num, (from_tf_data() if tf_data else from_files())
+
+
+def image_masks(up, sigm, proc_im, h, w, dcrf=False):
+    """The post-processing of one sample: {PLAIN: float64 [h, w]} and, with dcrf, {DCRF: ...};
+    a pixel is foreground where its value is > 0. up, sigm: [H, W] logits and probabilities."""
+    masks = {PLAIN: contract.to_image(contract.threshold(up), h, w)}
+    if dcrf:
+        from util.dcrf import dense_crf  # pydensecrf is only needed with -c
+        masks[DCRF] = contract.to_image(dense_crf(proc_im, sigm), h, w)
+    return masks
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured: an evaluator per post-processing, one record per sample
+    (batch_no, sent, I, U, and I_dcrf, U_dcrf with DenseCRF), and the seconds it took."""
+    evaluators: dict
+    per_sample: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def format(self):
+        return '\n'.join('Segmentation evaluation (%s):\n%s' % (name, ev.format_results())
+                         for name, ev in self.evaluators.items())
+
+    def to_dict(self):
+        d = {name.replace(' ', '_'): ev.to_dict() for name, ev in self.evaluators.items()}
+        d.update(seconds=self.seconds, expressions=len(self.per_sample),
+                 per_sample=self.per_sample)
+        return d
+
+
+def evaluate(forward, samples, num, batch_size=1, dcrf=False, vis_dir=None, on_output=None,
+             progress=True):
+    """Runs `forward` on `num` Samples in batches of batch_size and scores each prediction
+    against its mask. vis_dir: write image, ground truth and prediction PNGs there
+    (util/visualize.py). on_output(sample, out): called with each sample's outputs (its row
+    of every array). Returns an Evaluation."""
+    from tqdm import tqdm
+    if vis_dir is not None:
+        from util.visualize import visualize_seg
+    result = Evaluation({PLAIN: SegEvaluator()})
+    if dcrf:
+        result.evaluators[DCRF] = SegEvaluator()
+    start = time.time()
+
+    def score(sample, out):
+        h, w = sample.mask.shape
+        masks = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], sample.proc_im, h, w, dcrf)
+        record = {'batch_no': len(result.per_sample), 'sent': sample.sent}
+        for name, pred in masks.items():
+            I, U = compute_mask_IU(pred, sample.mask)
+            result.evaluators[name].add(I, U)
+            record.update(zip(RECORD_KEYS[name], (int(I), int(U))))
+        result.per_sample.append(record)
+        if vis_dir is not None:
+            for name, suffix in ((PLAIN, ''), (DCRF, '_dcrf')):
+                if name in masks:
+                    visualize_seg(sample.image, sample.mask, masks[name], sample.sent, vis_dir,
+                                  suffix=suffix)
+
+    pending = []
+
+    def flush():
+        words = np.stack([s.words for s in pending]).astype(np.int32)  # [B, T]
+        ims = np.stack([s.net_im for s in pending])  # [B, H, W, 3]
+        out = forward(words, ims)
+        for k, sample in enumerate(pending):
+            row = {key: value[k] for key, value in out.items()}
+            if on_output is not None:
+                on_output(sample, row)
+            score(sample, row)
+        pending.clear()
+
+    bar = tqdm(total=num, desc='test', unit='expr', dynamic_ncols=True,
+               disable=None if progress else True)
+    for sample in samples:
+        pending.append(sample)
+        if len(pending) == batch_size:
+            flush()
+        bar.update(1)
+    if pending:
+        flush()
+    bar.close()
+    result.seconds = time.time() - start
+    return result
