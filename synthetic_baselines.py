@@ -18,9 +18,9 @@ import sys
 
 import numpy as np
 
-from trainval_model import write_json
 from util.cli import HelpFormatter
 from util.eval_tools import SegEvaluator
+from util.io import write_json
 from util.refer import Refer, segmentation_mask
 
 
