@@ -9,10 +9,10 @@ Exact commands:
         --xla on --out docs/benchmark_h100.json                      # the H100 figures of issue 5
 
 Rows (all in the JSON under "rows", printed as one table):
-  forward         model forward (model._forward_fn) per sample, per config / batch / precision /
+  forward         model forward (model.forward_fn) per sample, per config / batch / precision /
                   XLA / folded batch norm
-  train           one train step (model._train_fn) per sample
-  input_pipeline  samples/s of the input alone: the Python DataReader + trainval_model.preprocess,
+  train           one train step (model.trainer.step_fn) per sample
+  input_pipeline  samples/s of the input alone: the Python DataReader + contract.train_sample,
                   and util/tf_input.train_dataset (tf.data), at batch 8
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
                   synthetic val split, samples/s, with the Python reader and with tf.data
@@ -52,14 +52,13 @@ import time
 
 import numpy as np
 
+from util import contract
 from util.cli import HelpFormatter
+from util.evaluate import PLAIN
+from util.settings import PRESETS
 
-# The small configuration of the tests (tests/fixtures.TINY); the paper's is LSTM_model's defaults.
-CONFIGS = {
-    'small': dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32,
-                  mlp_dim=16),
-    'paper': dict(),
-}
+# The tests' configuration and the paper's (util/settings.py).
+CONFIGS = {'small': PRESETS['tiny'], 'paper': PRESETS['paper']}
 COUNTED_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul',
                'BatchMatMulV2', 'BatchMatMulV3', 'DepthwiseConv2dNative')
 # Dense tensor-core peaks from NVIDIA's H100 SXM data sheet (per GPU).
@@ -200,9 +199,10 @@ def model_flops(model, mode):
     specs = [tf.TensorSpec([1, model.num_steps], tf.int32),
              tf.TensorSpec([1, model.H, model.W, 3], tf.float32)]
     if mode == 'train':
-        fn, specs = model._train_fn, specs + [tf.TensorSpec([1, model.H, model.W, 1], tf.float32)]
+        fn = model.trainer.step_fn
+        specs = specs + [tf.TensorSpec([1, model.H, model.W, 1], tf.float32)]
     else:
-        fn = model._forward_fn
+        fn = model.forward_fn
     # Tracing only: nothing runs, so no variable (Adam state, step) changes.
     graph = tf.function(fn.python_function).get_concrete_function(*specs).graph
     return graph_flops(graph)
@@ -371,46 +371,47 @@ class Bench:
 
     # -- models ---------------------------------------------------------------------------------
 
+    def settings(self, config, real_words):
+        """The config's ModelSettings; real_words: the synthetic dataset's vocabulary size
+        instead of the config's, for rows that read its expressions (--checkpoint's own
+        settings there for the small config)."""
+        if self.args.checkpoint and config == 'small' and real_words:
+            from util.settings import ModelSettings
+            from util.snapshots import read_checkpoint_meta
+            meta = read_checkpoint_meta(self.args.checkpoint)
+            if meta is None:
+                sys.exit('error: --checkpoint %s: no %s.json with the model settings (a '
+                         'checkpoint of this port is needed)'
+                         % (self.args.checkpoint, self.args.checkpoint))
+            return ModelSettings.from_json(meta, self.args.checkpoint + '.json')
+        settings = CONFIGS[config]
+        return settings.replace(vocab_size=self.data['vocab_size']) if real_words else settings
+
     def build(self, config, mode, real_words=False, **kw):
-        """A model with calibrated random weights (or --checkpoint). real_words: the
-        synthetic dataset's vocabulary size instead of the config's, for rows that read its
-        expressions."""
+        """A model with calibrated random weights (or --checkpoint); kw: precision, xla,
+        fold_bn."""
         from CMPC_model import LSTM_model
         self.tf.random.set_seed(self.args.seed)
-        cfg = dict(CONFIGS[config], **kw)
-        if real_words:
-            cfg['vocab_size'] = self.data['vocab_size']
-        if self.args.checkpoint and config == 'small' and real_words:
-            cfg = dict(self.checkpoint_config(), **kw)
-        model = LSTM_model(mode=mode, **cfg)
+        settings = self.settings(config, real_words)
+        model = LSTM_model.from_settings(settings, mode=mode, **kw)
         # Every model of a config restores the same weights (restore re-folds under fold_bn;
         # calibrating a folded backbone would not reach its folded convs).
-        model.restore(self.weights(config, cfg, real_words))
+        model.restore(self.weights(config, settings, real_words))
         return model
 
-    def checkpoint_config(self):
-        from trainval_model import model_settings
-        from util.checkpoint import read_checkpoint_meta
-        meta = read_checkpoint_meta(self.args.checkpoint)
-        if meta is None:
-            sys.exit('error: --checkpoint %s: no %s.json with the model settings (a checkpoint '
-                     'of this port is needed)' % (self.args.checkpoint, self.args.checkpoint))
-        return model_settings(meta)
-
-    def weights(self, config, cfg, real_words):
+    def weights(self, config, settings, real_words):
         """Checkpoint prefix for this config: --checkpoint (small config on the synthetic
         vocabulary: the test and fidelity rows), or random weights with a calibrated backbone,
         made once and saved under --workdir."""
         from CMPC_model import LSTM_model
-        from trainval_model import calibrate_backbone
         from util.data_reader import DataReader
+        from util.trainer import calibrate_backbone
         if self.args.checkpoint and config == 'small' and real_words:
             return self.args.checkpoint
-        key = (config, cfg['vocab_size'] if 'vocab_size' in cfg else None)
+        key = (config, settings.vocab_size)
         if key not in self._weights:
             self.tf.random.set_seed(self.args.seed)
-            base = {k: v for k, v in cfg.items() if k not in ('precision', 'xla', 'fold_bn')}
-            model = LSTM_model(mode='eval', **base)
+            model = LSTM_model.from_settings(settings, mode='eval')
             with DataReader(*self.data['train'], shuffle=False) as reader:
                 calibrate_backbone(model, reader, CALIBRATION_IMAGES)
             prefix = os.path.join(self.workdir, 'weights', '%s_vocab%s' % key)
@@ -464,10 +465,10 @@ class Bench:
                 words, im, mask = random_inputs(model, B, rng)
                 if mode == 'train':
                     def step():
-                        float(model._train_fn(words, im, mask)['cost'])
+                        float(model.trainer.step_fn(words, im, mask)['cost'])
                 else:
                     def step():
-                        model._forward_fn(words, im)['up'].numpy()
+                        model.forward_fn(words, im)['up'].numpy()
                 t = median_time(step, self.args.warmup, self.args.repeats)
                 row = {'kind': mode, 'config': config, 'batch': B, 'precision': prec, 'xla': xla}
                 if mode == 'forward':
@@ -476,10 +477,9 @@ class Bench:
             del model
 
     def input_rows(self, config):
-        from trainval_model import preprocess
         from util.data_reader import DataReader
         from util.tf_input import train_dataset
-        H = W = CONFIGS[config].get('H', 320)
+        H = W = CONFIGS[config].H
         folder, prefix = self.data['train_' + config]
         B, T = PIPELINE_BATCH, 20
         reader = DataReader(folder, prefix, seed=self.args.seed)
@@ -487,10 +487,10 @@ class Bench:
         ims = np.zeros((B, H, W, 3), np.float32)
         masks = np.zeros((B, H, W, 1), np.float32)
 
-        def python_batch():  # the train loop's input section, as in trainval_model.train
+        def python_batch():  # the input section of trainval_model.py's train loop
             for n in range(B):
                 batch = reader.read_batch(is_log=False)
-                im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+                im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
                 words[n], ims[n], masks[n, :, :, 0] = batch['text_batch'], im, mask
         t = median_time(python_batch, self.args.warmup, self.args.repeats)
         reader.close()
@@ -503,62 +503,19 @@ class Bench:
                        'pipeline': 'tf.data'}, t / B)
 
     def run_test(self, model, B, dcrf, pipeline='python DataReader', keep_up=False):
-        """trainval_model.test's loop on the synthetic val split (read, resize-and-pad, batched
-        forward, resize-and-crop, IoU; DenseCRF with dcrf): (seconds, {name: SegEvaluator},
-        [up maps])."""
-        from trainval_model import MU, SCORE_THRESH
-        from util import im_processing
-        from util.data_reader import DataReader
-        from util.eval_tools import SegEvaluator, compute_mask_IU
-        from util.tf_input import test_dataset
-        if dcrf:
-            from util.dcrf import dense_crf
-        folder, prefix = self.data['val']
-        H, W, n = model.H, model.W, self.args.max_samples
-        evaluators = {'plain': SegEvaluator(), 'dcrf': SegEvaluator()}
+        """Test mode's loop (util/evaluate.py: read, resize-and-pad, batched forward,
+        resize-and-crop, IoU; DenseCRF with dcrf) on the synthetic val split: (seconds,
+        samples, {name: SegEvaluator}, [up maps] with keep_up)."""
+        from util.evaluate import evaluate, read_samples
         ups = []
         start = time.perf_counter()
-        if pipeline == 'tf.data':
-            samples = ({'words': s['words'].numpy(), 'proc_im': s['proc_im'].numpy(),
-                        'im': s['im'].numpy(), 'mask': s['mask'].numpy()}
-                       for s in test_dataset(folder, prefix, H, W, max_samples=n))
-        else:
-            def python_samples():
-                reader = DataReader(folder, prefix, shuffle=False)
-                for _ in range(reader.num_batch if n is None else min(n, reader.num_batch)):
-                    batch = reader.read_batch(is_log=False)
-                    im = im_processing.as_rgb(batch['im_batch'])
-                    proc_im, net_im = im_processing.network_input(im, H, W, MU)
-                    yield {'words': batch['text_batch'], 'proc_im': proc_im, 'im': net_im,
-                           'mask': batch['mask_batch'].astype(np.float32)}
-                reader.close()
-            samples = python_samples()
-
-        def evaluate(pending):
-            out = model.forward(np.stack([s['words'] for s in pending]),
-                                np.stack([s['im'] for s in pending]))
-            for k, s in enumerate(pending):
-                mask, up = s['mask'], out['up'][k, :, :, 0]
-                if keep_up:
-                    ups.append(up)
-                pred = im_processing.resize_and_crop((up >= SCORE_THRESH).astype(np.float32),
-                                                     *mask.shape)
-                evaluators['plain'].add(*compute_mask_IU(pred, mask))
-                if dcrf:
-                    pred = im_processing.resize_and_crop(
-                        dense_crf(s['proc_im'], out['sigm'][k, :, :, 0]), *mask.shape)
-                    evaluators['dcrf'].add(*compute_mask_IU(pred, mask))
-
-        pending, count = [], 0
-        for s in samples:
-            pending.append(s)
-            count += 1
-            if len(pending) == B:
-                evaluate(pending)
-                pending = []
-        if pending:
-            evaluate(pending)
-        return time.perf_counter() - start, count, evaluators, ups
+        num, samples = read_samples(*self.data['val'], model.H, model.W,
+                                    max_samples=self.args.max_samples,
+                                    tf_data=pipeline == 'tf.data')
+        keep = (lambda sample, out: ups.append(out['up'][:, :, 0])) if keep_up else None
+        result = evaluate(model.forward, samples, num, batch_size=B, dcrf=dcrf, on_output=keep,
+                          progress=False)
+        return time.perf_counter() - start, num, result.evaluators, ups
 
     def test_rows(self):
         B = PIPELINE_BATCH
@@ -600,7 +557,7 @@ class Bench:
                       'synthetic train images' % CALIBRATION_IMAGES)
         ref_model = self.build('small', 'eval', real_words=True)
         _, n, ref_ev, ref_up = self.run_test(ref_model, 1, False, keep_up=True)
-        ref_iou = ref_ev['plain'].overall_iou()
+        ref_iou = ref_ev[PLAIN].overall_iou()
         # The paths follow --xla and --precisions (given); fp16 is measured on a CPU too.
         precisions = [p for p in (self.args.precisions or ['bf16', 'fp16']) if p != 'fp32']
         paths = [('batch %d' % PIPELINE_BATCH, PIPELINE_BATCH, {}),
@@ -621,7 +578,7 @@ class Bench:
         for name, B, kw in paths:
             model = self.build('small', 'eval', real_words=True, **kw)
             _, n, ev, up = self.run_test(model, B, False, keep_up=True)
-            iou = ev['plain'].overall_iou()
+            iou = ev[PLAIN].overall_iou()
             self.log({'kind': 'fidelity', 'path': name, 'samples': n, 'overall_iou': iou,
                       'iou_diff_points': 100 * (iou - ref_iou),
                       'max_abs_up_diff': float(max(np.abs(a - b).max()
