@@ -54,7 +54,7 @@ import numpy as np
 from util.cli import HelpFormatter, InputError
 from util.settings import PRESETS, ModelSettings, TrainSettings, resume_settings
 from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_meta,
-                            remove_old_snapshots, snapshot_prefix)
+                            remove_old_snapshots, remove_partial_snapshots, snapshot_prefix)
 
 ITERS_PER_LOG = 100
 DEFAULT_BACKBONE = './data/weights/deeplab_resnet_init.ckpt'
@@ -256,6 +256,44 @@ def batch_folder(args):
 # ---------------------------------------------------------------------------------------------
 # Train
 
+def run_seed(args, dist, run_state):
+    """The seed of the weights' initialisation and of the batch order: a resumed run's own,
+    else --seed, else 0 on several workers (they must draw the same order to read their
+    shares of it), else a fresh one, recorded in the snapshots."""
+    if 'seed' in run_state:
+        if args.seed is not None and args.seed != run_state['seed']:
+            print('--seed %d ignored: the run being resumed was started with seed %d'
+                  % (args.seed, run_state['seed']))
+        return run_state['seed']
+    if args.seed is not None:
+        return args.seed
+    if dist.num_workers > 1:
+        print('--seed not given: seed 0 for all %d workers' % dist.num_workers)
+        return 0
+    seed = int(np.random.SeedSequence().entropy % 2 ** 31)
+    print('--seed not given: seed %d (recorded in the snapshots)' % seed)
+    return seed
+
+
+def keep_log_rows_before(path, n_iter):
+    """Rewrites the JSON log with only its rows of iterations before n_iter (those of a run
+    killed after its last snapshot, and a half-written last line, go), so that a resumed run
+    leaves one row per iteration."""
+    from util.io import atomic_open
+    if not os.path.isfile(path):
+        return
+    rows = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            try:
+                if json.loads(line)['iter'] < n_iter:
+                    rows.append(line if line.endswith('\n') else line + '\n')
+            except (ValueError, KeyError, TypeError):
+                pass  # a line cut short by a kill
+    with atomic_open(path, 'w', encoding='utf-8') as f:
+        f.writelines(rows)
+
+
 def train(args):
     from util import distribute
     try:  # before TensorFlow runs anything (logical devices, the multi-worker runtime)
@@ -275,17 +313,26 @@ def train(args):
     if args.batch_size % dist.num_replicas:
         sys.exit('error: -bs %d (the global batch) must be a multiple of the number of '
                  'replicas, %d' % (args.batch_size, dist.num_replicas))
-    seed = args.seed
-    if seed is None and dist.num_workers > 1:
-        seed = 0  # every worker must draw the same batch order to read its share of it
-        print('--seed not given: seed 0 for all %d workers' % dist.num_workers)
-    if seed is not None:
-        tf.random.set_seed(seed)
     print('Training on ' + dist.describe())
     chief = dist.is_chief
     os.makedirs(args.folder, exist_ok=True)
+    if chief:
+        for path in remove_partial_snapshots(args.folder, args.dataset):
+            print('Removed %s (left by an interrupted snapshot write)' % path)
     snapshots = list_snapshots(args.folder, args.dataset) if args.resume else []
-    meta = read_checkpoint_meta(snapshots[-1][1]) if snapshots else None
+    end_iter = min(args.iters, args.stop_iter)
+    if snapshots and snapshots[-1][0] > end_iter:
+        sys.exit('error: the newest snapshot %s is past -i %d / -st %d: raise them to go on, or '
+                 'start afresh with --no-resume' % (snapshots[-1][1], args.iters, args.stop_iter))
+    try:
+        meta = read_checkpoint_meta(snapshots[-1][1]) if snapshots else None
+    except InputError as e:
+        sys.exit('error: %s' % e)
+    # The run's state beyond the weights (batch order seed, running averages, loss scale): a
+    # resumed run goes on exactly as the uninterrupted run would have.
+    run_state = (meta or {}).get('run_state', {})
+    seed = run_seed(args, dist, run_state)
+    tf.random.set_seed(seed)
     try:
         if meta is not None:
             settings, train_settings = resume_settings(meta, args)
@@ -319,6 +366,8 @@ def train(args):
         print('Resuming from %s' % prefix)
         model.restore(prefix)
         start_iter = model.step
+        if model.trainer.loss_scaler is not None and 'loss_scale' in run_state:
+            model.trainer.loss_scaler.load_state(run_state)
     else:
         start_iter = 0
         if args.random_backbone:
@@ -345,25 +394,28 @@ def train(args):
         from util.tf_input import train_dataset
         reader = None
         batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
-                                     seed=seed, **shard))
+                                     seed=seed, start=start_iter * args.batch_size, **shard))
     else:
-        reader = DataReader(folder, prefix, seed=seed, global_batch=args.batch_size, **shard)
+        reader = DataReader(folder, prefix, seed=seed, global_batch=args.batch_size,
+                            start=start_iter * args.batch_size, **shard)
         batches = None
     meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split,
             'replicas': dist.num_replicas, 'workers': dist.num_workers,
             # predict and export look words up in it, from any working directory
             'vocab': os.path.abspath(args.vocab) if args.vocab else None}
     log_path = os.path.join(args.folder, 'train_log.jsonl')
+    if chief:
+        keep_log_rows_before(log_path, start_iter)
 
     H, W, T = model.H, model.W, model.num_steps
     text_batch = np.zeros((bs, T), dtype=np.int32)
     image_batch = np.zeros((bs, H, W, 3), dtype=np.float32)
     mask_batch = np.zeros((bs, H, W, 1), dtype=np.float32)
     decay = 0.99
-    cls_loss_avg = 0.0
-    avg_acc = np.zeros(3)
+    cls_loss_avg = run_state.get('cls_loss_avg', 0.0)
+    avg_acc = np.array(run_state.get('avg_acc', np.zeros(3)))
+    skipped_steps = run_state.get('skipped_steps', 0)
     time_avg = MovingAverage()
-    end_iter = min(args.iters, args.stop_iter)
     last_time = time.time()
     bar = tqdm(total=end_iter, initial=start_iter, desc='train', unit='it', dynamic_ncols=True,
                disable=None if chief else True)
@@ -381,6 +433,13 @@ def train(args):
 
         # -- step
         out = model.train_step(text_batch, image_batch, mask_batch)
+        bad = [k for k in LOGGED_TERMS if not np.isfinite(out[k])]
+        if bad:
+            last = list_snapshots(args.folder, args.dataset)
+            sys.exit('error: iteration %d: the loss %s is %s; training stopped (the weights after '
+                     'this step are not saved; the last good snapshot is %s)'
+                     % (n_iter, bad[0], float(out[bad[0]]), last[-1][1] if last else 'none'))
+        skipped_steps += int(out.get('step_skipped', 0))
         cls_loss = float(out['cls_loss'])
         cls_loss_avg = decay * cls_loss_avg + (1 - decay) * cls_loss
         acc = np.array(compute_accuracy(out['pred'], out['target']))
@@ -406,13 +465,19 @@ def train(args):
                       'learning_rate': lr, 'cls_loss_avg': cls_loss_avg,
                       'accuracy': acc.tolist()}
             record.update({k: float(out[k]) for k in LOGGED_TERMS})
+            if 'loss_scale' in out:  # fp16: overflowed steps are skipped, not errors
+                record.update(loss_scale=float(out['loss_scale']), skipped_steps=skipped_steps)
             with open(log_path, 'a') as f:
                 f.write(json.dumps(record) + '\n')
 
         # -- snapshot
         if chief and ((n_iter + 1) % args.snapshot == 0 or (n_iter + 1) >= end_iter):
             path = snapshot_prefix(args.folder, args.dataset, n_iter + 1)
-            model.save(path, meta)
+            state = {'seed': seed, 'cls_loss_avg': cls_loss_avg, 'avg_acc': avg_acc.tolist(),
+                     'skipped_steps': skipped_steps}
+            if model.trainer.loss_scaler is not None:
+                state.update(model.trainer.loss_scaler.state())
+            model.save(path, dict(meta, run_state=state))
             remove_old_snapshots(args.folder, args.dataset)
             tqdm.write('snapshot saved to ' + path)
         if (n_iter + 1) >= args.stop_iter:

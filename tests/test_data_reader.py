@@ -108,3 +108,21 @@ def test_close_stops_daemon_thread(batch_dir):
     assert not reader._thread.is_alive()
     with pytest.raises(RuntimeError, match='after close'):
         reader.read_batch(is_log=False)
+
+
+@pytest.mark.parametrize('shuffle, global_batch, shard, num_shards, start',
+                         [(True, 1, 0, 1, 7), (True, 1, 0, 1, 10), (False, 1, 0, 1, 3),
+                          (True, 4, 1, 2, 8), (True, 2, 0, 2, 14)])
+def test_start_continues_the_stream_of_a_reader_begun_at_0(batch_dir, shuffle, global_batch,
+                                                           shard, num_shards, start):
+    """A reader started at `start` (a resumed run: step x global batch) reads what a reader
+    begun at 0 with the same seed reads after its first start / num_shards files."""
+    kw = dict(shuffle=shuffle, seed=3, global_batch=global_batch, shard=shard,
+              num_shards=num_shards)
+    with DataReader(batch_dir, PREFIX, **kw) as reader:
+        ids = [int(reader.read_batch(is_log=False)['text_batch'][0]) for _ in range(20)]
+    skipped = start // num_shards  # this shard's share of the first `start` files
+    with DataReader(batch_dir, PREFIX, start=start, **kw) as reader:
+        resumed = [int(reader.read_batch(is_log=False)['text_batch'][0])
+                   for _ in range(20 - skipped)]
+    assert resumed == ids[skipped:]

@@ -65,15 +65,20 @@ class DataReader:
     Sharding, for data-parallel training on several workers: the file stream is cut into global
     batches of `global_batch` files, and shard k of `num_shards` reads only the k-th equal part
     of each, so that the workers (same seed) together read every global batch once.
+
+    `start`: the position in the stream (over epochs, all shards' files counted) to begin at,
+    e.g. step x global batch for a resumed run: the stream goes on exactly as a reader begun at
+    0 with the same seed would have gone on (the skipped epochs' orders are drawn, not read).
     """
 
     def __init__(self, folder_name, prefix, shuffle=True, prefetch_num=8, seed=None,
-                 required_keys=REQUIRED_KEYS, shard=0, num_shards=1, global_batch=1):
+                 required_keys=REQUIRED_KEYS, shard=0, num_shards=1, global_batch=1, start=0):
         self.folder_name = folder_name
         self.prefix = prefix
         self.shuffle = shuffle
         self.prefetch_num = prefetch_num
         self.required_keys = tuple(required_keys)
+        self.start = int(start)
         self.n_batch = 0
         self.n_epoch = 0
         self._error = None
@@ -130,8 +135,13 @@ class DataReader:
             # A new order for every epoch, so each file is read exactly once per epoch.
             order = (self._rng.permutation(self.num_batch) if self.shuffle
                      else np.arange(self.num_batch))
+            if position + self.num_batch <= self.start:  # an epoch before `start`: drawn only
+                position += self.num_batch
+                continue
             for batch_id in order:
                 position += 1
+                if position <= self.start:
+                    continue
                 if (position - 1) % self.global_batch not in self._shard_positions:
                     continue  # another shard's file
                 try:

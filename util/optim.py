@@ -80,6 +80,15 @@ class LossScaler:
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         return grads, finite
 
+    def state(self):
+        """The scale and the count of finite steps in a row, for a snapshot's JSON."""
+        return {'loss_scale': float(self.scale.numpy()),
+                'loss_scale_good_steps': int(self.good_steps.numpy())}
+
+    def load_state(self, state):
+        self.scale.assign(state['loss_scale'])
+        self.good_steps.assign(state['loss_scale_good_steps'])
+
     def update(self, finite):
         good = tf.where(finite, self.good_steps + 1, 0)
         grow = good >= LOSS_SCALE_PERIOD

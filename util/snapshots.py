@@ -48,10 +48,35 @@ def list_snapshots(folder, dataset):
     return sorted(found)
 
 
+def remove_snapshot(prefix):
+    """Deletes a snapshot's files, its .index first: interrupted, it leaves no snapshot that
+    looks complete."""
+    files = checkpoint_files(prefix)
+    for path in sorted(files, key=lambda p: not p.endswith('.index')):
+        os.remove(path)
+
+
 def remove_old_snapshots(folder, dataset, keep=KEEP_SNAPSHOTS):
     for _, prefix in list_snapshots(folder, dataset)[:-keep]:
-        for path in checkpoint_files(prefix):
-            os.remove(path)
+        remove_snapshot(prefix)
+
+
+def remove_partial_snapshots(folder, dataset):
+    """Deletes what an interrupted snapshot write left in `folder`: temporary bundles
+    (`*.tfmodel.tmp-*`) and the data or .json of a snapshot whose .index never came.
+    Returns the paths removed."""
+    removed = []
+    pattern = re.compile(re.escape(dataset) + r'_iter_\d+\.tfmodel(\.tmp-[0-9a-f]+)?'
+                         r'(\.index|\.json|\.data-\d+-of-\d+)$')
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        m = pattern.match(name)
+        if not m:
+            continue
+        prefix = os.path.join(folder, name[:-len(m.group(2))])
+        if m.group(1) or not checkpoint_exists(prefix):
+            os.remove(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed
 
 
 def resolve_checkpoint(path, flag='--checkpoint'):

@@ -87,7 +87,7 @@ def load_test_sample(path, H, W, T):
 
 
 def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuffle=True,
-                  num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE, shard=0, num_shards=1):
+                  num_parallel_calls=AUTOTUNE, prefetch=AUTOTUNE, shard=0, num_shards=1, start=0):
     """Batches (words int32 [B, T], im float32 [B, H, W, 3], mask float32 [B, H, W, 1]).
 
     Each epoch visits every file once in a new order (a seeded shuffle of the whole file list,
@@ -97,7 +97,9 @@ def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuf
     map (tf.data keeps the order unless told otherwise).
 
     With num_shards > 1, batch_size is the global batch and this shard reads only its
-    (shard-th of num_shards) equal part of each, as DataReader's shards do."""
+    (shard-th of num_shards) equal part of each, as DataReader's shards do. `start` skips that
+    many file names of the (global) stream first, as DataReader's `start` does: a resumed run
+    passes step x global batch."""
     if batch_size < 1:
         raise ValueError('tf_input: batch_size must be >= 1, got %r' % (batch_size,))
     if not 0 <= shard < num_shards or batch_size % num_shards:
@@ -109,6 +111,8 @@ def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuf
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat(epochs)
+    if start:
+        ds = ds.skip(start)  # names only: nothing is read for the skipped files
     if num_shards > 1:  # the file names of whole global batches, then this shard's part
         batch_size //= num_shards
         lo = shard * batch_size

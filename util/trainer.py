@@ -75,6 +75,8 @@ class Trainer:
             grads, finite = self.loss_scaler.unscale(grads)
             tf.cond(finite, lambda: update(grads), tf.no_op)  # an overflowed step is skipped
             self.loss_scaler.update(finite)
+            losses['step_skipped'] = 1.0 - tf.cast(finite, tf.float32)
+            losses['loss_scale'] = tf.identity(self.loss_scaler.scale)
         else:
             update(grads)
         losses['learning_rate'] = lr
