@@ -51,6 +51,7 @@ import time
 
 import numpy as np
 
+from util import run_log
 from util.cli import HelpFormatter, InputError
 from util.settings import PRESETS, ModelSettings, TrainSettings, resume_settings
 from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_meta,
@@ -59,6 +60,16 @@ from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_m
 ITERS_PER_LOG = 100
 DEFAULT_BACKBONE = './data/weights/deeplab_resnet_init.ckpt'
 MODEL_NAMES = ('CMPC_model', '')
+
+
+def iteration(text):
+    """-i: a number of iterations, or 'best'."""
+    if text == 'best':
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer or 'best', got %r" % text) from None
 
 
 def parse_args(argv=None):
@@ -70,9 +81,10 @@ def parse_args(argv=None):
     p.add_argument('-g', '--gpu', type=str, default='0',
                    help='GPU id(s) to use (sets CUDA_VISIBLE_DEVICES); train: several ids, e.g. '
                         '0,1,2,3, train on all of them (MirroredStrategy); ignored on a CPU machine')
-    p.add_argument('-i', '--iters', type=int, default=800000,
-                   help='train: number of iterations (max_iter); test (and predict, export with '
-                        '-f): iteration of the snapshot to restore')
+    p.add_argument('-i', '--iters', type=iteration, default=800000,
+                   help="train: number of iterations (max_iter); test (and predict, export with "
+                        "-f): iteration of the snapshot to restore, or 'best' for the snapshot "
+                        'that did best in validation (--val-split)')
     p.add_argument('-s', '--snapshot', type=int, default=100000,
                    help='train: save a snapshot every this many iterations')
     p.add_argument('-st', '--stop-iter', type=int, default=700000,
@@ -137,6 +149,32 @@ def parse_args(argv=None):
                         '(parallel reading and preprocessing, prefetch) instead of DataReader')
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
+    g.add_argument('--deterministic', default=False, action='store_true',
+                   help='train: tf.config.experimental.enable_op_determinism() (with the seed, '
+                        'two runs on a GPU agree bit for bit). Costs speed on a GPU (slower '
+                        'deterministic kernels, e.g. for the backbone convolutions and the '
+                        'scatter-adds of the embedding gradient); an op without a deterministic '
+                        'kernel raises an error instead of running. A CPU run is deterministic '
+                        'without it')
+
+    v = p.add_argument_group(
+        'watching a run (added by the port)',
+        'TensorBoard event files are written under {-f}/tensorboard/{train,val} (tensorboard '
+        '--logdir {-f}/tensorboard): every loss term, the learning rate, pixel accuracy and '
+        'speed every --log-every iterations; with --val-split, the validation figures, and '
+        'images of up to --val-images expressions with the predicted (red) and ground-truth '
+        '(green) masks. python -m tools.plot_training {-f} draws the JSON log as a PNG.')
+    v.add_argument('--val-split', type=str, default=None,
+                   help='train: evaluate on this split ({data-root}/{dataset}/{split}_batch/) '
+                        'every --val-every iterations with test mode\'s loop, and keep the '
+                        'snapshot with the best overall IoU as {-f}/{dataset}_best.tfmodel')
+    v.add_argument('--val-every', type=int, default=10000,
+                   help='train: iterations between validations (with --val-split)')
+    v.add_argument('--val-max', type=int, default=None,
+                   help='train: validate on the first N expressions of --val-split only')
+    v.add_argument('--val-images', type=int, default=8,
+                   help='train: expressions of --val-split drawn to TensorBoard at each '
+                        'validation (the first N; 0 for none)')
 
     f = p.add_argument_group('fast paths (added by the port; off by default, the faithful path; '
                              'their fidelity is in the README)')
@@ -220,10 +258,13 @@ def parse_args(argv=None):
         p.error('--fold-bn is for test: training may change the conv weights')
     if args.mode == 'export' and not args.export_dir:
         p.error('-m export needs --export-dir PATH')
+    if args.iters == 'best' and args.mode == 'train':
+        p.error("-i best names a snapshot to test; -m train needs a number of iterations")
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',
-                 'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step', 'cpu_replicas'):
+                 'num_steps', 'rnn_size', 'mlp_dim', 'lr_decay_step', 'cpu_replicas',
+                 'val_every'):
         value = getattr(args, flag)
-        if value is not None and value <= 0:
+        if isinstance(value, int) and value <= 0:
             p.error('--%s must be positive, got %d' % (flag.replace('_', '-'), value))
     if not args.lr > 0:
         p.error('-lr/--lr must be positive, got %r' % args.lr)
@@ -248,9 +289,21 @@ def flag_model_settings(args):
         sys.exit('error: %s' % e)
 
 
-def batch_folder(args):
-    folder = os.path.join(args.data_root, args.dataset, args.split + '_batch')
-    return folder, args.dataset + '_' + args.split
+def batch_error_message(e):
+    """The one line that names the bad batch file: a BatchFileError's message, or the one
+    tf.data carried over from the numpy function that read the file."""
+    text = getattr(e, 'message', None) or str(e)
+    for line in text.splitlines():
+        if 'BatchFileError' in line or '.npz' in line:
+            return line.split('BatchFileError: ')[-1].strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def batch_folder(args, split=None):
+    """(folder, file prefix) of the batches of -t SPLIT (or `split`)."""
+    split = split or args.split
+    folder = os.path.join(args.data_root, args.dataset, split + '_batch')
+    return folder, args.dataset + '_' + split
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,23 +328,62 @@ def run_seed(args, dist, run_state):
     return seed
 
 
-def keep_log_rows_before(path, n_iter):
-    """Rewrites the JSON log with only its rows of iterations before n_iter (those of a run
-    killed after its last snapshot, and a half-written last line, go), so that a resumed run
-    leaves one row per iteration."""
-    from util.io import atomic_open
-    if not os.path.isfile(path):
-        return
-    rows = []
-    with open(path, encoding='utf-8') as f:
-        for line in f:
-            try:
-                if json.loads(line)['iter'] < n_iter:
-                    rows.append(line if line.endswith('\n') else line + '\n')
-            except (ValueError, KeyError, TypeError):
-                pass  # a line cut short by a kill
-    with atomic_open(path, 'w', encoding='utf-8') as f:
-        f.writelines(rows)
+class Validation:
+    """Validation during training on --val-split with test mode's loop (util/evaluate.py),
+    and the best snapshot by overall IoU ({-f}/{dataset}_best.tfmodel)."""
+
+    def __init__(self, args, model, run_state):
+        self.args, self.model = args, model
+        self.folder, self.prefix = batch_folder(args, args.val_split)
+        self.best_iou = run_state.get('best_overall_iou', -1.0)
+        self.best_iter = run_state.get('best_iter')
+
+    def state(self):
+        return {'best_overall_iou': self.best_iou, 'best_iter': self.best_iter}
+
+    def run(self, step, summaries):
+        """Evaluates the current weights; logs the figures and images at `step`; returns the
+        JSON log's row."""
+        from util.evaluate import PLAIN, evaluate, image_masks, read_samples
+        args, model = self.args, self.model
+        num, samples = read_samples(self.folder, self.prefix, model.H, model.W,
+                                    max_samples=args.val_max)
+        drawn = []
+
+        def keep(sample, out):
+            if len(drawn) < args.val_images:
+                h, w = sample.mask.shape
+                pred = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], sample.proc_im,
+                                   h, w)[PLAIN]
+                drawn.append((run_log.side_by_side(sample.image, pred, sample.mask),
+                              sample.sent))
+        result = evaluate(model.forward, samples, num, batch_size=args.batch_size,
+                          on_output=keep, progress=False)
+        figures = result.to_dict()[PLAIN.replace(' ', '_')]
+        best = figures['overall_iou'] > self.best_iou
+        if best:
+            self.best_iou, self.best_iter = figures['overall_iou'], step
+        summaries.scalars('val', step, {k: v for k, v in figures.items()
+                                        if k.startswith(('precision@', 'overall', 'mean'))})
+        if drawn:
+            summaries.images('val', step, 'prediction_red_ground_truth_green',
+                             [d[0] for d in drawn], [d[1] for d in drawn])
+        from tqdm import tqdm
+        tqdm.write('validation at iter %d on %s (%d expressions): overall IoU = %f, mean IoU = %f%s'
+                   % (step, args.val_split, num, figures['overall_iou'], figures['mean_iou'],
+                      ' (best so far)' if best else ''))
+        return {'iter': step, 'val_split': args.val_split, 'expressions': num,
+                'overall_iou': figures['overall_iou'], 'mean_iou': figures['mean_iou'],
+                'precision': {k[len('precision@'):]: v for k, v in figures.items()
+                              if k.startswith('precision@')},
+                'best': best}
+
+    def save_best(self, step, meta):
+        from util.snapshots import remove_snapshot
+        prefix = snapshot_prefix(self.args.folder, self.args.dataset, 'best')
+        remove_snapshot(prefix)  # the new one is complete when its .index is renamed in
+        self.model.save(prefix, dict(meta, best={'iter': step, 'overall_iou': self.best_iou,
+                                                 'split': self.args.val_split}))
 
 
 def train(args):
@@ -304,7 +396,7 @@ def train(args):
     from tqdm import tqdm
     from CMPC_model import LSTM_model
     from util import contract
-    from util.data_reader import DataReader
+    from util.data_reader import BatchFileError, DataReader
     from util.functions import MovingAverage
     from util.loss import LOGGED_TERMS
     from util.processing_tools import compute_accuracy
@@ -333,6 +425,8 @@ def train(args):
     run_state = (meta or {}).get('run_state', {})
     seed = run_seed(args, dist, run_state)
     tf.random.set_seed(seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     try:
         if meta is not None:
             settings, train_settings = resume_settings(meta, args)
@@ -405,7 +499,12 @@ def train(args):
             'vocab': os.path.abspath(args.vocab) if args.vocab else None}
     log_path = os.path.join(args.folder, 'train_log.jsonl')
     if chief:
-        keep_log_rows_before(log_path, start_iter)
+        run_log.keep_rows_before(log_path, start_iter)
+    summaries = run_log.Summaries(args.folder, start_iter, enabled=chief)
+    summaries.text('train', start_iter, 'settings', '```\n%s\n```' % json.dumps(
+        {'flags': vars(args), 'model': model.settings.to_json(),
+         'training': model.train_settings.to_json()}, indent=1, default=str))
+    validation = Validation(args, model, run_state) if args.val_split and chief else None
 
     H, W, T = model.H, model.W, model.num_steps
     text_batch = np.zeros((bs, T), dtype=np.int32)
@@ -415,21 +514,35 @@ def train(args):
     cls_loss_avg = run_state.get('cls_loss_avg', 0.0)
     avg_acc = np.array(run_state.get('avg_acc', np.zeros(3)))
     skipped_steps = run_state.get('skipped_steps', 0)
+
+    def state_of_run():
+        """What a snapshot holds beyond the weights, for an exact resume."""
+        state = {'seed': seed, 'cls_loss_avg': cls_loss_avg, 'avg_acc': avg_acc.tolist(),
+                 'skipped_steps': skipped_steps}
+        if model.trainer.loss_scaler is not None:
+            state.update(model.trainer.loss_scaler.state())
+        if validation is not None:
+            state.update(validation.state())
+        return state
     time_avg = MovingAverage()
     last_time = time.time()
     bar = tqdm(total=end_iter, initial=start_iter, desc='train', unit='it', dynamic_ncols=True,
                disable=None if chief else True)
     for n_iter in range(start_iter, end_iter):
         # -- input
-        if batches is not None:  # the same arrays, read and preprocessed ahead in tf.data
-            text_batch, image_batch, mask_batch = (t.numpy() for t in next(batches))
-        else:
-            for n in range(bs):
-                batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
-                im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
-                text_batch[n] = batch['text_batch']
-                image_batch[n] = im
-                mask_batch[n, :, :, 0] = mask
+        try:
+            if batches is not None:  # the same arrays, read and preprocessed ahead in tf.data
+                text_batch, image_batch, mask_batch = (t.numpy() for t in next(batches))
+            else:
+                for n in range(bs):
+                    batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
+                    im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H,
+                                                     W)
+                    text_batch[n] = batch['text_batch']
+                    image_batch[n] = im
+                    mask_batch[n, :, :, 0] = mask
+        except (BatchFileError, tf.errors.OpError) as e:
+            sys.exit('error: iteration %d: %s' % (n_iter, batch_error_message(e)))
 
         # -- step
         out = model.train_step(text_batch, image_batch, mask_batch)
@@ -467,23 +580,38 @@ def train(args):
             record.update({k: float(out[k]) for k in LOGGED_TERMS})
             if 'loss_scale' in out:  # fp16: overflowed steps are skipped, not errors
                 record.update(loss_scale=float(out['loss_scale']), skipped_steps=skipped_steps)
-            with open(log_path, 'a') as f:
-                f.write(json.dumps(record) + '\n')
+            run_log.append_row(log_path, record)
+            scalars = {k: record[k] for k in LOGGED_TERMS + ('learning_rate', 'cls_loss_avg')}
+            scalars.update({'accuracy/' + k: a for k, a in zip(('all', 'pos', 'neg'), acc)})
+            scalars.update(seconds_per_step=elapsed, samples_per_second=args.batch_size / elapsed)
+            if 'loss_scale' in out:
+                scalars.update(loss_scale=record['loss_scale'], skipped_steps=skipped_steps)
+            summaries.scalars('train', n_iter, scalars)
+
+        # -- validation (the chief's; it reads and changes nothing the training uses)
+        if validation is not None and (n_iter + 1) % args.val_every == 0:
+            row = validation.run(n_iter + 1, summaries)
+            run_log.append_row(log_path, row)
+            if row['best']:
+                validation.save_best(n_iter + 1, dict(meta, run_state=state_of_run()))
 
         # -- snapshot
         if chief and ((n_iter + 1) % args.snapshot == 0 or (n_iter + 1) >= end_iter):
             path = snapshot_prefix(args.folder, args.dataset, n_iter + 1)
-            state = {'seed': seed, 'cls_loss_avg': cls_loss_avg, 'avg_acc': avg_acc.tolist(),
-                     'skipped_steps': skipped_steps}
-            if model.trainer.loss_scaler is not None:
-                state.update(model.trainer.loss_scaler.state())
-            model.save(path, dict(meta, run_state=state))
+            summaries.flush()
+            try:
+                model.save(path, dict(meta, run_state=state_of_run()))
+            except OSError as e:  # e.g. disk full: save_checkpoint left the older ones intact
+                last = list_snapshots(args.folder, args.dataset)
+                sys.exit('error: cannot write the snapshot %s (%s); training stopped, the last '
+                         'snapshot is %s' % (path, e, last[-1][1] if last else 'none'))
             remove_old_snapshots(args.folder, args.dataset)
             tqdm.write('snapshot saved to ' + path)
         if (n_iter + 1) >= args.stop_iter:
             tqdm.write('stop training at iter ' + str(args.stop_iter))
             break
     bar.close()
+    summaries.close()
     if reader is not None:
         reader.close()
     print('Optimization done.')
@@ -494,6 +622,7 @@ def train(args):
 
 def test(args):
     from CMPC_model import LSTM_model
+    from util.data_reader import BatchFileError
     from util.evaluate import evaluate, read_samples
     from util.io import write_json
 
@@ -522,8 +651,15 @@ def test(args):
                                                str(args.iters))
     num, samples = read_samples(*batch_folder(args), model.H, model.W,
                                 max_samples=args.max_test, tf_data=args.tf_data)
-    result = evaluate(model.forward, samples, num, batch_size=args.batch_size, dcrf=args.dcrf,
-                      vis_dir=vis_dir)
+    try:
+        result = evaluate(model.forward, samples, num, batch_size=args.batch_size,
+                          dcrf=args.dcrf, vis_dir=vis_dir)
+    except BatchFileError as e:
+        sys.exit('error: %s' % e)
+    except Exception as e:  # tf.errors.OpError from the tf.data pipeline
+        if not type(e).__module__.startswith('tensorflow'):
+            raise
+        sys.exit('error: %s' % batch_error_message(e))
 
     results = {'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
                'checkpoint': weights, 'batch_size': args.batch_size,
@@ -531,7 +667,7 @@ def test(args):
     results.update(result.to_dict())
     print(result.format())
     path = args.results or os.path.join(
-        args.folder, '%s_%s_iter_%d_results.json' % (args.dataset, args.split, args.iters))
+        args.folder, '%s_%s_iter_%s_results.json' % (args.dataset, args.split, args.iters))
     write_json(path, results)
     print('Results written to %s (%.1f s, %.1f expressions/s)'
           % (path, result.seconds, num / result.seconds))

@@ -1,11 +1,55 @@
-"""Puts the repository root on sys.path and keeps TensorFlow quiet and small on 2 CPU cores."""
+"""Puts the repository root on sys.path, keeps TensorFlow quiet and small on 2 CPU cores,
+registers the markers and holds the fixtures that several test modules share.
+
+Markers:
+    slow  heavier tests (minutes), run in CI only when time allows
+    cli   runs a script of the repository in another process (a subprocess, or a CLI whose
+          main starts worker processes)
+
+    .venv/bin/python -m pytest -q -m "not slow and not cli"   # the fast inner loop
+    .venv/bin/python -m pytest -q -m "not slow"               # the default suite (run_tests.sh)
+"""
 
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from helpers import PredictRun, make_workspace  # noqa: E402  (tests/ is on sys.path)
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: heavier tests, run in CI only when time allows')
+    config.addinivalue_line('markers', 'cli: runs a script of the repository in another process '
+                                       '(deselect with -m "not cli" for a fast inner loop)')
+
+
+# ---------------------------------------------------------------------------------------------
+# predict mode's workspace: test_predict.py and test_export.py
+
+@pytest.fixture(scope='session')
+def predict_workspace(tmp_path_factory):
+    """(root, model that wrote the checkpoint, paths): a tiny checkpoint recording its
+    vocabulary, the vocabulary and helpers.IMAGES, in one folder for the session."""
+    root = str(tmp_path_factory.mktemp('predict'))
+    model, paths = make_workspace(root)
+    return root, model, paths
+
+
+@pytest.fixture(scope='session')
+def predict_run(predict_workspace):
+    """Predict mode on every image and sentence of the workspace, started in the background
+    (export runs beside it); .result() waits for it. Stopped at the end if nobody waited."""
+    root, _, paths = predict_workspace
+    run = PredictRun(root, paths)
+    yield run
+    run.stop()
+
+
+@pytest.fixture(scope='session')
+def predicted(predict_run):
+    """(out dir, stdout, stderr) of predict mode on the workspace."""
+    return predict_run.result()

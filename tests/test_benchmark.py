@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from fixtures import ROOT, TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_script, write_batches
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 def test_quick_benchmark_writes_every_row(tmp_path):
     out = tmp_path / 'bench.json'
     proc = run_script(['--quick', '--configs', 'small', '--batch-sizes', '2', '--precisions',
@@ -39,6 +40,7 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     assert '| forward' in proc.stdout and 'fidelity' in proc.stdout
 
 
+@pytest.mark.cli
 def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     """--checkpoint and --val-batches: the fidelity reference (fp32, batch 1) scores the
     checkpoint, with the settings it records, as test mode does on the same batches."""
@@ -60,3 +62,49 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     assert ref['overall_iou'] == pytest.approx(test['overall_iou'], abs=1e-9)
     assert ref['overall_iou'] > 0  # (0.118 when written): a figure, not an empty prediction
     assert {r['path'] for r in rows} >= {'batch 8', 'fold_bn', 'bf16'}
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+model name\t: {name}
+cpu MHz\t\t: {mhz}
+flags\t\t: fpu sse sse2 avx {flags}
+
+processor\t: 1
+model name\t: {name}
+cpu MHz\t\t: 1500.000
+flags\t\t: fpu sse sse2 avx {flags}
+"""
+
+
+def test_parse_cpuinfo_records_the_isa_of_the_fast_paths():
+    """The machine entry's CPU from /proc/cpuinfo's text: first processor's model and clock, the
+    ISA flags as booleans (AVX-512 BF16 / FP16 and AMX told apart from AVX2 / AVX-512F)."""
+    from benchmark import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
+    zen4 = parse_cpuinfo(CPUINFO.format(
+        vendor='AuthenticAMD', name='AMD EPYC 9R14', mhz='3700.000',
+        flags='fma avx2 avx512f avx512dq avx512_bf16 avx512_vnni avx512_vbmi2'))
+    assert zen4 == {'name': 'AMD EPYC 9R14', 'mhz': 3700.0, 'avx2': True, 'fma': True,
+                    'avx512f': True, 'avx512_bf16': True, 'avx512_fp16': False,
+                    'amx_bf16': False, 'amx_tile': False, 'amx_int8': False}
+    spr = parse_cpuinfo(CPUINFO.format(
+        vendor='GenuineIntel', name='Intel(R) Xeon(R) Platinum 8488C', mhz='2400.000',
+        flags='fma avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8'))
+    assert all(spr[f] for f in ISA_FLAGS)
+    avx2 = parse_cpuinfo(CPUINFO.format(vendor='AuthenticAMD', name='AMD EPYC', mhz='2445.404',
+                                        flags='fma avx2 avx512_bf16x amx_bf16_'))
+    assert avx2 == {'name': 'AMD EPYC', 'mhz': 2445.404, 'avx2': True, 'fma': True,
+                    'avx512f': False, 'avx512_bf16': False, 'avx512_fp16': False,
+                    'amx_bf16': False, 'amx_tile': False, 'amx_int8': False}
+    assert parse_cpuinfo('') == dict({'name': None, 'mhz': None}, **{f: False for f in ISA_FLAGS})
+    # The printed line and the CPU peak estimate work from the same dict.
+    cpu = dict(zen4, kind='cpu', cores=2)
+    assert describe_cpu(cpu) == ('AMD EPYC 9R14, 2 cores, 3.7 GHz; avx2 fma avx512f avx512_bf16 '
+                                 '(no avx512_fp16, amx)')
+    assert describe_cpu(dict(spr, kind='cpu', cores=4)).endswith(
+        'avx2 fma avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8')
+    assert describe_cpu(dict(avx2, kind='cpu', cores=2)) == (
+        'AMD EPYC, 2 cores, 2.4 GHz; avx2 fma (no avx512f, avx512_bf16, avx512_fp16, amx)')
+    peak, source = peak_flops(cpu, 'bf16')
+    assert peak == 2 * 3700e6 * 64 and 'avx512_bf16' in source
+    assert peak_flops(dict(avx2, kind='cpu', cores=2), 'fp32')[0] == 2 * 2445.404e6 * 32

@@ -26,9 +26,9 @@ import skimage.io
 import skimage.transform
 
 import build_batches
+from helpers import ROOT
 from util import synthetic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # the train resize target in these tests (320 in real builds), for speed
 SYN = dict(seed=2, train_images=5, val_images=3, testA_images=3, testB_images=3,
            refs_per_image=2, sents_per_ref=2, gray_fraction=0.3)
@@ -202,6 +202,7 @@ def test_numbering_follows_the_refs_file_order(syn, tmp_path):
         assert z['sent_batch'][0] == last_val['sentences'][0]['sent']
 
 
+@pytest.mark.cli  # -j 2: a pool of worker processes
 def test_parallel_workers_and_grayscale(syn, tmp_path):
     n = original_build(syn, 'Gref_umd', 'train', tmp_path / 'orig')
     assert run(syn, 'Gref_umd', 'train', tmp_path / 'ours', '-j', '2') == 0
@@ -264,6 +265,7 @@ def _partial_temps(folder):
     return [s for s in sizes if s > 0]
 
 
+@pytest.mark.cli
 def test_killed_build_resumes_without_truncated_files(syn, tmp_path):
     n = original_build(syn, 'unc', 'train', tmp_path / 'orig')
     out = tmp_path / 'ours'

@@ -24,8 +24,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 
 import h5py
 import keras
@@ -37,12 +35,13 @@ import convert_keras_resnet
 from deeplab_resnet import DeepLabResNetModel
 from deeplab_resnet.convert import (BN_EPSILON, KERAS_BN_EPSILON, ConversionError, fold_conv_bn,
                                     layer_pairs, load_keras_resnet101)
+from helpers import (REFERENCE_DIR, TINY, TINY_FLAGS, read_reference_variables, run_script,
+                     write_batches)
 from util.checkpoint import checkpoint_shapes, restore_checkpoint, save_checkpoint
 
 # Keras's get_weights/set_weights on numpy 2 (a Keras matter, not ours).
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
-REFERENCE_VARS = '/work/shared/reference/vars_eval_full.txt'  # the original graph's variables
 RTOL = 1e-5  # relative to max |Keras| of the compared endpoint
 ENDPOINTS = (('pool1', 'pool1_pool', 1), ('res3b3_relu', 'conv3_block4_out', 1),
              ('res4b22_relu', 'conv4_block23_out', 2), ('res5c_relu', 'conv5_block3_out', 4))
@@ -174,12 +173,9 @@ def test_checkpoint_has_the_deeplab_resnet_init_names_and_shapes(converted):
     shapes = checkpoint_shapes(converted)
     ours = {n: v.shape.as_list() for n, v in DeepLabResNetModel().store.variables.items()}
     assert shapes == ours and len(shapes) == 520
-    if os.path.isfile(REFERENCE_VARS):  # the original graph's variables
-        ref = {}
-        for line in open(REFERENCE_VARS):
-            name, shape = line.rstrip('\n').split('\t')
-            if name.startswith(('res', 'bn', 'conv1')):
-                ref[name] = json.loads(shape)
+    if os.path.isfile(os.path.join(REFERENCE_DIR, 'vars_eval_full.txt')):  # the original graph's variables
+        ref = {n: s for n, s in read_reference_variables('vars_eval_full.txt').items()
+               if n.startswith(('res', 'bn', 'conv1'))}
         assert shapes == ref
     meta = json.load(open(converted + '.json'))
     assert meta['kind'] == 'backbone_init' and len(meta['source_sha256']) == 64
@@ -309,7 +305,6 @@ def test_command_verification_passes(conversion):
 def test_restore_backbone_takes_the_original_layout_and_reports_extras(converted, tmp_path,
                                                                        capsys):
     from CMPC_model import LSTM_model
-    from fixtures import TINY
     model = LSTM_model(**TINY)
     reader = tf.train.load_checkpoint(converted)
     tensors = {n: reader.get_tensor(n) for n in checkpoint_shapes(converted)}
@@ -341,17 +336,12 @@ def test_restore_backbone_takes_the_original_layout_and_reports_extras(converted
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 def test_training_starts_from_a_converted_file(converted, tmp_path):
-    from fixtures import TINY_FLAGS, write_batches
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 2, (64, 64), seed=1)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=root)
-    proc = subprocess.run(
-        [sys.executable, os.path.join(root, 'trainval_model.py'), '-m', 'train', '-d', 'unc',
-         '-t', 'train', '-f', 'ckpts', '-i', '1', '-s', '1', '--seed', '0', '--log-every', '1',
-         '--backbone-init', converted] + TINY_FLAGS,
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '1',
+                       '-s', '1', '--seed', '0', '--log-every', '1', '--backbone-init', converted]
+                      + TINY_FLAGS, str(tmp_path))
     assert 'Loaded 520 backbone variables from %s (0 checkpoint tensors unused)' % converted \
         in proc.stdout
     assert os.path.isfile(str(tmp_path / 'ckpts' / 'unc_iter_1.tfmodel.index'))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from util.eval_tools import SegEvaluator, compute_mask_IU, format_results
+from util.eval_tools import SegEvaluator, compute_mask_IU
 
 
 def _m(rows):
@@ -65,7 +65,6 @@ def test_format_results_matches_original_text():
                 'overall IoU = 0.500000; mean IoU = 0.602381\n')
     ev = _four_sample_evaluator()
     assert ev.format_results() == expected
-    assert format_results(ev) == expected
 
 
 def test_to_dict_is_json_ready():

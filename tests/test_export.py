@@ -1,8 +1,9 @@
 """Export mode (-m export, util/export.py): a SavedModel that does predict mode in the graph.
 
 The SavedModel is loaded with plain tf.saved_model.load in a fresh Python process whose path
-holds nothing of this project (cwd elsewhere, no PYTHONPATH), run on the images of
-test_predict.py through both signatures, and compared with predict mode's files.
+holds nothing of this project (cwd elsewhere, no PYTHONPATH), run on predict mode's images
+through both signatures, and compared with predict mode's files (the session fixtures
+predict_workspace and predict_run of conftest.py, shared with test_predict.py).
 
 Tolerance: a mask pixel may differ only where the network-resolution logit it derives from is
 within LOGIT_EPS of the threshold 1e-9, and probabilities by at most PROB_EPS. Measured on this
@@ -21,9 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures import run_script, start_script
-from test_predict import (IMAGES, SENTENCES, finish_predict, original_postprocessing, result_dir,
-                          shared_workspace, shown_rgb, start_predict, write_vocab)
+from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_script,
+                     shown_rgb, start_script, write_vocab)
 from util import im_processing
 
 LOGIT_EPS = 1e-4
@@ -70,13 +70,13 @@ FRESH_PROCESS = textwrap.dedent('''
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-    root, model, paths = shared_workspace(tmp_path_factory)
+def exported(predict_workspace, predict_run, tmp_path_factory):
+    root, model, paths = predict_workspace
     export_dir = os.path.join(root, 'saved', 'cmpc')
-    # Export and (unless test_predict.py ran it already) predict mode run side by side.
+    # Export and (unless test_predict.py waited for it already) predict mode run side by side.
     export = start_script(['-m', 'export', '--checkpoint', paths['checkpoint'],
                            '--export-dir', export_dir], root)
-    out_dir = finish_predict(tmp_path_factory, start_predict(tmp_path_factory))[0]
+    out_dir = predict_run.result()[0]
     stdout, stderr = export.communicate(timeout=600)
     assert export.returncode == 0, stdout[-3000:] + stderr[-3000:]
 
@@ -103,6 +103,7 @@ def exported(tmp_path_factory):
     return root, model, paths, export_dir, out_dir, results, errors
 
 
+@pytest.mark.cli
 def test_saved_model_reproduces_predict_mode(exported):
     root, model, paths, _, out_dir, results, _ = exported
     from util.text_processing import load_vocab_dict_from_file
@@ -139,6 +140,7 @@ def test_saved_model_reproduces_predict_mode(exported):
           'max |prob diff| %(prob).3g' % worst)
 
 
+@pytest.mark.cli
 def test_saved_model_errors_and_info(exported):
     _, _, _, export_dir, _, _, errors = exported
     assert 'empty sentence' in errors['empty sentence']
@@ -148,6 +150,7 @@ def test_saved_model_errors_and_info(exported):
     assert not [f for f in os.listdir(os.path.dirname(export_dir)) if '.tmp' in f or '.old' in f]
 
 
+@pytest.mark.cli
 def test_export_of_mismatched_vocabulary_is_a_clear_error(exported, tmp_path):
     _, _, paths, _, _, _, _ = exported
     vocab = write_vocab(str(tmp_path / 'v7.txt'), 7)
@@ -193,9 +196,9 @@ def test_resize_and_pad_and_crop_agree_bit_for_bit():
     import skimage
     import tensorflow as tf
     from util import export
-    pad = tf.function(lambda im, H, W: export.img_as_ubyte(
-        export.resize_and_pad(export.img_as_float(im), H, W)), reduce_retracing=True)
-    crop = tf.function(export.resize_and_crop, reduce_retracing=True)
+    pad = tf.function(lambda im, H, W: export.tf_img_as_ubyte(
+        export.tf_resize_and_pad(export.tf_img_as_float(im), H, W)), reduce_retracing=True)
+    crop = tf.function(export.tf_resize_and_crop, reduce_retracing=True)
     rng = np.random.RandomState(0)
     # Up, down, same size, odd ratios, and images whose darkest value is > 0 (0.13's clip
     # keeps exact zeros only then).

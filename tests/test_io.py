@@ -8,7 +8,7 @@ import pytest
 import scipy.io as sio
 
 from util.io import (atomic_open, load_json, load_referit_gt_mask, remove_stale_temps,
-                     save_json, save_mat_atomic, save_npz_atomic)
+                     save_mat_atomic, save_npz_atomic, write_json)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
@@ -68,7 +68,7 @@ def test_referit_mask_errors_name_the_file(tmp_path):
 
 
 def test_json_round_trip_and_bad_json(tmp_path):
-    save_json({'b': [1, 2], 'a': 'x'}, str(tmp_path / 'q.json'))
+    write_json(str(tmp_path / 'q.json'), {'b': [1, 2], 'a': 'x'})
     assert list(load_json(str(tmp_path / 'q.json'))) == ['b', 'a']  # key order kept
     (tmp_path / 'bad.json').write_text('{"a": ')
     with pytest.raises(ValueError, match=r'bad\.json: not valid JSON'):

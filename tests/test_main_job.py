@@ -7,7 +7,10 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
+pytestmark = pytest.mark.cli  # runs main_job.sh
+
 MARGIN = 0.05
 
 

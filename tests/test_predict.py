@@ -11,145 +11,20 @@ import os
 
 import numpy as np
 import pytest
-import skimage
-from PIL import Image, ImageOps
+from PIL import Image
 
-from fixtures import TINY, run_script, start_script
+from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_script,
+                     shown_rgb, write_vocab)
 from util import im_processing
-from util.text_processing import SPECIAL_TOKENS, preprocess_sentence, load_vocab_dict_from_file
+from util.text_processing import load_vocab_dict_from_file
 
-MU = np.array((104.00698793, 116.66876762, 122.67891434))  # trainval_model.MU, written out
-SENTENCES = ['The red circle LEFT of the big star.', 'blorp zzzt']  # the 2nd: no known word
-IMAGES = {  # name: (PIL mode, stored size (h, w), shown size (h, w))
-    'rgb.png': ('RGB', (90, 130), (90, 130)),
-    'grey.png': ('L', (70, 50), (70, 50)),
-    'rgba.png': ('RGBA', (64, 100), (64, 100)),
-    'rotated.jpg': ('RGB', (40, 72), (72, 40)),  # EXIF orientation 6: shown turned 90 degrees
-}
-WORDS = ['the', 'red', 'blue', 'green', 'circle', 'square', 'star', 'left', 'right', 'of',
-         'on', 'above', 'below', 'big', 'small', '.']
+# The workspace (tiny checkpoint, vocabulary, images) and predict mode's run on it are the
+# session fixtures predict_workspace and predicted of conftest.py, shared with test_export.py.
 
 
-def write_vocab(path, size):
-    """<pad> <go> <eos> <unk> (the original vocabularies' head: <unk> is id 3) + words."""
-    words = list(SPECIAL_TOKENS) + WORDS
-    words += ['filler%d' % k for k in range(size - len(words))]
-    with open(path, 'w') as f:
-        f.write('\n'.join(words[:size]) + '\n')
-    return path
-
-
-def write_images(folder):
-    rng = np.random.RandomState(0)
-    paths = {}
-    for name, (mode, (h, w), _) in IMAGES.items():
-        # A bright block on noise, so that the maps have some structure.
-        im = rng.randint(0, 120, size=(h, w, 4)).astype(np.uint8)
-        im[h // 4:h // 2, w // 3:2 * w // 3] = (230, 40, 40, 255)
-        path = os.path.join(folder, name)
-        if mode == 'L':
-            Image.fromarray(im[:, :, 0]).save(path)
-        elif mode == 'RGBA':
-            Image.fromarray(im).save(path)
-        else:
-            exif = Image.Exif()
-            if name.endswith('.jpg'):
-                exif[0x0112] = 6
-            Image.fromarray(im[:, :, :3]).save(path, exif=exif, quality=92)
-        paths[name] = path
-    return paths
-
-
-def make_workspace(root):
-    """A tiny checkpoint recording its vocabulary, the vocabulary and the images in root.
-    Returns (model, dict of paths)."""
-    import tensorflow as tf
-    from CMPC_model import LSTM_model
-    tf.random.set_seed(3)
-    model = LSTM_model(mode='eval', **TINY)
-    vocab = write_vocab(os.path.join(root, 'vocab.txt'), TINY['vocab_size'])
-    prefix = os.path.join(root, 'ckpt', 'unc_iter_5.tfmodel')
-    model.save(prefix, {'vocab': vocab})
-    paths = write_images(root)
-    paths.update(vocab=vocab, checkpoint=prefix)
-    return model, paths
-
-
-def shown_rgb(path):
-    """The image as it is shown, read independently of util/predict.py."""
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert('RGB'))
-
-
-def original_postprocessing(model, image, sentence, vocab_dict):
-    """trainval_model.py test mode on one image: returns (mask, prob, out, proc_im)."""
-    words = np.array(preprocess_sentence(sentence, vocab_dict, model.num_steps), np.int32)
-    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(image, model.H, model.W))
-    im = proc_im.astype(np.float32)[:, :, ::-1] - MU
-    out = model.forward(words[None], im[None])
-    pred_raw = (out['up'][0, :, :, 0] >= 1e-9).astype(np.float32)
-    h, w = image.shape[:2]
-    mask = im_processing.resize_and_crop(pred_raw, h, w) > 0
-    prob = im_processing.resize_and_crop(out['sigm'][0, :, :, 0], h, w)
-    return mask, prob, out, proc_im
-
-
-def result_dir(out_dir, image_name, k):
-    folder = os.path.join(out_dir, os.path.splitext(image_name)[0])
-    name = [d for d in sorted(os.listdir(folder)) if d.startswith('%02d_' % k)][0]
-    return os.path.join(folder, name)
-
-
-# Built once per session and shared with test_export.py (which imports these): the
-# checkpoint, and predict mode's outputs on every image and sentence.
-_SHARED = {}
-
-
-def shared_workspace(tmp_path_factory):
-    """(root, model that wrote the checkpoint, paths)."""
-    if 'workspace' not in _SHARED:
-        root = str(tmp_path_factory.mktemp('predict'))
-        model, paths = make_workspace(root)
-        _SHARED['workspace'] = root, model, paths
-    return _SHARED['workspace']
-
-
-def start_predict(tmp_path_factory):
-    """Starts the predict CLI on every image and sentence (-c), or returns None when its
-    results are already there; finish with finish_predict."""
-    if 'predicted' in _SHARED:
-        return None
-    root, _, paths = shared_workspace(tmp_path_factory)
-    args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out', '-c']
-    for name in IMAGES:
-        args += ['--image', paths[name]]
-    for s in SENTENCES:
-        args += ['--sentence', s]
-    return start_script(args, root)
-
-
-def finish_predict(tmp_path_factory, proc):
-    """(out dir, stdout, stderr) of the predict CLI."""
-    if proc is not None:
-        stdout, stderr = proc.communicate(timeout=600)
-        assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-        root = shared_workspace(tmp_path_factory)[0]
-        _SHARED['predicted'] = os.path.join(root, 'out'), stdout, stderr
-    return _SHARED['predicted']
-
-
-@pytest.fixture(scope='module')
-def workspace(tmp_path_factory):
-    return shared_workspace(tmp_path_factory)
-
-
-@pytest.fixture(scope='module')
-def predicted(workspace, tmp_path_factory):
-    return finish_predict(tmp_path_factory, start_predict(tmp_path_factory))
-
-
-def test_masks_match_forward_and_original_postprocessing(workspace, predicted):
-    root, model, paths = workspace
+@pytest.mark.cli
+def test_masks_match_forward_and_original_postprocessing(predict_workspace, predicted):
+    root, model, paths = predict_workspace
     out_dir = predicted[0]
     vocab_dict = load_vocab_dict_from_file(paths['vocab'])
     from util.dcrf import dense_crf
@@ -176,7 +51,8 @@ def test_masks_match_forward_and_original_postprocessing(workspace, predicted):
             np.testing.assert_array_equal(overlay[mask == 0], image[mask == 0])
 
 
-def test_json_records_and_explanation(workspace, predicted):
+@pytest.mark.cli
+def test_json_records_and_explanation(predicted):
     out_dir = predicted[0]
     records = json.load(open(os.path.join(out_dir, 'predictions.json')))
     assert len(records) == len(IMAGES) * len(SENTENCES)
@@ -215,6 +91,7 @@ def test_json_records_and_explanation(workspace, predicted):
             assert not [f for f in os.listdir(folder) if '.tmp' in f]
 
 
+@pytest.mark.cli
 def test_all_unknown_sentence_runs_with_a_warning(predicted):
     _, _, stderr = predicted
     assert "'blorp zzzt': every word is unknown to the vocabulary" in stderr
@@ -260,18 +137,25 @@ BAD_INPUTS = {
 }
 
 
+@pytest.fixture(scope='module')
+def bad_input_files(predict_workspace):
+    """The files that BAD_INPUTS name, beside the workspace's: (root, paths)."""
+    root, _, paths = predict_workspace
+    with open(os.path.join(root, 'not_an_image.png'), 'w') as f:
+        f.write('this is text\n')
+    write_vocab(os.path.join(root, 'vocab12.txt'), 12)
+    # A checkpoint as the original code left it, without the .json: the settings are read
+    # off the tensors' shapes (hard links, not copies).
+    os.makedirs(os.path.join(root, 'orig'))
+    for ext in ('.index', '.data-00000-of-00001'):
+        os.link(paths['checkpoint'] + ext, os.path.join(root, 'orig', 'model.ckpt' + ext))
+    return root, paths
+
+
+@pytest.mark.cli
 @pytest.mark.parametrize('case', list(BAD_INPUTS))
-def test_bad_inputs_give_clear_errors(workspace, case):
-    root, _, paths = workspace
-    if not os.path.exists(os.path.join(root, 'not_an_image.png')):
-        with open(os.path.join(root, 'not_an_image.png'), 'w') as f:
-            f.write('this is text\n')
-        write_vocab(os.path.join(root, 'vocab12.txt'), 12)
-        # A checkpoint as the original code left it, without the .json: the settings are read
-        # off the tensors' shapes (hard links, not copies).
-        os.makedirs(os.path.join(root, 'orig'))
-        for ext in ('.index', '.data-00000-of-00001'):
-            os.link(paths['checkpoint'] + ext, os.path.join(root, 'orig', 'model.ckpt' + ext))
+def test_bad_inputs_give_clear_errors(bad_input_files, case):
+    root, paths = bad_input_files
     args, message = BAD_INPUTS[case]
     if '--checkpoint' not in args:
         args = args + ['--checkpoint', paths['checkpoint']]

@@ -64,7 +64,7 @@ def test_moving_average_window_and_blowup_guard():
     for v in [1, 2, 3, 10]:  # window keeps 2, 3, 10
         ma.add(v)
     assert ma.get_avg() == pytest.approx(5.0)
-    ma.append(1e13)           # ignored as a blow-up
+    ma.add(1e13)              # ignored as a blow-up
     assert ma.get_avg() == pytest.approx(5.0)
     ma.reset()
     assert ma.get_avg() == 0

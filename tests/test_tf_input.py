@@ -1,12 +1,12 @@
 """util/tf_input.py gives exactly the arrays of the Python path (DataReader's load_batch +
-trainval_model.preprocess, and test mode's proc_im), every file once per epoch."""
+util/contract.train_sample, and test mode's proc_im), every file once per epoch."""
 
 import numpy as np
 import pytest
 import skimage
 
-from fixtures import write_batches
-from trainval_model import MU, preprocess
+from helpers import write_batches
+from util.contract import MU, train_sample
 from util import im_processing
 from util.data_reader import load_batch
 from util import tf_input  # not its test_dataset by name: pytest would collect it
@@ -20,14 +20,14 @@ N = 7
 def folder(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('tfin'))
     # Mixed sizes, the first one the network's: both the resize-and-pad branch and the
-    # plain one of preprocess are exercised.
+    # plain one of train_sample are exercised.
     write_batches(path, 'unc_train', N, [(H, W), (40, 24), (20, 50)], seed=1)
     return path
 
 
 def python_train_sample(path):
     batch = load_batch(path)
-    im, mask = preprocess(batch['im_batch'], batch['mask_batch'], H, W)
+    im, mask = train_sample(batch['im_batch'], batch['mask_batch'], H, W)
     im_batch = np.zeros((H, W, 3), np.float32)  # the train loop's float32 batch arrays
     mask_batch = np.zeros((H, W, 1), np.float32)
     im_batch[:] = im
@@ -95,3 +95,15 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         tf_input.test_dataset(str(tmp_path / 'nope'), 'unc_val', H, W)
     with pytest.raises(ValueError, match='batch_size'):
         train_dataset(str(tmp_path), 'unc_train', H, W, batch_size=0)
+
+
+@pytest.mark.parametrize('start, batch_size', [(4, 2), (10, 2), (9, 3)])
+def test_train_dataset_start_continues_the_stream(folder, start, batch_size):
+    """A resumed run's pipeline (start = step x global batch) yields what one begun at 0 with
+    the same seed yields after its first start / batch_size batches, across epoch ends."""
+    def words(ds, n):
+        return [b[0].numpy().tolist() for b, _ in zip(ds, range(n))]
+    full = words(train_dataset(folder, 'unc_train', H, W, batch_size, seed=7), 8)
+    resumed = words(train_dataset(folder, 'unc_train', H, W, batch_size, seed=7, start=start),
+                    8 - start // batch_size)
+    assert resumed == full[start // batch_size:]

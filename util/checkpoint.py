@@ -96,12 +96,15 @@ def save_checkpoint(prefix, tensors, meta=None):
 
     The bundle is written under a temporary prefix and renamed into place, data first and the
     index last: a checkpoint whose `.index` exists is complete. `meta`, if given, is written as
-    `prefix.json` (the settings that the checkpoint was made with).
+    `prefix.json` (the settings that the checkpoint was made with). A write that fails (a full
+    disk) removes what it wrote and raises; other checkpoints in the folder are untouched. One
+    killed half-way leaves files that util.snapshots.remove_partial_snapshots recognises.
     """
     folder = os.path.dirname(prefix) or '.'
     os.makedirs(folder, exist_ok=True)
     names = sorted(tensors)
     tmp_prefix = '%s.tmp-%s' % (prefix, uuid.uuid4().hex[:8])
+    placed = []
     try:
         tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names,
                           shape_and_slices=[''] * len(names),
@@ -109,10 +112,17 @@ def save_checkpoint(prefix, tensors, meta=None):
         tmp_files = checkpoint_files(tmp_prefix)
         data_files = [f for f in tmp_files if '.data-' in f]
         for f in data_files:
-            os.replace(f, prefix + f[len(tmp_prefix):])
+            placed.append(prefix + f[len(tmp_prefix):])
+            os.replace(f, placed[-1])
         if meta is not None:
+            placed.append(prefix + '.json')
             write_json(prefix + '.json', meta, sort_keys=True)
         os.replace(tmp_prefix + '.index', prefix + '.index')
+    except BaseException:
+        for f in placed:  # the data and JSON of a checkpoint that never got its .index
+            if os.path.exists(f):
+                os.remove(f)
+        raise
     finally:
         for f in checkpoint_files(tmp_prefix):
             os.remove(f)

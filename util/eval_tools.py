@@ -108,7 +108,3 @@ class SegEvaluator:
                    n_empty_union=int(self.n_empty_union))
         return out
 
-
-def format_results(evaluator):
-    """Module-level alias of SegEvaluator.format_results()."""
-    return evaluator.format_results()

@@ -24,10 +24,6 @@ class MovingAverage:
         if len(self.window) > self.max_window_size:
             self.sum -= self.window.popleft()
 
-    def append(self, elem):
-        """Alias of add()."""
-        self.add(elem)
-
     def reset(self):
         """Empty the window."""
         self.window = deque()

@@ -18,6 +18,10 @@ KEEP_SNAPSHOTS = 4
 
 
 def snapshot_prefix(folder, dataset, n_iter):
+    """{folder}/{dataset}_iter_{n_iter}.tfmodel, or {dataset}_best.tfmodel for n_iter 'best'
+    (the snapshot that did best on validation)."""
+    if n_iter == 'best':
+        return os.path.join(folder, '%s_best.tfmodel' % dataset)
     return os.path.join(folder, '%s_iter_%d.tfmodel' % (dataset, n_iter))
 
 
@@ -66,14 +70,14 @@ def remove_partial_snapshots(folder, dataset):
     (`*.tfmodel.tmp-*`) and the data or .json of a snapshot whose .index never came.
     Returns the paths removed."""
     removed = []
-    pattern = re.compile(re.escape(dataset) + r'_iter_\d+\.tfmodel(\.tmp-[0-9a-f]+)?'
+    pattern = re.compile(re.escape(dataset) + r'_(iter_\d+|best)\.tfmodel(\.tmp-[0-9a-f]+)?'
                          r'(\.index|\.json|\.data-\d+-of-\d+)$')
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         m = pattern.match(name)
         if not m:
             continue
-        prefix = os.path.join(folder, name[:-len(m.group(2))])
-        if m.group(1) or not checkpoint_exists(prefix):
+        prefix = os.path.join(folder, name[:-len(m.group(3))])
+        if m.group(2) or not checkpoint_exists(prefix):
             os.remove(os.path.join(folder, name))
             removed.append(os.path.join(folder, name))
     return removed

@@ -1,0 +1,212 @@
+"""Helpers of the tests (plain functions; the pytest fixtures are in conftest.py): generated data
+(batch folders in the original's .npz layout, predict mode's workspace), the original graph's
+variable lists, and the project's scripts run as the user runs them."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The original graph's variables, vars_*.txt: shared/ lies beside the repository.
+REFERENCE_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'reference')
+
+TINY = dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32, mlp_dim=16)
+TINY_FLAGS = ['--size', '64', '--rnn-size', '32', '--mlp-dim', '16', '--vocab-size', '50']
+
+
+# ---------------------------------------------------------------------------------------------
+# batch folders
+
+def scene(rng, h, w):
+    """An image with one bright rectangle on noise, the rectangle as the mask."""
+    im = rng.randint(0, 90, size=(h, w, 3)).astype(np.uint8)
+    y0, x0 = rng.randint(0, h // 2), rng.randint(0, w // 2)
+    y1, x1 = y0 + rng.randint(h // 4, h // 2), x0 + rng.randint(w // 4, w // 2)
+    im[y0:y1, x0:x1] = rng.randint(150, 255, size=3)
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return im, mask
+
+
+def write_batches(folder, prefix, n, sizes, seed=0, T=20, vocab_size=50):
+    """n expressions as {folder}/{prefix}_{k}.npz with the original's keys and dtypes.
+
+    sizes: (h, w) of every image, or a list of them to cycle through.
+    """
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    sizes = [sizes] if isinstance(sizes[0], int) else list(sizes)
+    for k in range(n):
+        h, w = sizes[k % len(sizes)]
+        im, mask = scene(rng, h, w)
+        length = rng.randint(1, T + 1)
+        text = [0] * (T - length) + list(rng.randint(1, vocab_size, size=length))
+        np.savez(os.path.join(folder, '%s_%d.npz' % (prefix, k)),
+                 text_batch=np.array(text, dtype=np.int64), im_batch=im, mask_batch=mask,
+                 sent_batch=np.array(['expression %d' % k]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the original graph's variables
+
+def read_reference_variables(filename):
+    """name -> shape of REFERENCE_DIR/filename, lines `name<TAB>[d0, d1, ...]` (scalars `[]`)."""
+    out = {}
+    with open(os.path.join(REFERENCE_DIR, filename)) as fh:
+        for line in fh:
+            name, shape = line.rstrip('\n').split('\t')
+            out[name] = [int(s) for s in shape.strip('[]').split(',') if s.strip()]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the repository's scripts
+
+def script_env(**extra):
+    """A script's environment: quiet TensorFlow, the repository importable, plus `extra`."""
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT, **extra)
+
+
+def script_command(args, script='trainval_model.py'):
+    return [sys.executable, os.path.join(ROOT, script)] + list(args)
+
+
+def run_script(args, cwd, script='trainval_model.py', check=True, timeout=600, env=None):
+    """Runs a script of the repository to its end; with check, asserts that it succeeded."""
+    proc = subprocess.run(script_command(args, script), cwd=cwd, env=env or script_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, '%s %s failed:\n%s\n%s' % (
+            script, ' '.join(args), proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def start_script(args, cwd, script='trainval_model.py', env=None):
+    """Starts a script of the repository in the background (text pipes)."""
+    return subprocess.Popen(script_command(args, script), cwd=cwd, env=env or script_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict mode's workspace (the session fixtures predict_workspace and predicted of conftest.py,
+# used by test_predict.py and test_export.py)
+
+MU = np.array((104.00698793, 116.66876762, 122.67891434))  # trainval_model.MU, written out
+SENTENCES = ['The red circle LEFT of the big star.', 'blorp zzzt']  # the 2nd: no known word
+IMAGES = {  # name: (PIL mode, stored size (h, w), shown size (h, w))
+    'rgb.png': ('RGB', (90, 130), (90, 130)),
+    'grey.png': ('L', (70, 50), (70, 50)),
+    'rgba.png': ('RGBA', (64, 100), (64, 100)),
+    'rotated.jpg': ('RGB', (40, 72), (72, 40)),  # EXIF orientation 6: shown turned 90 degrees
+}
+WORDS = ['the', 'red', 'blue', 'green', 'circle', 'square', 'star', 'left', 'right', 'of',
+         'on', 'above', 'below', 'big', 'small', '.']
+
+# The project's modules (and TensorFlow) are imported inside the functions below, for start-up
+# speed: conftest.py imports this module in every run, and most tests need no TensorFlow.
+
+
+def write_vocab(path, size):
+    """<pad> <go> <eos> <unk> (the original vocabularies' head: <unk> is id 3) + words."""
+    from util.text_processing import SPECIAL_TOKENS
+    words = list(SPECIAL_TOKENS) + WORDS
+    words += ['filler%d' % k for k in range(size - len(words))]
+    with open(path, 'w') as f:
+        f.write('\n'.join(words[:size]) + '\n')
+    return path
+
+
+def write_images(folder):
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    paths = {}
+    for name, (mode, (h, w), _) in IMAGES.items():
+        # A bright block on noise, so that the maps have some structure.
+        im = rng.randint(0, 120, size=(h, w, 4)).astype(np.uint8)
+        im[h // 4:h // 2, w // 3:2 * w // 3] = (230, 40, 40, 255)
+        path = os.path.join(folder, name)
+        if mode == 'L':
+            Image.fromarray(im[:, :, 0]).save(path)
+        elif mode == 'RGBA':
+            Image.fromarray(im).save(path)
+        else:
+            exif = Image.Exif()
+            if name.endswith('.jpg'):
+                exif[0x0112] = 6
+            Image.fromarray(im[:, :, :3]).save(path, exif=exif, quality=92)
+        paths[name] = path
+    return paths
+
+
+def make_workspace(root):
+    """A tiny checkpoint recording its vocabulary, the vocabulary and the images in root.
+    Returns (model, dict of paths)."""
+    import tensorflow as tf
+    from CMPC_model import LSTM_model
+    tf.random.set_seed(3)
+    model = LSTM_model(mode='eval', **TINY)
+    vocab = write_vocab(os.path.join(root, 'vocab.txt'), TINY['vocab_size'])
+    prefix = os.path.join(root, 'ckpt', 'unc_iter_5.tfmodel')
+    model.save(prefix, {'vocab': vocab})
+    paths = write_images(root)
+    paths.update(vocab=vocab, checkpoint=prefix)
+    return model, paths
+
+
+class PredictRun:
+    """Predict mode's CLI on every image and sentence (-c) of a workspace, started in the
+    background on creation, so that a caller can run another script meanwhile; result() waits
+    for it (once) and returns (out dir, stdout, stderr)."""
+
+    def __init__(self, root, paths):
+        self.out_dir = os.path.join(root, 'out')
+        args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out', '-c']
+        for name in IMAGES:
+            args += ['--image', paths[name]]
+        for s in SENTENCES:
+            args += ['--sentence', s]
+        self.proc = start_script(args, root)
+        self._result = None
+
+    def result(self):
+        if self._result is None:
+            stdout, stderr = self.proc.communicate(timeout=600)
+            assert self.proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+            self._result = self.out_dir, stdout, stderr
+        return self._result
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def shown_rgb(path):
+    """The image as it is shown, read independently of util/predict.py."""
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert('RGB'))
+
+
+def original_postprocessing(model, image, sentence, vocab_dict):
+    """trainval_model.py test mode on one image: returns (mask, prob, out, proc_im)."""
+    import skimage
+    from util import im_processing
+    from util.text_processing import preprocess_sentence
+    words = np.array(preprocess_sentence(sentence, vocab_dict, model.num_steps), np.int32)
+    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(image, model.H, model.W))
+    im = proc_im.astype(np.float32)[:, :, ::-1] - MU
+    out = model.forward(words[None], im[None])
+    pred_raw = (out['up'][0, :, :, 0] >= 1e-9).astype(np.float32)
+    h, w = image.shape[:2]
+    mask = im_processing.resize_and_crop(pred_raw, h, w) > 0
+    prob = im_processing.resize_and_crop(out['sigm'][0, :, :, 0], h, w)
+    return mask, prob, out, proc_im
+
+
+def result_dir(out_dir, image_name, k):
+    folder = os.path.join(out_dir, os.path.splitext(image_name)[0])
+    name = [d for d in sorted(os.listdir(folder)) if d.startswith('%02d_' % k)][0]
+    return os.path.join(folder, name)
