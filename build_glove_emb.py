@@ -83,7 +83,12 @@ def main(argv=None):
 
     words = load_vocab_list(args.vocab)
     if args.glove:
-        found = read_glove_text(args.glove, words, args.dim)
+        try:
+            found = read_glove_text(args.glove, words, args.dim)
+        except (ValueError, OSError) as e:  # another dimension, an unreadable file
+            print('error: --glove %s' % e if args.glove not in str(e) else 'error: %s' % e,
+                  file=sys.stderr)
+            return 1
         source = args.glove
     elif args.spacy:
         found, dim = read_spacy_vectors(args.spacy, words)

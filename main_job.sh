@@ -22,7 +22,9 @@ $PY build_batches.py -d unc -t val --synthetic "$SYN" --no_progress
 $PY trainval_model.py -m train -d unc -t train -f "$OUT" --data-root "$SYN" \
     --vocab "$SYN/vocabulary_synthetic.txt" --emb-file "$SYN/synthetic_emb.npy" -emb \
     --preset synthetic --random-backbone \
-    -lr 0.003 --lr-decay-step "$ITERS" -bs 4 -i "$ITERS" -s 1000 --log-every 250 --seed 0
+    -lr 0.003 --lr-decay-step "$ITERS" -bs 4 -i "$ITERS" -s 1000 --log-every 50 --seed 0 \
+    --val-split val --val-every 500 --val-max 48
+$PY -m tools.plot_training "$OUT" --title "CMPC on the synthetic dataset (main_job.sh)"
 $PY trainval_model.py -m test -d unc -t val -f "$OUT" --data-root "$SYN" -i "$ITERS" -c -v \
     --vis-dir "$OUT/visualization"
 $PY synthetic_baselines.py --synthetic "$SYN" -t val \
@@ -31,4 +33,5 @@ $PY synthetic_baselines.py --synthetic "$SYN" -t val \
 echo
 echo "Visualizations (image, ground truth, prediction, DenseCRF prediction per expression): $OUT/visualization/"
 echo "Results: $OUT/unc_val_iter_${ITERS}_results.json, table: $OUT/table.json"
+echo "Training curve: $OUT/training.png; TensorBoard: tensorboard --logdir $OUT/tensorboard"
 echo "Main job took $(( $(date +%s) - start )) s (after setup)."

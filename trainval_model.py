@@ -478,21 +478,24 @@ def train(args):
                  'every worker must see the same snapshots in -f %s' % (start_iter, args.folder))
 
     folder, prefix = batch_folder(args)
-    if args.random_backbone and not snapshots:
-        with DataReader(folder, prefix, seed=seed) as calibration:
-            calibrate_backbone(model, calibration)
     # This worker's share of each global batch (all of it on one worker).
     shard = dict(shard=dist.worker_index, num_shards=dist.num_workers)
     bs = args.batch_size // dist.num_workers
-    if args.tf_data:
-        from util.tf_input import train_dataset
-        reader = None
-        batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
-                                     seed=seed, start=start_iter * args.batch_size, **shard))
-    else:
-        reader = DataReader(folder, prefix, seed=seed, global_batch=args.batch_size,
-                            start=start_iter * args.batch_size, **shard)
-        batches = None
+    try:  # a missing folder, a gap in the numbering, a broken file: one line that names it
+        if args.random_backbone and not snapshots:
+            with DataReader(folder, prefix, seed=seed) as calibration:
+                calibrate_backbone(model, calibration)
+        if args.tf_data:
+            from util.tf_input import train_dataset
+            reader = None
+            batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
+                                         seed=seed, start=start_iter * args.batch_size, **shard))
+        else:
+            reader = DataReader(folder, prefix, seed=seed, global_batch=args.batch_size,
+                                start=start_iter * args.batch_size, **shard)
+            batches = None
+    except BatchFileError as e:
+        sys.exit('error: %s' % e)
     meta = {'flags': vars(args), 'dataset': args.dataset, 'split': args.split,
             'replicas': dist.num_replicas, 'workers': dist.num_workers,
             # predict and export look words up in it, from any working directory
@@ -649,9 +652,9 @@ def test(args):
     if args.visualize:
         vis_dir = args.vis_dir or os.path.join(args.data_root, args.dataset, 'visualization',
                                                str(args.iters))
-    num, samples = read_samples(*batch_folder(args), model.H, model.W,
-                                max_samples=args.max_test, tf_data=args.tf_data)
     try:
+        num, samples = read_samples(*batch_folder(args), model.H, model.W,
+                                    max_samples=args.max_test, tf_data=args.tf_data)
         result = evaluate(model.forward, samples, num, batch_size=args.batch_size,
                           dcrf=args.dcrf, vis_dir=vis_dir)
     except BatchFileError as e:

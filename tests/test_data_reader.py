@@ -1,11 +1,12 @@
 """Tests for util/data_reader.py on generated batch files in tmp_path."""
 
 import os
+import zipfile
 
 import numpy as np
 import pytest
 
-from util.data_reader import DataReader, load_batch
+from util.data_reader import BatchFileError, DataReader, count_batches, load_batch
 
 PREFIX = 'unc_train'
 NUM = 5
@@ -25,10 +26,10 @@ def _write_batch(folder, n, sent=None, **extra):
 def batch_dir(tmp_path):
     for n in range(NUM):
         _write_batch(str(tmp_path), n)
-    # A file after a gap (no _5) is not part of the set: counting stops at the gap.
-    _write_batch(str(tmp_path), NUM + 1)
-    # Another prefix in the same folder is ignored.
+    # Another prefix, a zero-padded number and a temporary of build_batches.py are ignored.
     np.savez(os.path.join(str(tmp_path), 'unc_val_0.npz'), x=np.zeros(1))
+    np.savez(os.path.join(str(tmp_path), '%s_07.npz' % PREFIX), x=np.zeros(1))
+    open(os.path.join(str(tmp_path), '.%s_5.npz.x1y2.tmp' % PREFIX), 'w').close()
     return str(tmp_path)
 
 
@@ -78,26 +79,160 @@ def test_python2_bytes_sentence_is_decoded(tmp_path):
 
 
 def test_no_batches_error_names_folder_and_prefix(tmp_path):
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(BatchFileError) as err:
         DataReader(str(tmp_path), 'referit_test')
     assert str(tmp_path) in str(err.value) and 'referit_test' in str(err.value)
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(BatchFileError, match='does not exist'):
         DataReader(str(tmp_path / 'nowhere'), 'referit_test')
 
 
+def test_a_gap_followed_by_higher_numbers_names_the_first_missing_file(batch_dir):
+    # The original stopped counting at the first gap and silently left the rest out.
+    for n in (NUM + 1, NUM + 3):
+        _write_batch(batch_dir, n)
+    with pytest.raises(BatchFileError) as err:
+        DataReader(batch_dir, PREFIX)
+    assert str(err.value) == (
+        'data reader: %s is missing but unc_train_6.npz .. unc_train_8.npz (2 files) exist; '
+        'batch files are numbered 0, 1, ... without gaps (rerun build_batches.py: it writes '
+        'the missing files and keeps the others)' % os.path.join(batch_dir, 'unc_train_5.npz'))
+    os.remove(os.path.join(batch_dir, '%s_0.npz' % PREFIX))
+    with pytest.raises(BatchFileError, match='unc_train_0.npz is missing but unc_train_1.npz'):
+        count_batches(batch_dir, PREFIX)
+
+
+def _good_arrays(**changes):
+    arrays = dict(text_batch=np.array([3, 0, 0], np.int64), im_batch=np.zeros((4, 6, 3), np.uint8),
+                  mask_batch=np.eye(4, 6, dtype=bool), sent_batch=np.array(['a sentence']))
+    arrays.update(changes)
+    return arrays
+
+
+def _truncated(path):
+    np.savez(path, **_good_arrays())
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2])
+
+
+def _corrupt(path):  # the last byte of im_batch's data flipped: its CRC no longer matches
+    np.savez(path, **_good_arrays())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo('im_batch.npy')
+    # local header: 30 bytes, the name, the extra field (its length at bytes 28-29)
+    with open(path, 'rb') as f:
+        data = bytearray(f.read())
+    extra = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], 'little')
+    end = info.header_offset + 30 + len(info.filename) + extra + info.compress_size
+    data[end - 1] ^= 0xff
+    with open(path, 'wb') as f:
+        f.write(bytes(data))
+
+
+def _write(**arrays):
+    return lambda path: np.savez(path, **arrays)
+
+
+def _zip_of_text(path):
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('notes.txt', 'not a batch')
+
+
+def _text_file(path):
+    with open(path, 'w') as f:
+        f.write('hello\n')
+
+
+def _npy(path):
+    with open(path, 'wb') as f:
+        np.save(f, np.zeros(3))
+
+
+# Every way a batch file can be broken, and the end of its one-line message: the message starts
+# with the file's path.
+BAD_FILES = {
+    'truncated': (_truncated, ': not a readable .npz archive, truncated or another kind of file '
+                  '(BadZipFile: File is not a zip file); expected an .npz with text_batch, '
+                  'im_batch, mask_batch, sent_batch as build_batches.py writes'),
+    'empty': (lambda path: open(path, 'wb').close(),
+              ': empty file (0 bytes); expected an .npz with text_batch, im_batch, mask_batch, '
+              'sent_batch as build_batches.py writes'),
+    'text file': (_text_file,
+                  ': not a readable .npz archive, truncated or another kind of file (no numpy '
+                  'header); expected an .npz with text_batch, im_batch, mask_batch, sent_batch as '
+                  'build_batches.py writes'),
+    'npy': (_npy, ': a single .npy array float64 [3], not an archive; expected an .npz with '
+            'text_batch, im_batch, mask_batch, sent_batch as build_batches.py writes'),
+    'corrupt member': (_corrupt, ": im_batch cannot be read, the file is truncated or corrupt "
+                       "(BadZipFile: Bad CRC-32 for file 'im_batch.npy'); expected an .npz "
+                       "with text_batch, im_batch, mask_batch, sent_batch as build_batches.py "
+                       "writes"),
+    'object array': (_write(**_good_arrays(sent_batch=np.array([{'a': 1}], dtype=object))),
+                     ': sent_batch is an object array, which needs pickle (refused: files are '
+                     'loaded with allow_pickle=False); expected sent_batch str or bytes, '
+                     'non-empty (the sentence at [0])'),
+    'missing keys': (_write(text_batch=np.zeros(3, np.int64), sent_batch=np.array(['s'])),
+                     ': missing im_batch, mask_batch (has sent_batch, text_batch); expected an '
+                     '.npz with text_batch, im_batch, mask_batch, sent_batch as build_batches.py '
+                     'writes'),
+    'zip of other files': (_zip_of_text, ': missing text_batch, im_batch, mask_batch, sent_batch '
+                           '(has notes.txt); expected an .npz with text_batch, im_batch, '
+                           'mask_batch, sent_batch as build_batches.py writes'),
+    'float words': (_write(**_good_arrays(text_batch=np.zeros(3))),
+                    ': text_batch is float64 [3]; expected integer [T]'),
+    '2-D words': (_write(**_good_arrays(text_batch=np.zeros((1, 3), np.int32))),
+                  ': text_batch is int32 [1, 3]; expected integer [T]'),
+    'float image': (_write(**_good_arrays(im_batch=np.zeros((4, 6, 3), np.float32))),
+                    ': im_batch is float32 [4, 6, 3]; expected uint8 [h, w, 3] or [h, w]'),
+    'RGBA image': (_write(**_good_arrays(im_batch=np.zeros((4, 6, 4), np.uint8))),
+                   ': im_batch is uint8 [4, 6, 4]; expected uint8 [h, w, 3] or [h, w]'),
+    'batched image': (_write(**_good_arrays(im_batch=np.zeros((1, 4, 6, 3), np.uint8))),
+                      ': im_batch is uint8 [1, 4, 6, 3]; expected uint8 [h, w, 3] or [h, w]'),
+    'mask of another size': (_write(**_good_arrays(mask_batch=np.zeros((6, 4), bool))),
+                             ': mask_batch is bool [6, 4]; expected bool or numeric [4, 6], the '
+                             'h, w of im_batch'),
+    'mask with channels': (_write(**_good_arrays(mask_batch=np.zeros((4, 6, 1), bool))),
+                           ': mask_batch is bool [4, 6, 1]; expected bool or numeric [4, 6], '
+                           'the h, w of im_batch'),
+    'empty sentence array': (_write(**_good_arrays(sent_batch=np.array([], dtype=str))),
+                             ': sent_batch is <U1 [0]; expected str or bytes, non-empty (the '
+                             'sentence at [0])'),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(BAD_FILES))
+def test_a_broken_file_is_one_line_naming_it_and_what_was_expected(tmp_path, kind):
+    write, message = BAD_FILES[kind]
+    path = str(tmp_path / ('%s_0.npz' % PREFIX))
+    write(path)
+    with pytest.raises(BatchFileError) as err:
+        load_batch(path)
+    assert str(err.value) == path + message
+    assert '\n' not in str(err.value)
+
+
+def test_accepted_variants_of_the_layout(tmp_path):
+    """What build_batches.py and the original wrote: grey [h, w] images, masks as bool, uint8
+    or float, int32 or int64 words, str or bytes sentences."""
+    path = str(tmp_path / 'b.npz')
+    for changes in (dict(im_batch=np.zeros((4, 6), np.uint8)),
+                    dict(mask_batch=np.ones((4, 6), np.float32)),
+                    dict(mask_batch=np.ones((4, 6), np.uint8), text_batch=np.zeros(20, np.int32)),
+                    dict(sent_batch=np.array([b'bytes'], dtype='S'))):
+        np.savez(path, **_good_arrays(**changes))
+        load_batch(path)
+
+
 def test_bad_file_is_reported_by_read_batch(tmp_path):
-    _write_batch(str(tmp_path), 0, sent=np.array([{'a': 1}], dtype=object))
+    _write_batch(str(tmp_path), 0)
+    _write_batch(str(tmp_path), 1, sent=np.array([{'a': 1}], dtype=object))
     reader = DataReader(str(tmp_path), PREFIX, shuffle=False)
-    with pytest.raises(ValueError, match='%s_0.npz' % PREFIX):
+    reader.read_batch(is_log=False)
+    with pytest.raises(BatchFileError, match='%s_1.npz: sent_batch is an object array' % PREFIX):
+        reader.read_batch(is_log=False)
+    with pytest.raises(BatchFileError):  # the reader stays stopped on it
         reader.read_batch(is_log=False)
     reader.close()
-
-
-def test_missing_key_is_reported(tmp_path):
-    np.savez(os.path.join(str(tmp_path), '%s_0.npz' % PREFIX), text_batch=np.zeros(3))
-    with DataReader(str(tmp_path), PREFIX) as reader:
-        with pytest.raises(KeyError, match='im_batch'):
-            reader.read_batch(is_log=False)
 
 
 def test_close_stops_daemon_thread(batch_dir):

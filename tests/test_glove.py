@@ -1,5 +1,7 @@
 """Embedding builder: GloVe text and spaCy sources, documented init, vocabulary checks."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,16 @@ def test_cli_from_glove(tmp_path, capsys):
     np.testing.assert_array_equal(emb[4], [1, 2, 3])
     assert '2 of 7 vocabulary words found' in capsys.readouterr().out
     assert check_embedding(str(tmp_path / 'data' / 'toy_emb.npy'), vocab) == (7, 3)
+
+
+def test_cli_glove_of_another_dimension_is_a_one_line_error(tmp_path, capsys):
+    rc = build_glove_emb.main(['--vocab', _write_vocab(tmp_path), '--name', 'toy', '--glove',
+                               _write_glove(tmp_path), '--dim', '4',
+                               '--out_dir', str(tmp_path / 'data')])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r'error: .*glove\.txt:1: expected a word and 4 numbers.*\n', err), err
+    assert not (tmp_path / 'data' / 'toy_emb.npy').exists()
 
 
 def test_from_spacy_vectors_and_pipeline(tmp_path):

@@ -8,7 +8,7 @@ import skimage
 from helpers import write_batches
 from util.contract import MU, train_sample
 from util import im_processing
-from util.data_reader import load_batch
+from util.data_reader import BatchFileError, load_batch
 from util import tf_input  # not its test_dataset by name: pytest would collect it
 from util.tf_input import list_batch_files, train_dataset
 
@@ -89,9 +89,9 @@ def test_test_dataset_matches_test_mode(folder):
 
 
 def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(RuntimeError, match='no batches under .* with prefix "unc_train"'):
+    with pytest.raises(BatchFileError, match='no batches under .* with prefix "unc_train"'):
         train_dataset(str(tmp_path), 'unc_train', H, W, batch_size=1)
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(BatchFileError, match='does not exist'):
         tf_input.test_dataset(str(tmp_path / 'nope'), 'unc_val', H, W)
     with pytest.raises(ValueError, match='batch_size'):
         train_dataset(str(tmp_path), 'unc_train', H, W, batch_size=0)

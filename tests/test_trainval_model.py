@@ -1,4 +1,7 @@
-"""One-step smoke tests of the real train and test commands on a generated batch folder."""
+"""trainval_model.py, the command line, run as the user runs it on generated batch folders:
+one-step smoke tests of train and test, and training that survives a kill -9 at any point
+(tests/fault_runner.py injects the faults) with the same losses and weights as a run that was
+never interrupted."""
 
 import json
 import os
@@ -7,7 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from fixtures import TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_script, write_batches
+
+pytestmark = pytest.mark.cli  # every test runs trainval_model.py
 
 
 def run(args, cwd):
@@ -121,3 +126,384 @@ def test_fold_bn_is_refused_in_training(tmp_path):
     proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold-bn'],
                       tmp_path, check=False, timeout=300)
     assert proc.returncode == 2 and '--fold-bn is for test' in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact resume after kill -9, at several points
+
+RESUME_FLAGS = ['-m', 'train', '-d', 'unc', '-t', 'train', '--preset', 'tiny', '--vocab-size',
+                '50', '--backbone-blocks', '1,1,1,1', '--random-backbone', '-i', '12', '-s', '4',
+                '-bs', '2', '--seed', '0', '--log-every', '1']
+COMPARED = ('cls_loss', 'cls_loss_c3', 'cls_loss_c4', 'cls_loss_c5', 'cls_loss_all', 'reg_loss',
+            'cost', 'learning_rate', 'cls_loss_avg', 'accuracy')
+
+
+@pytest.fixture(scope='module')
+def resume_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('resume')
+    # 7 expressions: with batch 2, global batches span epoch ends.
+    write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 7, (64, 64), seed=4)
+    return root
+
+
+def train_with_fault(root, folder, fault, n, extra=()):
+    """The training command with `fault` at its n-th occurrence: it must die of SIGKILL."""
+    proc = run_script([fault, str(n), '--'] + RESUME_FLAGS + ['-f', folder] + list(extra), root,
+                      script=os.path.join('tests', 'fault_runner.py'), check=False)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+
+
+def log_rows(folder):
+    with open(os.path.join(folder, 'train_log.jsonl')) as f:
+        return [json.loads(line) for line in f]
+
+
+def final_weights(folder):
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(os.path.join(folder, 'unc_iter_12.tfmodel'))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(resume_root):
+    """{variant: (log rows, final weights)} of runs never interrupted, made on demand."""
+    runs = {}
+
+    def get(extra=()):
+        key = tuple(extra)
+        if key not in runs:
+            folder = str(resume_root / ('whole' + '_'.join(key)))
+            run_script(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)
+            runs[key] = log_rows(folder), final_weights(folder)
+        return runs[key]
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fault, n, extra', [
+    ('after-step', 6, ()),        # killed between two snapshots: resumes from iteration 4
+    ('in-snapshot', 2, ()),       # killed inside the write of snapshot 8: resumes from 4
+    ('in-log', 10, ()),           # killed in the middle of iteration 9's log row: from 8
+    ('after-step', 7, ('--tf-data',)),
+    ('after-step', 3, ('--cpu-replicas', '2')),
+])
+def test_killed_run_resumes_as_if_never_interrupted(resume_root, uninterrupted, fault, n, extra):
+    whole_rows, whole_weights = uninterrupted(extra)
+    folder = str(resume_root / ('%s_%d%s' % (fault, n, '_'.join(extra))))
+    train_with_fault(resume_root, folder, fault, n, extra)
+    run_script(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)  # the same command
+    rows = log_rows(folder)
+    assert [r['iter'] for r in rows] == list(range(12))  # one row per iteration
+    for row, whole in zip(rows, whole_rows):
+        assert {k: row[k] for k in COMPARED} == {k: whole[k] for k in COMPARED}, row['iter']
+    weights = final_weights(folder)
+    assert sorted(weights) == sorted(whole_weights)
+    for name, value in whole_weights.items():
+        np.testing.assert_array_equal(weights[name], value, err_msg=name)
+    leftovers = [f for f in os.listdir(folder) if '.tmp' in f]
+    assert not leftovers
+
+
+@pytest.mark.slow
+def test_a_failed_snapshot_write_stops_cleanly_and_keeps_the_last_one(resume_root):
+    folder = str(resume_root / 'enospc')
+    proc = run_script(['enospc-snapshot', '2', '--'] + RESUME_FLAGS + ['-f', folder],
+                      resume_root, script=os.path.join('tests', 'fault_runner.py'), check=False)
+    assert proc.returncode == 1
+    assert re.search(r'error: cannot write the snapshot \S*unc_iter_8\.tfmodel \(\[Errno 28\] '
+                     r'No space left on device.*the last snapshot is \S*unc_iter_4\.tfmodel',
+                     proc.stderr), proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    assert sorted(f for f in os.listdir(folder) if 'unc_iter' in f) == [
+        'unc_iter_4.tfmodel.data-00000-of-00001', 'unc_iter_4.tfmodel.index',
+        'unc_iter_4.tfmodel.json']
+    import tensorflow as tf
+    assert tf.train.load_checkpoint(os.path.join(folder, 'unc_iter_4.tfmodel')).get_tensor(
+        'text_objseg/Variable_1') == 4.0
+
+
+def test_a_non_finite_loss_stops_training_naming_the_iteration_and_term(resume_root):
+    folder = str(resume_root / 'nan')
+    # A learning rate of 1e30 sends the weights to ~1e30 in one Adam step: the next forward
+    # overflows.
+    flags = [f for f in RESUME_FLAGS] + ['-f', folder, '-lr', '1e30', '-s', '1']
+    proc = run_script(flags, resume_root, check=False)
+    assert proc.returncode == 1
+    m = re.search(r'error: iteration (\d+): the loss (\w+) is (nan|inf|-inf); training stopped '
+                  r'.*the last good snapshot is \S*unc_iter_(\d+)\.tfmodel', proc.stderr)
+    assert m, proc.stderr[-2000:]
+    stopped, last = int(m.group(1)), int(m.group(4))
+    assert stopped >= 1 and last == stopped  # snapshot N holds the weights before step N
+    snapshots = sorted(int(f.split('_')[2].split('.')[0]) for f in os.listdir(folder)
+                       if f.endswith('.index'))
+    assert snapshots[-1] == stopped
+
+
+def test_a_snapshot_past_the_stop_iteration_is_refused_before_training(tmp_path):
+    folder = tmp_path / 'ckpts'
+    folder.mkdir()
+    (folder / 'unc_iter_10.tfmodel.index').write_text('')
+    proc = run_script(RESUME_FLAGS[:-4] + ['-i', '5', '-f', str(folder)], tmp_path, check=False)
+    assert proc.returncode == 1
+    assert re.search(r'error: the newest snapshot \S*unc_iter_10\.tfmodel is past -i 5', proc.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching a run: TensorBoard event files, validation during training, the best snapshot
+
+WATCH_FLAGS = RESUME_FLAGS + ['-i', '6', '-s', '3']  # the last -i and -s count
+VALIDATE = ['--val-split', 'val', '--val-every', '2', '--val-images', '2']
+TRAIN_TAGS = ('cls_loss', 'cls_loss_c3', 'cls_loss_c4', 'cls_loss_c5', 'cls_loss_all',
+              'reg_loss', 'cost', 'learning_rate', 'cls_loss_avg', 'accuracy/all',
+              'accuracy/pos', 'accuracy/neg', 'seconds_per_step', 'samples_per_second')
+VAL_TAGS = ('overall_iou', 'mean_iou', 'precision@0.5', 'precision@0.6', 'precision@0.7',
+            'precision@0.8', 'precision@0.9')
+
+
+@pytest.fixture(scope='module')
+def watch_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('watch')
+    write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 7, (64, 64), seed=4)
+    write_batches(str(root / 'unc' / 'val_batch'), 'unc_val', 5, [(48, 80), (64, 64)], seed=5)
+    return root
+
+
+def events(folder, writer):
+    """{tag: [steps]} of the event files of one writer, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing import event_accumulator
+    acc = event_accumulator.EventAccumulator(os.path.join(folder, 'tensorboard', writer),
+                                             size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()['tensors']}
+
+
+def test_tensorboard_validation_and_best_snapshot(watch_root):
+    watched, plain = str(watch_root / 'watched'), str(watch_root / 'plain')
+    run_script(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
+    run_script(WATCH_FLAGS + ['-f', plain], watch_root)
+    rows = log_rows(watched)
+    train_rows = [r for r in rows if 'cls_loss' in r]
+    val_rows = [r for r in rows if 'overall_iou' in r]
+    # Validation changes nothing in the training run.
+    assert [{k: r[k] for k in COMPARED} for r in train_rows] == [
+        {k: r[k] for k in COMPARED} for r in log_rows(plain)]
+    assert [r['iter'] for r in val_rows] == [2, 4, 6]
+
+    train = events(watched, 'train')
+    for tag in TRAIN_TAGS:
+        assert train.get(tag) == list(range(6)), tag  # one value per logged step
+    assert 'settings' in train
+    val = events(watched, 'val')
+    for tag in VAL_TAGS:
+        assert val.get(tag) == [2, 4, 6], tag
+    for k in (0, 1):
+        assert val.get('prediction_red_ground_truth_green/%d' % k) == [2, 4, 6]
+        assert val.get('prediction_red_ground_truth_green/%d/sentence' % k) == [2, 4, 6]
+    assert 'prediction_red_ground_truth_green/2' not in val  # --val-images 2
+
+    # The best snapshot is the iteration with the best logged overall IoU (the first of ties).
+    best = max(val_rows, key=lambda r: (r['overall_iou'], -r['iter']))
+    meta = json.load(open(os.path.join(watched, 'unc_best.tfmodel.json')))
+    assert meta['best']['iter'] == best['iter'] and meta['step'] == best['iter']
+    assert meta['best']['overall_iou'] == best['overall_iou']
+    # -m test -i best tests it, with the same batches as the validation: the same figure.
+    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', watched, '-i', 'best', '-bs', '2'],
+               watch_root)
+    results = json.load(open(os.path.join(watched, 'unc_val_iter_best_results.json')))
+    assert results['without_DenseCRF']['overall_iou'] == best['overall_iou']
+
+    # The curve without TensorBoard.
+    out = run_script([watched], watch_root, script=os.path.join('tools', 'plot_training.py'))
+    assert 'Wrote' in out.stdout and os.path.getsize(os.path.join(watched, 'training.png')) > 0
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_curves_without_duplicated_steps(watch_root):
+    folder = str(watch_root / 'resumed')
+    # Killed after the step of iteration 4 returned: snapshot 3 and validation 4 were written.
+    train_with_fault(watch_root, folder, 'after-step', 5, WATCH_FLAGS[-4:] + VALIDATE)
+    run_script(WATCH_FLAGS + VALIDATE + ['-f', folder], watch_root)
+    train, val = events(folder, 'train'), events(folder, 'val')
+    for tag in TRAIN_TAGS:
+        assert train[tag] == list(range(6)), tag
+    for tag in VAL_TAGS:
+        assert val[tag] == [2, 4, 6], tag
+    rows = log_rows(folder)
+    assert [r['iter'] for r in rows if 'cls_loss' in r] == list(range(6))
+    assert [r['iter'] for r in rows if 'overall_iou' in r] == [2, 4, 6]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line that names the file or flag, no traceback, before any work is lost.
+# The processes fail before their first step (no tracing), two at a time: ~10 s of CPU each,
+# most of it importing TensorFlow.
+
+from helpers import start_script  # noqa: E402  (this section's own)
+
+TINY_TRAIN = ['-m', 'train', '-d', 'unc', '-t', 'train', '--preset', 'tiny', '--vocab-size', '50',
+              '--backbone-blocks', '1,1,1,1', '--random-backbone', '--seed', '0']
+EXPECTED_NPZ = ('expected an .npz with text_batch, im_batch, mask_batch, sent_batch as '
+                'build_batches.py writes')
+
+
+def break_batch_file(path, kind):
+    """Breaks the batch file at path as `kind`; returns the end of its message (after the path)."""
+    if kind == 'gap':
+        os.remove(path)
+        n = int(path[:-len('.npz')].rsplit('_', 1)[1])
+        return (' is missing but %s_%d.npz exists; batch files are numbered 0, 1, ... without gaps '
+                '(rerun build_batches.py: it writes the missing files and keeps the others)'
+                % (os.path.basename(path).rsplit('_', 1)[0], n + 1))
+    if kind == 'truncated':  # as a copy cut short by a full disk
+        with open(path, 'rb') as f:
+            data = f.read()
+        with open(path, 'wb') as f:
+            f.write(data[:len(data) // 2])
+        return (': not a readable .npz archive, truncated or another kind of file (BadZipFile: '
+                'File is not a zip file); ' + EXPECTED_NPZ)
+    if kind == 'empty':
+        open(path, 'wb').close()
+        return ': empty file (0 bytes); ' + EXPECTED_NPZ
+    if kind == 'not_npz':
+        with open(path, 'w') as f:
+            f.write('id,sentence\n0,the man on the left\n')
+        return (': not a readable .npz archive, truncated or another kind of file (no numpy '
+                'header); ' + EXPECTED_NPZ)
+    assert kind == 'wrong_shape'  # the mask at half the image's height
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    h, w = arrays['mask_batch'].shape
+    arrays['mask_batch'] = arrays['mask_batch'][::2]
+    np.savez(path, **arrays)
+    return (': mask_batch is bool [%d, %d]; expected bool or numeric [%d, %d], the h, w of '
+            'im_batch' % ((h + 1) // 2, w, h, w))
+
+
+def broken_data(root, split, kind, bad):
+    """A --data-root `kind` in root: 3 expressions of split, the bad-th broken as `kind`.
+    Returns the message that names it."""
+    folder = os.path.join(kind, 'unc', split + '_batch')
+    sizes = (64, 64) if split == 'train' else [(48, 80), (72, 56)]
+    write_batches(os.path.join(str(root), folder), 'unc_' + split, 3, sizes, seed=5)
+    path = os.path.join(folder, 'unc_%s_%d.npz' % (split, bad))
+    tail = break_batch_file(os.path.join(str(root), path), kind)
+    return ('data reader: ' if kind == 'gap' else '') + path + tail
+
+
+def link_snapshot(src_folder, n, dst_folder):
+    """Snapshot n of src_folder in dst_folder, as hard links (snapshots are replaced, never
+    written in place)."""
+    os.makedirs(dst_folder)
+    for name in os.listdir(src_folder):
+        if name.startswith('unc_iter_%d.tfmodel' % n):
+            os.link(os.path.join(src_folder, name), os.path.join(dst_folder, name))
+
+
+def run_failing(commands, cwd):
+    """Runs the commands (argument lists), two at a time; returns (exit status, stderr) of
+    each, in order."""
+    results = []
+    for k in range(0, len(commands), 2):
+        procs = [start_script(args, cwd) for args in commands[k:k + 2]]
+        for proc in procs:
+            _, stderr = proc.communicate(timeout=300)
+            results.append((proc.returncode, stderr))
+    return results
+
+
+def assert_one_line_error(result, line):
+    """The command exited with status 1, no traceback, its last line on stderr `line`."""
+    returncode, stderr = result
+    assert returncode == 1 and 'Traceback' not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == line
+
+
+KINDS = ('truncated', 'empty', 'not_npz', 'gap', 'wrong_shape')
+
+
+@pytest.mark.parametrize('reader', ['python', 'tf-data'])
+def test_broken_batch_files_in_test_mode(trained, tmp_path, reader):
+    """-bs 2: the second file (the broken one) is read before the first forward pass. With
+    --tf-data, the first file is read eagerly (its T) and the others inside tf.data: an empty
+    first file takes the first way, the others the second (tf.errors carry the message)."""
+    root, _ = trained
+    link_snapshot(str(root / 'ckpts'), 2, str(tmp_path / 'ck'))
+    commands, lines = [], []
+    for kind in KINDS:
+        bad = 0 if (reader, kind) == ('tf-data', 'empty') else 1
+        lines.append('error: ' + broken_data(tmp_path, 'val', kind, bad))
+        commands.append(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '-bs',
+                         '2', '--data-root', kind] + (['--tf-data'] if reader == 'tf-data' else []))
+    for result, line in zip(run_failing(commands, tmp_path), lines):
+        assert_one_line_error(result, line)
+
+
+@pytest.mark.parametrize('reader', ['python', 'tf-data'])
+def test_broken_batch_files_in_training(trained, tmp_path, reader):
+    """A new run with a random backbone reads its first files for the batch-norm statistics
+    (calibration); a resumed run (snapshot 2 of `trained`) reads them in the loop, -bs 3 taking
+    all 3 files in its first batch: `error: iteration 2: ...`, before the step."""
+    root, _ = trained
+    resumed = KINDS if reader == 'tf-data' else ('not_npz', 'wrong_shape')
+    commands, lines = [], []
+    for kind in KINDS:
+        bad = 0 if (reader, kind) == ('tf-data', 'empty') else 1
+        # A gap is found when the files are counted, an empty first file when tf.data reads
+        # its T: before the loop.
+        where = 'iteration 2: ' if kind in resumed and kind not in ('gap', 'empty') else ''
+        lines.append('error: ' + where + broken_data(tmp_path, 'train', kind, bad))
+        folder = os.path.join(str(tmp_path), 'ck_' + kind)
+        if kind in resumed:
+            link_snapshot(str(root / 'ckpts'), 2, folder)
+            args = ['-m', 'train', '-d', 'unc', '-t', 'train', '-i', '3', '-bs', '3']
+        else:
+            args = TINY_TRAIN + ['-i', '1']
+        commands.append(args + ['-f', folder, '--data-root', kind]
+                        + (['--tf-data'] if reader == 'tf-data' else []))
+    for result, line in zip(run_failing(commands, tmp_path), lines):
+        assert_one_line_error(result, line)
+    for kind in KINDS:  # no snapshot written or removed, no log row
+        names = os.listdir(tmp_path / ('ck_' + kind))
+        assert 'train_log.jsonl' not in names
+        assert sorted(f for f in names if f.startswith('unc_iter')) == (
+            ['unc_iter_2.tfmodel' + ext for ext in ('.data-00000-of-00001', '.index', '.json')]
+            if kind in resumed else [])
+
+
+REFUSED_FLAGS = {  # flags: the error line (argparse's; exit status 2, nothing started)
+    '-lr 0': '-lr/--lr must be positive, got 0.0',
+    '-lr -1': '-lr/--lr must be positive, got -1.0',
+    '-s 0': '--snapshot must be positive, got 0',
+    '--size 60': '--size must be a multiple of 8 (output stride), got 60',
+    '--backbone-blocks 1,1,1': '--backbone-blocks must be 4 positive integers like 3,4,23,3, '
+                               'got [1, 1, 1]',
+}
+
+
+@pytest.mark.parametrize('flags', list(REFUSED_FLAGS))
+def test_flags_that_make_no_sense_are_refused_before_any_work(tmp_path, flags):
+    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck'] + flags.split(),
+                      tmp_path, check=False, timeout=120)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert last_line == 'trainval_model.py: error: ' + REFUSED_FLAGS[flags]
+    assert not os.path.exists(tmp_path / 'ck')
+
+
+def test_missing_snapshot_or_folder_and_embedding_of_another_size(trained, tmp_path):
+    """Test mode at an iteration with no snapshot, or on a batch folder that does not exist;
+    -emb with an embedding whose rows are not the vocabulary's words."""
+    root, _ = trained
+    link_snapshot(str(root / 'ckpts'), 2, str(tmp_path / 'ck'))
+    np.save(tmp_path / 'emb7.npy', np.zeros((7, 300), np.float32))
+    test = ['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck']
+    commands = [test + ['-i', '7'], test + ['-i', '2', '--data-root', 'nowhere'],
+                TINY_TRAIN + ['-f', 'new', '-emb', '--emb-file', 'emb7.npy']]
+    lines = ['error: no snapshot ck/unc_iter_7.tfmodel (expected ck/unc_iter_7.tfmodel.index); '
+             'snapshots in ck: [2]',
+             'error: data reader: folder nowhere/unc/val_batch does not exist (prefix "unc_val")',
+             'error: embedding emb7.npy has shape [7, 300] but the vocabulary has 50 words '
+             '(--vocab / --vocab-size)']
+    for result, line in zip(run_failing(commands, tmp_path), lines):
+        assert_one_line_error(result, line)
+    assert not os.path.exists(tmp_path / 'new' / 'train_log.jsonl')

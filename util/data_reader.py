@@ -6,17 +6,45 @@ ahead into a bounded queue, reshuffling the order at the start of every epoch.
 
 Files written by the original (Python 2 numpy) store the sentence as a bytes ('S')
 array; read_batch returns it decoded to str ('U'), UTF-8 first and Latin-1 if that
-fails, so Python 3 callers always get text. Files are loaded with allow_pickle=False:
-object arrays are refused with an error naming the file.
+fails, so Python 3 callers always get text.
+
+Anything wrong with the folder or a file raises BatchFileError with one line that names the
+file and what was expected: a missing folder, no files, a gap in the numbering followed by
+higher-numbered files (the original stopped counting at the first gap and silently left the
+rest out), an empty, truncated or non-npz file, object arrays (files are loaded with
+allow_pickle=False), missing keys, and arrays of the wrong dtype or shape (SPECS).
 """
 
 import os
 import queue
+import re
 import threading
+import zipfile
+import zlib
 
 import numpy as np
 
 REQUIRED_KEYS = ('text_batch', 'im_batch', 'mask_batch', 'sent_batch')
+# What build_batches.py writes, as the error messages state it.
+SPECS = {'text_batch': 'integer [T]', 'im_batch': 'uint8 [h, w, 3] or [h, w]',
+         'mask_batch': 'bool or numeric [h, w], the h, w of im_batch',
+         'sent_batch': 'str or bytes, non-empty (the sentence at [0])'}
+EXPECTED = 'an .npz with %s as build_batches.py writes' % ', '.join(REQUIRED_KEYS)
+# What np.load and reading a member raise on a file that is not a whole .npz archive.
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+
+class BatchFileError(ValueError):
+    """A batch folder or file that cannot be read, or does not hold what build_batches.py
+    writes; the message (one line) names the file and what was expected."""
+
+
+def _one_line(e):
+    return '%s: %s' % (type(e).__name__, ' '.join(str(e).split()))
+
+
+def _describe(arr):
+    return '%s %s' % (arr.dtype, list(arr.shape))
 
 
 def _decode_bytes(arr):
@@ -32,20 +60,106 @@ def _decode_bytes(arr):
     return np.array([dec(b) for b in arr.ravel()], dtype=str).reshape(arr.shape)
 
 
-def load_batch(path, required_keys=REQUIRED_KEYS):
-    """Load one batch file into a dict of arrays (bytes sentences decoded to str)."""
+def _read_arrays(path):
+    """{key: array} of the .npz at path; BatchFileError for a file that is not one."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            batch = {k: npz[k] for k in npz.files}
-    except ValueError as e:  # numpy's message for object arrays under allow_pickle=False
-        raise ValueError('%s: cannot be read without pickle (object arrays are not '
-                         'supported): %s' % (path, e)) from e
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise BatchFileError('%s: cannot be read (%s); expected %s'
+                             % (path, _one_line(e), EXPECTED)) from e
+    if size == 0:
+        raise BatchFileError('%s: empty file (0 bytes); expected %s' % (path, EXPECTED))
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as e:
+        # BadZipFile: a truncated archive (its directory is at the end); ValueError: no zip
+        # and no numpy header (numpy's message then is about pickle, which would mislead).
+        why = 'no numpy header' if isinstance(e, ValueError) else _one_line(e)
+        raise BatchFileError('%s: not a readable .npz archive, truncated or another kind of '
+                             'file (%s); expected %s' % (path, why, EXPECTED)) from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array
+        raise BatchFileError('%s: a single .npy array %s, not an archive; expected %s'
+                             % (path, _describe(npz), EXPECTED))
+    batch = {}
+    with npz:
+        for k in npz.files:
+            try:
+                batch[k] = npz[k]
+            except ValueError as e:
+                if 'allow_pickle' not in str(e):
+                    raise BatchFileError('%s: %s cannot be read, the file is truncated or '
+                                         'corrupt (%s); expected %s'
+                                         % (path, k, _one_line(e), EXPECTED)) from e
+                raise BatchFileError('%s: %s is an object array, which needs pickle (refused: '
+                                     'files are loaded with allow_pickle=False); expected %s %s'
+                                     % (path, k, k, SPECS.get(k, 'a plain array'))) from e
+            except _READ_ERRORS as e:
+                raise BatchFileError('%s: %s cannot be read, the file is truncated or corrupt '
+                                     '(%s); expected %s' % (path, k, _one_line(e), EXPECTED)) from e
+    return batch
+
+
+def _check_arrays(path, batch):
+    """BatchFileError unless the arrays present have SPECS' dtypes and shapes."""
+    def refuse(k, expected=None):
+        raise BatchFileError('%s: %s is %s; expected %s'
+                             % (path, k, _describe(batch[k]), expected or SPECS[k]))
+    text, im = batch.get('text_batch'), batch.get('im_batch')
+    mask, sent = batch.get('mask_batch'), batch.get('sent_batch')
+    if text is not None and not (text.ndim == 1 and text.size and text.dtype.kind in 'iu'):
+        refuse('text_batch')
+    if im is not None and not (im.dtype == np.uint8 and min(im.shape, default=0) > 0 and (
+            im.ndim == 2 or (im.ndim == 3 and im.shape[2] == 3))):
+        refuse('im_batch')
+    if mask is not None and not (mask.ndim == 2 and mask.dtype.kind in 'biuf' and (
+            mask.shape == im.shape[:2] if im is not None else min(mask.shape) > 0)):
+        refuse('mask_batch', None if im is None else
+               'bool or numeric %s, the h, w of im_batch' % list(im.shape[:2]))
+    if sent is not None and not (sent.size and sent.dtype.kind in 'US'):
+        refuse('sent_batch')
+
+
+def load_batch(path, required_keys=REQUIRED_KEYS):
+    """Load one batch file into a dict of arrays (bytes sentences decoded to str), checked
+    against SPECS; BatchFileError, naming the file, for anything else."""
+    batch = _read_arrays(path)
     missing = [k for k in required_keys if k not in batch]
     if missing:
-        raise KeyError('%s: missing keys %s (has %s)' % (path, missing, sorted(batch)))
+        raise BatchFileError('%s: missing %s (has %s); expected %s'
+                             % (path, ', '.join(missing), ', '.join(sorted(batch)) or 'nothing',
+                                EXPECTED))
+    _check_arrays(path, batch)
     if 'sent_batch' in batch:
         batch['sent_batch'] = _decode_bytes(batch['sent_batch'])
     return batch
+
+
+def count_batches(folder, prefix):
+    """n of the files {prefix}_0.npz .. {prefix}_{n-1}.npz in folder. BatchFileError for a
+    missing folder, no such files, or a gap followed by higher-numbered files (counting
+    stopped at the first gap in the original, silently leaving those out)."""
+    if not os.path.isdir(folder):
+        raise BatchFileError('data reader: folder %s does not exist (prefix "%s")'
+                             % (folder, prefix))
+    names = set(os.listdir(folder))
+    pattern = re.compile(r'%s_(\d+)\.npz' % re.escape(prefix))
+    numbers = sorted({n for n in (int(m.group(1)) for m in map(pattern.fullmatch, names) if m)
+                      if '%s_%d.npz' % (prefix, n) in names})  # not unc_train_05.npz
+    num_batch = 0
+    while num_batch < len(numbers) and numbers[num_batch] == num_batch:
+        num_batch += 1
+    if num_batch < len(numbers):
+        later = ['%s_%d.npz' % (prefix, n) for n in numbers[num_batch:]]
+        raise BatchFileError(
+            'data reader: %s is missing but %s; batch files are numbered 0, 1, ... without gaps '
+            '(rerun build_batches.py: it writes the missing files and keeps the others)'
+            % (os.path.join(folder, '%s_%d.npz' % (prefix, num_batch)),
+               '%s exists' % later[0] if len(later) == 1 else
+               '%s .. %s (%d files) exist' % (later[0], later[-1], len(later))))
+    if num_batch == 0:
+        raise BatchFileError('data reader: no batches under %s with prefix "%s" (expected '
+                             'files %s_0.npz, %s_1.npz, ...)' % (folder, prefix, prefix, prefix))
+    return num_batch
 
 
 class _LoadError:
@@ -60,7 +174,9 @@ class DataReader:
 
     Attributes: num_batch (files found), n_batch (position in the current epoch),
     n_epoch (completed epochs). `seed` fixes the shuffle order (the original used numpy's
-    global RNG). Call close() (or use `with`) to stop the prefetch thread early.
+    global RNG). Call close() (or use `with`) to stop the prefetch thread early. BatchFileError:
+    from the constructor for the folder (count_batches), from read_batch for a file
+    (load_batch); after one, read_batch raises it again.
 
     Sharding, for data-parallel training on several workers: the file stream is cut into global
     batches of `global_batch` files, and shard k of `num_shards` reads only the k-th equal part
@@ -83,9 +199,6 @@ class DataReader:
         self.n_epoch = 0
         self._error = None
 
-        if not os.path.isdir(folder_name):
-            raise FileNotFoundError('data reader: folder %s does not exist (prefix "%s")'
-                                    % (folder_name, prefix))
         if not isinstance(prefetch_num, int) or prefetch_num < 1:
             raise ValueError('data reader: prefetch_num must be an int >= 1, got %r'
                              % (prefetch_num,))
@@ -96,16 +209,7 @@ class DataReader:
         per_shard = global_batch // num_shards
         self._shard_positions = range(shard * per_shard, (shard + 1) * per_shard)
         self.global_batch = global_batch
-        # Batches are numbered consecutively from 0; counting stops at the first gap,
-        # as in the original.
-        files = set(os.listdir(folder_name))
-        num_batch = 0
-        while '%s_%d.npz' % (prefix, num_batch) in files:
-            num_batch += 1
-        if num_batch == 0:
-            raise RuntimeError('data reader: no batches under %s with prefix "%s" '
-                               '(expected files %s_0.npz, %s_1.npz, ...)'
-                               % (folder_name, prefix, prefix, prefix))
+        num_batch = count_batches(folder_name, prefix)
         print('found %d batches under %s with prefix "%s"' % (num_batch, folder_name, prefix))
         self.num_batch = num_batch
 

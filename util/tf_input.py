@@ -21,27 +21,17 @@ import numpy as np
 import tensorflow as tf
 
 from util import contract
-from util.data_reader import load_batch
+from util.data_reader import count_batches, load_batch
 from util.evaluate import test_sample
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def list_batch_files(folder, prefix):
-    """`{folder}/{prefix}_{n}.npz` for n = 0, 1, ... up to the first gap (as DataReader counts).
-
-    Raises FileNotFoundError for a missing folder and RuntimeError when it holds no batch."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError('tf_input: folder %s does not exist (prefix "%s")'
-                                % (folder, prefix))
-    names = set(os.listdir(folder))
-    files = []
-    while '%s_%d.npz' % (prefix, len(files)) in names:
-        files.append(os.path.join(folder, '%s_%d.npz' % (prefix, len(files))))
-    if not files:
-        raise RuntimeError('tf_input: no batches under %s with prefix "%s" (expected files '
-                           '%s_0.npz, %s_1.npz, ...)' % (folder, prefix, prefix, prefix))
-    return files
+    """`{folder}/{prefix}_{n}.npz` for n = 0 .. num - 1, counted as DataReader counts them
+    (BatchFileError for a missing folder, no batches, or a gap followed by later files)."""
+    return [os.path.join(folder, '%s_%d.npz' % (prefix, n))
+            for n in range(count_batches(folder, prefix))]
 
 
 def _num_words(path):
