@@ -167,9 +167,10 @@ def plot(rows, path, title=None):
         ax.plot(its, [r['mean_iou'] for r in val], 's--', label='mean IoU')
         best = max(val, key=lambda r: r['overall_iou'])
         ax.axvline(best['iter'], color='grey', lw=0.8, ls=':')
+        last = best['iter'] == its[-1]  # write the label on the side with room
         ax.annotate('best: %.3f at %d' % (best['overall_iou'], best['iter']),
-                    (best['iter'], best['overall_iou']), fontsize=8,
-                    textcoords='offset points', xytext=(4, -12))
+                    (best['iter'], best['overall_iou']), fontsize=8, textcoords='offset points',
+                    xytext=(-4 if last else 4, -14), ha='right' if last else 'left')
         ax.set_xlabel('iteration')
         ax.set_ylabel('IoU on %s' % val[0].get('val_split', 'validation'))
         ax.grid(alpha=0.3)
