@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from helpers import PredictRun, make_workspace  # noqa: E402  (tests/ is on sys.path)
+from helpers import TINY, PredictRun, make_workspace  # noqa: E402  (tests/ is on sys.path)
 
 
 def pytest_configure(config):
@@ -53,3 +53,33 @@ def predict_run(predict_workspace):
 def predicted(predict_run):
     """(out dir, stdout, stderr) of predict mode on the workspace."""
     return predict_run.result()
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast paths' faithful reference: test_cmpc_model.py (forward) and test_trainer.py (train step)
+
+@pytest.fixture(scope='session')
+def fast_path_setup(tmp_path_factory):
+    """(checkpoint prefix, words [3, 20], im [3, 64, 64, 3], mask [3, 64, 64, 1], ref): a TINY
+    model with random weights and a calibrated backbone, saved; ref holds its outputs on the
+    faithful path (fp32, no XLA, batch 1, one sample at a time), concatenated."""
+    import numpy as np
+    import tensorflow as tf
+    from CMPC_model import LSTM_model
+    tf.random.set_seed(3)
+    model = LSTM_model(mode='eval', **TINY)
+    rng = np.random.RandomState(0)
+    # Unit-scale backbone features, as with real weights (random BN statistics explode).
+    model.backbone.calibrate((rng.randn(4, 64, 64, 3) * 50).astype(np.float32))
+    prefix = str(tmp_path_factory.mktemp('fast') / 'm')
+    model.save(prefix)
+    words = np.zeros((3, 20), np.int32)
+    words[0, 15:] = [3, 4, 5, 6, 7]
+    words[1, 5:] = rng.randint(1, 50, 15)
+    words[2, 18:] = [9, 10]
+    im = (rng.randn(3, 64, 64, 3) * 50).astype(np.float32)
+    mask = (rng.rand(3, 64, 64, 1) > 0.5).astype(np.float32)
+    # The faithful reference: batch 1, one sample at a time.
+    ref = [model.forward(words[i:i + 1], im[i:i + 1]) for i in range(3)]
+    ref = {k: np.concatenate([r[k] for r in ref]) for k in ref[0]}
+    return prefix, words, im, mask, ref

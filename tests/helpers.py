@@ -1,12 +1,15 @@
 """Helpers of the tests (plain functions; the pytest fixtures are in conftest.py): generated data
 (batch folders in the original's .npz layout, predict mode's workspace), the original graph's
-variable lists, and the project's scripts run as the user runs them."""
+variable lists, a tiny CMPC with random weights and its inputs (shared by test_cmpc_model.py and
+test_trainer.py), and the project's scripts run as the user runs them."""
 
 import os
 import subprocess
 import sys
 
 import numpy as np
+
+from np_reference import SCOPE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The original graph's variables, vars_*.txt: shared/ lies beside the repository.
@@ -59,6 +62,91 @@ def read_reference_variables(filename):
             name, shape = line.rstrip('\n').split('\t')
             out[name] = [int(s) for s in shape.strip('[]').split(',') if s.strip()]
     return out
+
+
+def assert_same_variables(store, reference):
+    """The variables of `store` are those of `reference` (name -> shape), name for name and
+    shape for shape."""
+    got = {n: v.shape.as_list() for n, v in store.variables.items()}
+    missing = sorted(set(reference) - set(got))
+    extra = sorted(set(got) - set(reference))
+    wrong = sorted('%s: %s != %s' % (n, got[n], reference[n])
+                   for n in set(got) & set(reference) if got[n] != reference[n])
+    assert not missing, 'missing: %s' % missing[:10]
+    assert not extra, 'extra: %s' % extra[:10]
+    assert not wrong, 'wrong shapes: %s' % wrong[:10]
+    assert len(got) == len(reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# a tiny CMPC with random weights, and its inputs (test_cmpc_model.py and test_trainer.py; the
+# fast paths' calibrated checkpoint is the fixture fast_path_setup of conftest.py)
+
+# TensorFlow and the project are imported inside these functions, as in the workspace's below:
+# conftest.py imports this module in every run, and most tests need no TensorFlow.
+
+NUM_STEPS = 20  # num_steps, the original's default
+ENDPOINTS = ('res3b3_relu', 'res4b22_relu', 'res5c_relu')
+
+
+def left_pad(words):
+    """Left-pad a list of ids with 0 to NUM_STEPS steps, as text_processing does."""
+    return np.array([0] * (NUM_STEPS - len(words)) + list(words), dtype=np.int32)
+
+
+ID_SENTENCES = {  # word ids of TINY's vocabulary (50 ids)
+    'short': left_pad([5, 7]),                                       # 2 words, 18 pads
+    'long': np.array([4, 9, 17, 23, 8, 31, 42, 11, 6, 19, 27, 33, 14, 45, 22, 13, 38, 29, 10, 48],
+                     dtype=np.int32),                                # 20 words, no pad
+    'unknown': left_pad([3, 12, 3, 49, 1, 2]),                       # <unk> (3), the last id, <go>, <eos>
+    'inner_zero': left_pad([8, 0, 9, 10, 11]),                       # a 0 after the first word
+    'all_pad': left_pad([]),                                         # valid_idx 0: every step kept
+}
+
+
+def random_images(n, seed):
+    """n images [n, H, W, 3] of TINY's size: BGR minus the mean, roughly zero-centred, tens of
+    units."""
+    return (60 * np.random.RandomState(seed).randn(n, TINY['H'], TINY['W'], 3)).astype(np.float32)
+
+
+def randomise(model, seed):
+    """Random biases, layer-norm betas/gammas and peepholes, so that no zero- or one-initialised
+    parameter can hide a bug (a missing bias, beta on the wrong axis, ...)."""
+    rng = np.random.RandomState(seed)
+    for name, var in model.store.variables.items():
+        if not name.startswith(SCOPE):
+            continue
+        shape = var.shape.as_list()
+        last = name.rsplit('/', 1)[1]
+        if last in ('biases', 'bias', 'beta'):
+            var.assign(0.3 * rng.randn(*shape).astype(np.float32))
+        elif last == 'gamma':
+            var.assign((1 + 0.3 * rng.randn(*shape)).astype(np.float32))
+        elif last in ('W_ci', 'W_cf', 'W_co'):
+            var.assign(0.5 * rng.randn(*shape).astype(np.float32))
+
+
+def model_params(model):
+    """The text_objseg weights, by their TF1 names without the scope, as float64."""
+    return {n[len(SCOPE):]: v.numpy().astype(np.float64)
+            for n, v in model.store.variables.items()
+            if n.startswith(SCOPE) and n in model.model_variables}
+
+
+def features(model, im):
+    """The port's backbone endpoints for ONE image im [H, W, 3], float64 [h, w, C]."""
+    import tensorflow as tf
+    layers = model.backbone(tf.constant(im[None], tf.float32))
+    return {k: layers[k].numpy()[0].astype(np.float64) for k in ENDPOINTS}
+
+
+def build_restored(prefix, **kw):
+    """A TINY LSTM_model (settings overridden by kw) restored from the checkpoint `prefix`."""
+    from CMPC_model import LSTM_model
+    model = LSTM_model(**dict(TINY, **kw))
+    model.restore(prefix)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

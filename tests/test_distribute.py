@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fixtures import TINY_FLAGS, run_script, script_env, start_script, write_batches
+from helpers import TINY_FLAGS, run_script, script_env, start_script, write_batches
 from util import distribute
 from util.data_reader import DataReader
 
@@ -83,6 +83,7 @@ def losses(root, folder):
     return [json.loads(line) for line in open(root / folder / 'train_log.jsonl')]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('folder', ['mirrored', 'multiworker'])
 def test_losses_and_weights_equal_single_replica(runs, folder):
     root, _ = runs
@@ -115,6 +116,7 @@ def test_losses_and_weights_equal_single_replica(runs, folder):
     assert close >= 0.999 * total, (close, total)
 
 
+@pytest.mark.cli
 def test_only_the_chief_writes(runs):
     root, out = runs
     log = losses(root, 'multiworker')
@@ -127,6 +129,7 @@ def test_only_the_chief_writes(runs):
     assert 'MirroredStrategy: 2 replicas, 1 worker(s)' in out['mirrored']
 
 
+@pytest.mark.cli
 def test_resume_continues_on_every_worker(runs):
     """Both workers restore the chief's snapshot (shared folder) and agree on the step."""
     root, _ = runs
@@ -192,6 +195,7 @@ def test_tf_config_parsing():
         distribute.read_tf_config({'TF_CONFIG': '{not json'})
 
 
+@pytest.mark.cli
 def test_bad_batch_for_replicas_is_a_clear_error(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 2, (64, 64), seed=0)
     proc = run_script(train_args('x', ['--cpu-replicas', '3']), tmp_path, check=False)
