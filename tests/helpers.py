@@ -10,13 +10,15 @@ import sys
 import numpy as np
 
 from np_reference import SCOPE
+from util.settings import PRESETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The original graph's variables, vars_*.txt: shared/ lies beside the repository.
 REFERENCE_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'reference')
 
-TINY = dict(H=64, W=64, vf_h=8, vf_w=8, vocab_size=50, rnn_size=32, v_emb_dim=32, mlp_dim=16)
-TINY_FLAGS = ['--size', '64', '--rnn-size', '32', '--mlp-dim', '16', '--vocab-size', '50']
+# The tests' model (util/settings.PRESETS['tiny']): LSTM_model's keyword arguments and flags.
+TINY = PRESETS['tiny'].to_json()
+TINY_FLAGS = ['--preset', 'tiny', '--vocab-size', '%d' % TINY['vocab_size']]
 
 
 # ---------------------------------------------------------------------------------------------
