@@ -258,7 +258,7 @@ def test_adam_update_against_finite_differences(trained):
 def test_overfit_one_batch():
     tf.random.set_seed(0)
     rng = np.random.RandomState(0)
-    model = LSTM_model(mode='train', start_lr=0.003, backbone_blocks=(1, 1, 1, 1), **TINY)
+    model = LSTM_model(mode='train', start_lr=0.003, **dict(TINY, backbone_blocks=(1, 1, 1, 1)))
     ims, masks = zip(*[scene(rng, 64, 64) for _ in range(2)])
     im = np.stack(ims).astype(np.float32)[..., ::-1] - np.array([104.0, 116.7, 122.7])
     model.backbone.calibrate(im)
