@@ -10,8 +10,8 @@ and slim's batch_norm. TF1 semantics throughout (e.g. resize without half-pixel 
 
 Parameters `P` map the TF1 variable names WITHOUT the 'text_objseg/' scope (`unscoped`) to float64
 arrays. Arrays have no batch axis unless a docstring says otherwise. Used by
-test_cmpc_reference.py (the whole graph, a train step's cost) and test_blocks.py (one block at a
-time); nothing here imports the project.
+test_cmpc_model.py (the whole graph, and one block at a time), test_trainer.py (a train step's
+cost) and test_loss.py; nothing here imports the project.
 """
 
 import math

@@ -5,7 +5,7 @@ The golden values were written by tests/golden/write_golden.py from commit fe55d
 commit before the restructuring; its docstring has the commands) with the same weights, which
 it sets from numpy generators seeded by each variable's name. On the machine that wrote them
 every value below matched bit for bit; the tolerances allow another CPU's float32 rounding:
-- outputs: logits O(1) at the end of a ~60-op float32 chain, as test_cmpc_reference.py
+- outputs: logits O(1) at the end of a ~60-op float32 chain, as test_cmpc_model.py
   argues (1e-5 + 1e-4 |ref|); losses are per-image sums over 4096 pixels of terms whose
   derivative in the logit is below 1, so they inherit the same relative bound;
 - Adam's first step moves a weight by lr * g / (|g| + 3.2e-7) (lr_t m / (sqrt(v) + eps) at
