@@ -136,17 +136,18 @@ class WordEncoder:
 
 
 class WordParser:
-    """Soft word types [entity, attribute, relation, unnecessary] (build_lang_parser)."""
+    """Soft word types (build_lang_parser): [entity, attribute, relation, unnecessary] for
+    images; [entity, attribute, static relation, action, unnecessary] for video (types=5)."""
 
-    def __init__(self, store, rnn_size):
+    def __init__(self, store, rnn_size, types=4):
         # The hidden width 500 is fixed in the original, whatever mlp_dim is.
         self.conv1 = Conv(store, 'words_parse_1', 1, rnn_size, 500)
-        self.conv2 = Conv(store, 'words_parse_2', 1, 500, 4)
+        self.conv2 = Conv(store, 'words_parse_2', 1, 500, types)
 
     def __call__(self, words_feat, valid):
         # words_feat [B, 1, T, C]; valid [B, T] bool
         x = tf.nn.relu(self.conv1(words_feat))  # [B, 1, T, 500]
-        parse = softmax(self.conv2(x), axis=3)  # [B, 1, T, 4]
+        parse = softmax(self.conv2(x), axis=3)  # [B, 1, T, types]
         # Words before the first real token were sliced away in the original.
         return parse * tf.cast(valid, parse.dtype)[:, None, :, None]
 
@@ -176,34 +177,46 @@ class MutanFusion:
         return l2_normalize(fused, 3)  # [B, h, w, C]
 
 
+class GraphConv:
+    """The original's graph_conv: nodes [B, 1, N, C] gather messages along adj [B, N, N]
+    (row-stochastic), then a residual, layer norms and a 1x1 update; `graph` names the
+    variables (gconv_*_{graph}_{level})."""
+
+    def __init__(self, store, graph, level, dim):
+        self.ln_feat = LayerNorm(store, 'gconv_feat_ln_%s_%s' % (graph, level), dim)
+        self.update = Conv(store, 'gconv_update_%s_%s' % (graph, level), 1, dim, dim)
+        self.ln_update = LayerNorm(store, 'gconv_update_ln_%s_%s' % (graph, level), dim)
+
+    def __call__(self, nodes, adj):
+        # nodes [B, 1, N, C]; adj [B, N, N]
+        message = tf.matmul(adj, nodes[:, 0])[:, None]  # [B, 1, N, C]
+        x = tf.nn.relu(nodes + self.ln_feat(message))
+        return tf.nn.relu(self.ln_update(self.update(x)))  # [B, 1, N, C]
+
+
 class RelationAwareReasoning:
     """Relation words drive a graph over all spatial positions (build_spa_graph + graph_conv)."""
 
     def __init__(self, store, level, v_emb_dim, rnn_size):
         self.words_trans = Conv(store, 'words_trans_' + level, 1, rnn_size, rnn_size)
         self.nodes_trans = Conv(store, 'spa_graph_trans2_' + level, 1, v_emb_dim, v_emb_dim)
-        self.ln_feat = LayerNorm(store, 'gconv_feat_ln_spa_graph_' + level, v_emb_dim)
-        self.update = Conv(store, 'gconv_update_spa_graph_' + level, 1, v_emb_dim, v_emb_dim)
-        self.ln_update = LayerNorm(store, 'gconv_update_ln_spa_graph_' + level, v_emb_dim)
+        self.graph_conv = GraphConv(store, 'spa_graph', level, v_emb_dim)
         self.v_emb_dim = v_emb_dim
 
     def __call__(self, nodes, words_feat, words_parse, valid):
-        # nodes [B, h, w, C]; words_feat [B, 1, T, C]; words_parse [B, 1, T, 4]; valid [B, T]
+        # nodes [B, h, w, C]; words_feat [B, 1, T, C]; words_parse [B, 1, T, types]; valid [B, T]
         B, h, w, C = tf.shape(nodes)[0], nodes.shape[1], nodes.shape[2], nodes.shape[3]
         words_trans = self.words_trans(words_feat)[:, 0]  # [B, T, C]
         nodes_trans = tf.reshape(self.nodes_trans(nodes), [B, h * w, C])  # [B, HW, C]
         affinity = tf.matmul(nodes_trans, words_trans, transpose_b=True)  # [B, HW, T]
         affinity = affinity / self.v_emb_dim ** 0.5
-        affinity = words_parse[:, :, :, 2] * affinity  # relation weights [B, 1, T]
+        affinity = words_parse[:, :, :, 2] * affinity  # (static) relation weights [B, 1, T]
         attn_words = cast(masked_softmax(affinity, valid[:, None, :], axis=2), nodes.dtype)
         attn_nodes = softmax(affinity, axis=1)  # [B, HW, T]
         # Pad columns of attn_nodes meet zeros of attn_words, so they drop out of adj.
         adj = tf.matmul(attn_words, attn_nodes, transpose_b=True)  # [B, HW, HW]
 
-        graph = tf.reshape(nodes, [B, 1, h * w, C])  # [B, 1, HW, C]
-        message = tf.reshape(tf.matmul(adj, graph[:, 0]), [B, 1, h * w, C])
-        x = tf.nn.relu(graph + self.ln_feat(message))
-        x = tf.nn.relu(self.ln_update(self.update(x)))  # [B, 1, HW, C]
+        x = self.graph_conv(tf.reshape(nodes, [B, 1, h * w, C]), adj)  # [B, 1, HW, C]
         return l2_normalize(tf.reshape(x, [B, h, w, C]), 3)
 
 
@@ -362,13 +375,13 @@ class LSTM_model(tf.Module):
         self.lateral = {'c5': Conv(store, 'c5_lateral', 1, s.vf_dim, s.v_emb_dim),
                         'c4': Conv(store, 'c4_lateral', 1, 1024, s.v_emb_dim),
                         'c3': Conv(store, 'c3_lateral', 1, 512, s.v_emb_dim)}
-        self.parser = WordParser(store, s.rnn_size)
+        self.parser = WordParser(store, s.rnn_size, types=len(self.WORD_TYPES))
         self.levels = ('c5', 'c4', 'c3')
         self.mutan = {lv: MutanFusion(store, lv, s.v_emb_dim, s.rnn_size) for lv in self.levels}
         self.reasoning = {lv: RelationAwareReasoning(store, lv, s.v_emb_dim, s.rnn_size)
                           for lv in self.levels}
-        self.fusion = {lv: Conv(store, 'fusion_' + lv, 1, 2 * s.v_emb_dim + s.rnn_size + 8,
-                                s.mlp_dim)
+        self._build_extra(store, s)
+        self.fusion = {lv: Conv(store, 'fusion_' + lv, 1, self.fusion_width(s), s.mlp_dim)
                        for lv in self.levels}
         self.level_score = {lv: Conv(store, 'score_' + lv, 3, s.mlp_dim, 1) for lv in self.levels}
         self.exchange = {lv: TextGuidedExchange(store, lv, s.mlp_dim, s.rnn_size)
@@ -381,12 +394,30 @@ class LSTM_model(tf.Module):
             self.backbone.fold_batch_norm()
 
         self.forward_fn = tf.function(
-            lambda words, im: self.build_graph(words, im, False), jit_compile=xla,
-            input_signature=[tf.TensorSpec([None, s.num_steps], tf.int32),
-                             tf.TensorSpec([None, s.H, s.W, 3], tf.float32)])
+            lambda words, visual: self.build_graph(words, visual, False), jit_compile=xla,
+            input_signature=self.input_signature)
         self.trainer = None
         if mode == 'train':
             self.trainer = Trainer(self, train_settings, precision=precision, xla=xla)
+
+    # -- what a subclass (the video model) changes ---------------------------------------------
+
+    WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')
+
+    def _build_extra(self, store, s):
+        """Blocks beyond the image model's, created before the fusion convs."""
+
+    @staticmethod
+    def fusion_width(s):
+        """Channels of build_lang2vis's concatenation: [MUTAN, graph, words, spatial grid]."""
+        return 2 * s.v_emb_dim + s.rnn_size + 8
+
+    @property
+    def input_signature(self):
+        """[words, image] as the forward and the train step take them."""
+        s = self.settings
+        return [tf.TensorSpec([None, s.num_steps], tf.int32),
+                tf.TensorSpec([None, s.H, s.W, 3], tf.float32)]
 
     # The architecture's sizes, read by the pipeline (settings.vf_h etc. are the owners).
     H = property(lambda self: self.settings.H)
@@ -400,9 +431,24 @@ class LSTM_model(tf.Module):
 
     def build_graph(self, words, im, training=False):
         """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps)."""
-        B, T = tf.shape(words)[0], self.num_steps
-        dtype = self.compute_dtype
-        visual = self.backbone(cast(im, dtype))
+        B = tf.shape(words)[0]
+        visual = self.backbone(cast(im, self.compute_dtype))
+        words_feat, words_parse, valid = self.encode_words(words, training)
+        spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
+        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
+        valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+
+        fusion = {}
+        for lv, vis in self.lateral_features(visual).items():  # [B, h, w, v_emb]
+            vis_la_sp = self.mutan[lv](valid_lang, spatial, vis)  # [B, h, w, v_emb]
+            graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
+            fusion[lv] = self.fuse(lv, [vis_la_sp, graph], valid_lang, spatial)
+        return self.decode(fusion, words_feat, words_parse)
+
+    def encode_words(self, words, training):
+        """words [B, T] -> words_feat [B, 1, T, rnn] (l2-normalised), words_parse
+        [B, 1, T, types] (zero before the first real word) and valid [B, T]."""
+        T = self.num_steps
         # Words from the first real token on take part (all of them for an all-pad sentence,
         # where the original's valid_idx stayed 0).
         leading_pads = tf.reduce_sum(
@@ -413,28 +459,30 @@ class LSTM_model(tf.Module):
         keep_emb = self.train_settings.keep_prob_emb if training else 1.0
         keep_rnn = self.train_settings.keep_prob_rnn if training else 1.0
         words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
-        words_feat = cast(l2_normalize(words_feat, 2)[:, None], dtype)  # [B, 1, T, rnn]
+        words_feat = cast(l2_normalize(words_feat, 2)[:, None], self.compute_dtype)
+        return words_feat, self.parser(words_feat, valid), valid
 
-        spatial = tf.tile(cast(self.spatial, dtype), [B, 1, 1, 1])  # [B, h, w, 8]
-        words_parse = self.parser(words_feat, valid)  # [B, 1, T, 4]
-        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
-        # E + A + R, written as the original: sum of all four minus 'unnecessary'.
-        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, 3]  # [B, 1, T]
-        valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
-
+    def lateral_features(self, visual):
+        """The backbone's res5 / res4 / res3 through the lateral 1x1 convs, l2-normalised."""
         c3, c4, c5 = self.backbone.endpoints  # res3b3_relu, res4b22_relu, res5c_relu
         layers = {'c5': visual[c5], 'c4': visual[c4], 'c3': visual[c3]}
-        out, fusion = {}, {}
+        return {lv: l2_normalize(self.lateral[lv](layers[lv]), 3) for lv in self.levels}
+
+    def fuse(self, lv, feats, lang, spatial):
+        """The fusion conv of build_lang2vis over [*feats, lang tiled, spatial grid]."""
+        lang_tiled = tf.tile(lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
+        return tf.nn.relu(self.fusion[lv](tf.concat(feats + [lang_tiled, spatial], 3)))
+
+    def decode(self, fusion, words_feat, words_parse):
+        """The levels' scores, text-guided feature exchange twice, the ConvLSTM and the score:
+        fusion {level: [B, h, w, mlp]} -> the outputs."""
+        out = {}
         for lv in self.levels:
-            vis = l2_normalize(self.lateral[lv](layers[lv]), 3)  # [B, h, w, v_emb]
-            vis_la_sp = self.mutan[lv](valid_lang, spatial, vis)  # [B, h, w, v_emb]
-            graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
-            lang_tiled = tf.tile(valid_lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
-            feat_all = tf.concat([vis_la_sp, graph, lang_tiled, spatial], 3)
-            fusion[lv] = tf.nn.relu(self.fusion[lv](feat_all))  # [B, h, w, mlp]
             score = cast(self.level_score[lv](fusion[lv]), tf.float32)  # [B, h, w, 1]
             out['up_' + lv] = resize_bilinear(score, [self.H, self.W])
-
+        # The words that are not 'unnecessary' (the last type), written as the original: the
+        # sum of all types minus that one.
+        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, -1]  # [B, 1, T]
         lang = weighted_words(necessary, words_feat)  # [B, 1, 1, rnn]
         f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
         ex = self.exchange
@@ -446,7 +494,7 @@ class LSTM_model(tf.Module):
         out['pred'] = cast(self.score(fused), tf.float32)  # [B, h, w, 1]
         out['up'] = resize_bilinear(out['pred'], [self.H, self.W])  # [B, H, W, 1]
         out['sigm'] = tf.sigmoid(out['up'])
-        out['words_parse'] = cast(words_parse[:, 0], tf.float32)  # [B, T, 4]
+        out['words_parse'] = cast(words_parse[:, 0], tf.float32)  # [B, T, types]
         return out
 
     def forward(self, words, im):
@@ -457,12 +505,15 @@ class LSTM_model(tf.Module):
     def _check_inputs(self, words, im, mask=None):
         words = np.asarray(words)
         im = np.asarray(im, dtype=np.float32)
+        visual_name = self.input_name
+        want = tuple(self.input_signature[1].shape[1:])
         if words.ndim != 2 or words.shape[1] != self.num_steps:
             raise ValueError('words must be [B, %d] (left-padded ids), got shape %s'
                              % (self.num_steps, list(words.shape)))
-        if im.shape[1:] != (self.H, self.W, 3) or im.shape[0] != words.shape[0]:
-            raise ValueError('im must be [B, %d, %d, 3] with B = %d, got shape %s'
-                             % (self.H, self.W, words.shape[0], list(im.shape)))
+        if im.shape[1:] != want or im.shape[0] != words.shape[0]:
+            raise ValueError('%s must be [B, %s] with B = %d, got shape %s'
+                             % (visual_name, ', '.join(map(str, want)), words.shape[0],
+                                list(im.shape)))
         if words.min() < 0 or words.max() >= self.vocab_size:
             raise ValueError('word ids must lie in [0, %d), got %d..%d'
                              % (self.vocab_size, words.min(), words.max()))
@@ -474,6 +525,8 @@ class LSTM_model(tf.Module):
             raise ValueError('mask must be [B, %d, %d, 1], got shape %s'
                              % (self.H, self.W, list(mask.shape)))
         return words, im, mask
+
+    input_name = 'im'
 
     def downsample_mask(self, mask):
         """mask [B, H, W, 1] at the score map's size [B, vf_h, vf_w, 1] (pixel accuracy)."""

@@ -10,15 +10,22 @@ import sys
 import numpy as np
 
 from np_reference import SCOPE
-from util.settings import PRESETS
+from util.settings import PRESETS, VideoModelSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The original graph's variables, vars_*.txt: shared/ lies beside the repository.
 REFERENCE_DIR = os.path.join(os.path.dirname(ROOT), 'shared', 'reference')
 
 # The tests' model (util/settings.PRESETS['tiny']): LSTM_model's keyword arguments and flags.
-TINY = PRESETS['tiny'].to_json()
+def model_kwargs(settings):
+    """LSTM_model's keyword arguments for a ModelSettings (its JSON less the model's kind)."""
+    return {k: v for k, v in settings.to_json().items() if k != 'kind'}
+
+
+TINY = model_kwargs(PRESETS['tiny'])
 TINY_FLAGS = ['--preset', 'tiny', '--vocab-size', '%d' % TINY['vocab_size']]
+# The video model at the tiny size (and 16-frame clips).
+VIDEO_TINY = model_kwargs(VideoModelSettings.of(PRESETS['tiny']))
 
 
 # ---------------------------------------------------------------------------------------------

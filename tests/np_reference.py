@@ -317,3 +317,96 @@ def reference_cost(P, words, feats, mask, cfg, weight_decay=WEIGHT_DECAY):
 def polynomial_decay(step, start_lr, decay_steps, end_lr=1e-5, power=0.9):
     """tf.train.polynomial_decay(start_lr, step, decay_steps, end_lr, power), cycle False."""
     return (start_lr - end_lr) * (1 - min(step, decay_steps) / decay_steps) ** power + end_lr
+
+
+# ---------------------------------------------------------------------------------------------
+# the original video model, CMPC_video/CMPC_video_mm_tgraph_allvec.py, at batch size 1
+
+VIDEO_SAMPLED_FRAMES = (0, 4, 8, 12, 15)  # tf.gather(self.clip, [0, 4, 8, 12, 15], axis=1)
+
+
+def graph_conv(P, nodes, adj, graph_name, level):
+    """graph_conv of one sample: nodes [N, C], adj [N, N] -> [N, C]."""
+    gconv = layer_norm(adj @ nodes, P, 'gconv_feat_ln_%s_%s' % (graph_name, level))
+    gconv = np.maximum(nodes + gconv, 0)
+    update = conv1x1(P, 'gconv_update_%s_%s' % (graph_name, level), gconv)
+    return np.maximum(layer_norm(update, P, 'gconv_update_ln_%s_%s' % (graph_name, level)), 0)
+
+
+def temp_graph(P, mm_feats, ac_lang, level, v_emb_dim):
+    """build_temp_graph: mm_feats [F, h, w, C] (MUTAN of each sampled frame), ac_lang [C] ->
+    the l2-normalised nodes [F, C]."""
+    F, h, w, C = mm_feats.shape
+    lang_trans = conv1x1(P, 'tg_ltrans_' + level, ac_lang)  # [C]
+    nodes = []
+    for f in range(F):
+        vis_trans = conv1x1(P, 'tg_vtrans_' + level, mm_feats[f]).reshape(h * w, C)
+        attn = softmax(vis_trans @ lang_trans / v_emb_dim ** 0.5, axis=0)  # over positions
+        nodes.append(attn @ mm_feats[f].reshape(h * w, C))
+    nodes = np.stack(nodes)  # [F, C]
+    query = conv1x1(P, 'tg_query_' + level, nodes)
+    key = conv1x1(P, 'tg_key_' + level, nodes)
+    adj = softmax(query @ key.T / v_emb_dim ** 0.5, axis=1)  # [F, F]
+    return l2_normalize(graph_conv(P, nodes, adj, 'temp_graph', level), -1)
+
+
+def temp_ctx(P, mm_feat, nodes, level, v_emb_dim):
+    """build_temp_ctx: mm_feat [h, w, C] of the annotated frame, nodes [F, C] -> [h, w, C]."""
+    h, w, C = mm_feat.shape
+    mm_trans = conv1x1(P, 'mm_trans_' + level, mm_feat).reshape(h * w, C)
+    ctx_trans = conv1x1(P, 'ctx_trans_' + level, nodes)  # [F, C]
+    attn = softmax(mm_trans @ ctx_trans.T / v_emb_dim ** 0.5, axis=1)  # [HW, F], over frames
+    return l2_normalize((attn @ nodes).reshape(h, w, C), -1)
+
+
+def reference_forward_video(P, words, frame_feats, cfg):
+    """The original video build_graph for one sentence `words` [T] and the backbone features of
+    the 5 sampled frames, frame_feats = [{endpoint: [h, w, C]}] x 5. float64, no batch axis."""
+    H, W, vf_h, vf_w = cfg['H'], cfg['W'], cfg['vf_h'], cfg['vf_w']
+    rnn_size, v_emb_dim, mlp_dim = cfg['rnn_size'], cfg['v_emb_dim'], cfg['mlp_dim']
+    valid_idx = next((i for i in range(len(words)) if words[i] != 0), 0)
+    annotated = len(VIDEO_SAMPLED_FRAMES) // 2  # visual_feat[self.sample_frames // 2]
+
+    cell = 'RNN/multi_rnn_cell/cell_0/basic_lstm_cell/'
+    words_feat = basic_lstm(P['Variable'], P[cell + 'kernel'], P[cell + 'bias'], words)
+    words_feat = l2_normalize(words_feat[valid_idx:], -1)  # [T', C]
+    spatial = spatial_grid(vf_h, vf_w)
+
+    # build_lang_parser: entity, attribute, static relation, action, unnecessary
+    parse = np.maximum(conv1x1(P, 'words_parse_1', words_feat), 0)
+    parse = softmax(conv1x1(P, 'words_parse_2', parse), axis=-1)  # [T', 5]
+    ea_lang = l2_normalize((parse[:, 0] + parse[:, 1]) @ words_feat)  # ea_lang
+    ac_lang = l2_normalize(parse[:, -2] @ words_feat)  # ac_lang: the action words
+    valid_lang = l2_normalize((parse.sum(-1) - parse[:, 4]) @ words_feat)  # valid_lang
+
+    endpoints = {'c5': ('res5c_relu', 'c5_lateral'), 'c4': ('res4b22_relu', 'c4_lateral'),
+                 'c3': ('res3b3_relu', 'c3_lateral')}
+    out, fusion = {}, {}
+    for level in ('c5', 'c4', 'c3'):
+        endpoint, lateral = endpoints[level]
+        vis = np.stack([l2_normalize(conv1x1(P, lateral, f[endpoint]), -1)
+                        for f in frame_feats])  # [F, h, w, C]
+        mm = np.stack([mutan_fusion(P, ea_lang, spatial, v, level) for v in vis])
+        nodes = temp_graph(P, mm, ac_lang, level, v_emb_dim)
+        ctx = temp_ctx(P, mm[annotated], nodes, level, v_emb_dim)
+        graph = spa_graph(P, mm[annotated], words_feat, parse, level, v_emb_dim)
+        lang_tiled = np.broadcast_to(valid_lang, (vf_h, vf_w, rnn_size))
+        feat_all = np.concatenate([vis[annotated], graph, ctx, lang_tiled, spatial], -1)
+        fusion[level] = np.maximum(conv1x1(P, 'fusion_' + level, feat_all), 0)
+        out['up_' + level] = resize_bilinear_tf1(conv3x3(P, 'score_' + level, fusion[level]), H, W)
+
+    f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
+    e3 = exchange(P, f3, f4, f5, valid_lang, 'c3', mlp_dim)
+    e4 = exchange(P, f4, f3, f5, valid_lang, 'c4', mlp_dim)
+    e5 = exchange(P, f5, f3, f4, valid_lang, 'c5', mlp_dim)
+    e3_2 = exchange(P, e3, e4, e5, valid_lang, 'c3_2', mlp_dim)
+    e4_2 = exchange(P, e4, e3, e5, valid_lang, 'c4_2', mlp_dim)
+    e5_2 = exchange(P, e5, e3, e4, valid_lang, 'c5_2', mlp_dim)
+    fused = conv_lstm(P, [e3_2, e4_2, e5_2])
+
+    out['pred'] = conv3x3(P, 'score', fused)
+    out['up'] = resize_bilinear_tf1(out['pred'], H, W)
+    out['sigm'] = sigmoid(out['up'])
+    out['words_parse'] = parse
+    out['valid_idx'] = valid_idx
+    return out

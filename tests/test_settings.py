@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from helpers import ROOT
-from util.settings import (PRESETS, ModelSettings, TrainSettings, feature_size, resume_settings,
-                           run_record, split_model_kwargs)
+from util.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings, feature_size,
+                           resume_settings, run_record, split_model_kwargs)
 
 GOLDEN_JSON = os.path.join(ROOT, 'tests', 'golden', 'pre_refactor_snapshot.json')
 
@@ -105,9 +105,35 @@ def test_snapshot_json_of_the_pre_change_code_reads_the_same():
     assert ModelSettings.from_json(meta) == model
     assert TrainSettings.from_json(meta) == train.replace(batch_size=meta['model']['batch_size'])
     assert model.backbone_blocks == (1, 1, 1, 1) and train.lr_decay_step == 40
-    # The architecture's keys keep their values in the new JSON.
+    # The architecture's keys keep their values in the new JSON, which adds the model's kind.
     written = model.to_json()
+    assert written.pop('kind') == 'image'
     assert {k: meta['model'][k] for k in written} == written
+
+
+def test_model_kind_is_checked():
+    """An image snapshot given to the video model and the reverse are refused, by JSON and by
+    the checkpoint's shapes (the word parser's 4 or 5 types)."""
+    image = PRESETS['tiny']
+    video = VideoModelSettings.of(image)
+    assert video.frames == 16 and video.kind == 'video' and image.kind == 'image'
+    assert VideoModelSettings.from_json({'model': video.to_json()}) == video
+    with pytest.raises(ValueError, match='s.json: a checkpoint of the image model, not the video '
+                                         'model .use trainval_model.py'):
+        VideoModelSettings.from_json({'model': image.to_json()}, 's.json')
+    with pytest.raises(ValueError, match='of the video model, not the image model'):
+        ModelSettings.from_json({'model': video.to_json()})
+    shapes = {'text_objseg/Variable': [50, 300], 'text_objseg/rnn/conv_lstm_cell/W_ci': [8, 8, 16],
+              'text_objseg/words_parse_1/DW': [1, 1, 32, 500],
+              'text_objseg/words_parse_2/DW': [1, 1, 500, 5],
+              'text_objseg/c5_lateral/DW': [1, 1, 2048, 32]}
+    assert VideoModelSettings.from_shapes(shapes, 20).H == 64
+    with pytest.raises(ValueError, match='5 types, the video model; this is the image model'):
+        ModelSettings.from_shapes(shapes, 20)
+    with pytest.raises(ValueError, match='frames must be at least 16'):
+        VideoModelSettings(frames=8)
+    with pytest.raises(ValueError, match='settings of the image model given to the video model'):
+        split_model_kwargs(image.to_json(), VideoModelSettings)
 
 
 def test_bad_json_is_named():
@@ -131,6 +157,7 @@ def test_resume_takes_the_architecture_from_the_snapshot_and_training_from_the_f
 def test_architecture_from_the_tensor_shapes_of_an_original_checkpoint():
     shapes = {'text_objseg/Variable': [50, 300], 'text_objseg/rnn/conv_lstm_cell/W_ci': [8, 8, 16],
               'text_objseg/words_parse_1/DW': [1, 1, 32, 500],
+              'text_objseg/words_parse_2/DW': [1, 1, 500, 4],
               'text_objseg/c5_lateral/DW': [1, 1, 2048, 32]}
     for stage, n in zip((2, 3, 4, 5), (3, 4, 23, 3)):
         for block in ['a'] + ['b%d' % i for i in range(1, n)] if n > 3 else 'abc'[:n]:

@@ -65,6 +65,9 @@ class ModelSettings:
     backbone_blocks: tuple = PAPER_BLOCKS
     emb_name: str = 'Gref'          # data/{emb_name}_emb.npy
 
+    kind = 'image'  # written to the JSON; the video model's settings say 'video'
+    script = 'trainval_model.py'
+
     def __post_init__(self):
         object.__setattr__(self, 'backbone_blocks', tuple(int(b) for b in self.backbone_blocks))
         if len(self.backbone_blocks) != 4 or min(self.backbone_blocks) < 1:
@@ -97,7 +100,7 @@ class ModelSettings:
         """A dict for a snapshot's JSON; vf_h and vf_w are written for readers, not read."""
         d = dataclasses.asdict(self)
         d['backbone_blocks'] = list(self.backbone_blocks)
-        d.update(vf_h=self.vf_h, vf_w=self.vf_w)
+        d.update(vf_h=self.vf_h, vf_w=self.vf_w, kind=self.kind)
         return d
 
     @classmethod
@@ -107,6 +110,11 @@ class ModelSettings:
         if not isinstance(meta, dict) or not isinstance(meta.get('model'), dict):
             raise ValueError('%s: no "model" section with the model settings' % where)
         values = dict(meta['model'])
+        kind = values.pop('kind', 'image')  # snapshots written before the video model: image
+        if kind != cls.kind:
+            raise ValueError('%s: a checkpoint of the %s model, not the %s model (use %s)'
+                             % (where, kind, cls.kind, SETTINGS_OF[kind].script
+                                if kind in SETTINGS_OF else 'another script'))
         derived = {k: values.pop(k) for k in ('vf_h', 'vf_w') if k in values}
         settings = _from_dict(cls, values, where, ignore=TRAIN_FIELDS)
         got = (derived.get('vf_h', settings.vf_h), derived.get('vf_w', settings.vf_w))
@@ -126,6 +134,12 @@ class ModelSettings:
             return [int(s) for s in shapes[name]]
         vocab_size, glove_dim = shape('text_objseg/Variable')
         vf_h, vf_w, mlp_dim = shape('text_objseg/rnn/conv_lstm_cell/W_ci')
+        types = shape('text_objseg/words_parse_2/DW')[3]
+        kind = {4: 'image', 5: 'video'}.get(types)
+        if kind != cls.kind:
+            raise ValueError('checkpoint: its word parser has %d types, %s; this is the %s model'
+                             % (types, 'the %s model' % kind if kind else 'not a CMPC model',
+                                cls.kind))
         return cls(H=OUTPUT_STRIDE * vf_h, W=OUTPUT_STRIDE * vf_w, num_steps=num_steps,
                    vocab_size=vocab_size, glove_dim=glove_dim,
                    rnn_size=shape('text_objseg/words_parse_1/DW')[2],
@@ -146,6 +160,33 @@ class ModelSettings:
             rnn_size=rnn, v_emb_dim=rnn, mlp_dim=pick(args.mlp_dim, base.mlp_dim),
             backbone_blocks=pick(args.backbone_blocks, base.backbone_blocks),
             vocab_size=vocab_size_of(args), emb_name=emb_name_of(args.dataset))
+
+
+@dataclass(frozen=True)
+class VideoModelSettings(ModelSettings):
+    """The video model's architecture (CMPC_video/CMPC_video_mm_tgraph_allvec.py): the image
+    model's and the clip length. The network samples frames [0, 4, 8, 12, 15] of the clip; the
+    annotated frame is clip index 8."""
+    frames: int = 16                # frames per clip
+
+    kind = 'video'
+    script = 'CMPC_video/trainval_video.py'
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.frames < 16:
+            raise ValueError('frames must be at least 16 (the model samples clip frames 0, 4, 8, '
+                             '12 and 15), got %d' % self.frames)
+
+    @classmethod
+    def of(cls, image_settings, **changes):
+        """The video model with an image model's architecture (a preset's)."""
+        values = dataclasses.asdict(image_settings)
+        values.update(changes)
+        return cls(**values)
+
+
+SETTINGS_OF = {'image': ModelSettings, 'video': VideoModelSettings}
 
 
 def blocks_from_shapes(shapes):
@@ -208,7 +249,7 @@ class TrainSettings:
         written before the split."""
         if isinstance(meta.get('training'), dict):
             return _from_dict(cls, meta['training'], where)
-        return _from_dict(cls, meta.get('model', {}), where, ignore=MODEL_FIELDS + ('vf_h', 'vf_w'))
+        return _from_dict(cls, meta.get('model', {}), where, ignore=MODEL_FIELDS + ('vf_h', 'vf_w', 'kind'))
 
     @classmethod
     def from_flags(cls, args):
@@ -217,7 +258,7 @@ class TrainSettings:
                    batch_size=args.batch_size)
 
 
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSettings))
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(VideoModelSettings))
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
 
 PRESETS = {
@@ -229,15 +270,19 @@ PRESETS = {
 }
 
 
-def split_model_kwargs(kwargs):
-    """The original LSTM_model's keyword arguments -> (ModelSettings, TrainSettings); vf_h and
+def split_model_kwargs(kwargs, settings_cls=ModelSettings):
+    """The original LSTM_model's keyword arguments -> (settings_cls, TrainSettings); vf_h and
     vf_w, when given, must be the backbone's output for H x W."""
     kwargs = dict(kwargs)
     vf = (kwargs.pop('vf_h', None), kwargs.pop('vf_w', None))
-    unknown = sorted(k for k in kwargs if k not in MODEL_FIELDS and k not in TRAIN_FIELDS)
+    kind = kwargs.pop('kind', settings_cls.kind)  # as to_json wrote it
+    if kind != settings_cls.kind:
+        raise ValueError('settings of the %s model given to the %s model' % (kind, settings_cls.kind))
+    fields = tuple(f.name for f in dataclasses.fields(settings_cls))
+    unknown = sorted(k for k in kwargs if k not in fields and k not in TRAIN_FIELDS)
     if unknown:
         raise TypeError('LSTM_model got unexpected keyword argument(s) %s' % ', '.join(unknown))
-    model = ModelSettings(**{k: v for k, v in kwargs.items() if k in MODEL_FIELDS})
+    model = settings_cls(**{k: v for k, v in kwargs.items() if k in fields})
     train = TrainSettings(**{k: v for k, v in kwargs.items() if k in TRAIN_FIELDS})
     want = (model.vf_h, model.vf_w)
     if any(v is not None for v in vf) and tuple(v if v is not None else w
@@ -247,10 +292,10 @@ def split_model_kwargs(kwargs):
     return model, train
 
 
-def resume_settings(meta, args):
+def resume_settings(meta, args, settings_cls=ModelSettings):
     """The rule for a resumed run, written once: the architecture comes from the snapshot (the
     weights have its shapes), the training settings from the resuming command's flags."""
-    return ModelSettings.from_json(meta), TrainSettings.from_flags(args)
+    return settings_cls.from_json(meta), TrainSettings.from_flags(args)
 
 
 def run_record(model, train, step, **extra):

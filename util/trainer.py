@@ -37,10 +37,9 @@ class Trainer:
         self.optimizer = optim.TF1Adam(store, self.names, scope, lr_mult={
             n: 2.0 for n in self.names if n.find('biases') > 0})
         self.loss_scaler = optim.LossScaler() if precision == 'fp16' else None
-        H, W, T = model.H, model.W, model.num_steps
-        self.step_fn = tf.function(self._step, jit_compile=xla, input_signature=[
-            tf.TensorSpec([None, T], tf.int32), tf.TensorSpec([None, H, W, 3], tf.float32),
-            tf.TensorSpec([None, H, W, 1], tf.float32)])
+        # [words, image or clip] as the model takes them, and the mask.
+        self.step_fn = tf.function(self._step, jit_compile=xla, input_signature=(
+            model.input_signature + [tf.TensorSpec([None, model.H, model.W, 1], tf.float32)]))
         self._distributed_fn = tf.function(lambda *args: distribute.run_on_replicas(
             self.strategy, self._step, args, gathered=('pred', 'target')))
 
@@ -51,11 +50,11 @@ class Trainer:
     def learning_rate(self, step):
         return optim.polynomial_decay(step, self.settings.start_lr, self.settings.lr_decay_step)
 
-    def _step(self, words, im, mask):
+    def _step(self, words, visual, mask):
         model = self.model
         variables = [model.model_variables[n] for n in self.names]
         with tf.GradientTape() as tape:
-            out = model.build_graph(words, im, training=True)
+            out = model.build_graph(words, visual, training=True)
             losses = loss.multi_level_loss(out, mask,
                                            [model.model_variables[n] for n in self.reg_names],
                                            self.settings.weight_decay)

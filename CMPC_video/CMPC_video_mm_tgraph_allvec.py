@@ -1,0 +1,155 @@
+"""CMPC for video: the model of github:spyflying/CMPC-Refseg's
+CMPC_video/CMPC_video_mm_tgraph_allvec.py, with the same mathematics and the same variable names
+and shapes, so that its checkpoints load unchanged.
+
+    model = LSTM_model(mode='eval', H=64, W=64, vocab_size=50, rnn_size=32, v_emb_dim=32,
+                       mlp_dim=16)
+    out = model.forward(words, clip)  # words int32 [B, T]; clip [B, 16, H, W, 3] BGR - mean
+
+It is the image model (CMPC_model.py) with these differences, each a block of its own here or a
+hook of the image model:
+- the backbone runs on 5 frames of the 16-frame clip, [0, 4, 8, 12, 15] (`sample_frames`); the
+  annotated frame is clip index 8, the third sampled frame;
+- the word parser has 5 types: entity, attribute, static relation, action, unnecessary;
+- per level, MUTAN fuses every frame with the entity + attribute words; a temporal graph
+  (`TemporalGraph`) whose 5 nodes are the frames pooled by attention of the action words; the
+  annotated frame attends to those nodes (`TemporalContext`); the spatial relation graph runs
+  on the annotated frame; the fusion conv takes [lateral feature, spatial graph, temporal
+  context, words, spatial grid] of the annotated frame;
+- the rest (text-guided exchange twice, ConvLSTM, the four losses, Adam) is the image model's.
+
+Batches. The original only ran at batch size 1: it took the annotated frame as row 2 of the
+flattened [B * 5] frames and tiled MUTAN's words so that frames met another sample's sentence.
+Here every sample computes what it computes alone; batch size 1 is the original.
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+
+# The repository root (for `python CMPC_video/trainval_video.py` and tools run from here).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import CMPC_model  # noqa: E402
+from CMPC_model import Conv, GraphConv, cast, l2_normalize, softmax, weighted_words  # noqa: E402
+from util.settings import VideoModelSettings, split_model_kwargs  # noqa: E402
+
+SAMPLED_FRAMES = (0, 4, 8, 12, 15)  # clip indices the backbone sees
+ANNOTATED = 2  # the annotated frame (clip index 8) among them
+
+
+def sample_frames(clip):
+    """clip [B, frames, H, W, 3] -> the sampled frames [B * 5, H, W, 3], sample by sample."""
+    frames = tf.gather(clip, SAMPLED_FRAMES, axis=1)  # [B, 5, H, W, 3]
+    return tf.reshape(frames, [-1] + clip.shape[2:].as_list())
+
+
+class TemporalGraph:
+    """build_temp_graph: each frame is pooled into one node by attention of the action words,
+    and the 5 nodes exchange messages along their affinities (graph_conv 'temp_graph')."""
+
+    def __init__(self, store, level, v_emb_dim, rnn_size, frames=len(SAMPLED_FRAMES)):
+        self.vtrans = Conv(store, 'tg_vtrans_' + level, 1, v_emb_dim, v_emb_dim)
+        self.ltrans = Conv(store, 'tg_ltrans_' + level, 1, rnn_size, rnn_size)
+        self.query = Conv(store, 'tg_query_' + level, 1, v_emb_dim, v_emb_dim)
+        self.key = Conv(store, 'tg_key_' + level, 1, v_emb_dim, v_emb_dim)
+        self.graph_conv = GraphConv(store, 'temp_graph', level, v_emb_dim)
+        self.v_emb_dim, self.frames = v_emb_dim, frames
+
+    def __call__(self, mm_feat, action_lang):
+        # mm_feat [B * F, h, w, C] (the frames of a sample in a row); action_lang [B, 1, 1, rnn]
+        h, w, C = mm_feat.shape[1], mm_feat.shape[2], mm_feat.shape[3]
+        F = self.frames
+        vis_trans = tf.reshape(self.vtrans(mm_feat), [-1, h * w, C])  # [BF, HW, C]
+        lang_trans = tf.repeat(self.ltrans(action_lang), F, axis=0)[:, 0]  # [BF, 1, rnn]
+        attn = tf.matmul(lang_trans, vis_trans, transpose_b=True) / self.v_emb_dim ** 0.5
+        attn = softmax(attn, axis=2)  # [BF, 1, HW], over positions
+        nodes = tf.matmul(attn, tf.reshape(mm_feat, [-1, h * w, C]))  # [BF, 1, C]
+        nodes = tf.reshape(nodes, [-1, 1, F, C])  # [B, 1, F, C]
+        query = tf.reshape(self.query(nodes), [-1, F, C])  # [B, F, C]
+        key = tf.reshape(self.key(nodes), [-1, F, C])  # [B, F, C]
+        adj = softmax(tf.matmul(query, key, transpose_b=True) / self.v_emb_dim ** 0.5, axis=2)
+        return l2_normalize(self.graph_conv(nodes, adj), 3)  # [B, 1, F, C]
+
+
+class TemporalContext:
+    """build_temp_ctx: each position of the annotated frame gathers the temporal graph's nodes
+    by attention."""
+
+    def __init__(self, store, level, v_emb_dim):
+        self.mm_trans = Conv(store, 'mm_trans_' + level, 1, v_emb_dim, v_emb_dim)
+        self.ctx_trans = Conv(store, 'ctx_trans_' + level, 1, v_emb_dim, v_emb_dim)
+        self.v_emb_dim = v_emb_dim
+
+    def __call__(self, mm_feat, nodes):
+        # mm_feat [B, h, w, C] (the annotated frame); nodes [B, 1, F, C]
+        h, w, C = mm_feat.shape[1], mm_feat.shape[2], mm_feat.shape[3]
+        F = nodes.shape[2]
+        mm_trans = tf.reshape(self.mm_trans(mm_feat), [-1, h * w, C])  # [B, HW, C]
+        ctx_trans = tf.reshape(self.ctx_trans(nodes), [-1, F, C])  # [B, F, C]
+        attn = tf.matmul(mm_trans, ctx_trans, transpose_b=True) / self.v_emb_dim ** 0.5
+        attn = softmax(attn, axis=2)  # [B, HW, F], over frames
+        context = tf.matmul(attn, tf.reshape(nodes, [-1, F, C]))  # [B, HW, C]
+        return l2_normalize(tf.reshape(context, [-1, h, w, C]), 3)  # [B, h, w, C]
+
+
+class LSTM_model(CMPC_model.LSTM_model):
+    """The video CMPC with the original's constructor arguments (`frames=16`, `finetune` to train
+    res3-res5 as the image model's conv5) and the image model's API: forward(words, clip),
+    train_step(words, clip, mask) with mask [B, H, W, 1] of the annotated frame, save, restore.
+    The other keyword arguments, the fast paths and tf.distribute are the image model's."""
+
+    WORD_TYPES = ('entity', 'attribute', 'static relation', 'action', 'unnecessary')
+    input_name = 'clip'
+
+    def __init__(self, mode='eval', finetune=False, frames=16, glove=None, precision='fp32',
+                 xla=False, fold_bn=False, **kwargs):
+        settings, train_settings = split_model_kwargs(
+            dict(kwargs, frames=frames, conv5=finetune), VideoModelSettings)
+        self._build(settings, train_settings, mode, glove, precision, xla, fold_bn)
+
+    def _build_extra(self, store, s):
+        self.temporal_graph = {lv: TemporalGraph(store, lv, s.v_emb_dim, s.rnn_size)
+                               for lv in self.levels}
+        self.temporal_context = {lv: TemporalContext(store, lv, s.v_emb_dim)
+                                 for lv in self.levels}
+
+    @staticmethod
+    def fusion_width(s):
+        """[lateral, spatial graph, temporal context, words, spatial grid]: 3C + R + 8."""
+        return 3 * s.v_emb_dim + s.rnn_size + 8
+
+    @property
+    def input_signature(self):
+        """[words, clip] as the forward and the train step take them."""
+        s = self.settings
+        return [tf.TensorSpec([None, s.num_steps], tf.int32),
+                tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
+
+    def build_graph(self, words, clip, training=False):
+        """words int32 [B, T], clip float32 [B, frames, H, W, 3] -> dict of tensors (logits and
+        maps of the annotated frame)."""
+        B, F = tf.shape(words)[0], len(SAMPLED_FRAMES)
+        visual = self.backbone(cast(sample_frames(clip), self.compute_dtype))  # B * F frames
+        words_feat, words_parse, valid = self.encode_words(words, training)
+        spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
+        spatial_frames = tf.repeat(spatial, F, axis=0)  # [BF, h, w, 8]
+        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
+        ea_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+        action_lang = weighted_words(words_parse[:, :, :, 3], words_feat)
+        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, 4]
+        valid_lang = weighted_words(necessary, words_feat)
+        ea_frames = tf.repeat(ea_lang, F, axis=0)  # [BF, 1, 1, rnn]: each frame its sentence
+
+        fusion = {}
+        for lv, vis in self.lateral_features(visual).items():  # [BF, h, w, C]
+            h, w, C = vis.shape[1], vis.shape[2], vis.shape[3]
+            mm_feat = self.mutan[lv](ea_frames, spatial_frames, vis)  # [BF, h, w, C]
+            nodes = self.temporal_graph[lv](mm_feat, action_lang)  # [B, 1, F, C]
+            key_mm = tf.reshape(mm_feat, [-1, F, h, w, C])[:, ANNOTATED]  # [B, h, w, C]
+            key_vis = tf.reshape(vis, [-1, F, h, w, C])[:, ANNOTATED]
+            context = self.temporal_context[lv](key_mm, nodes)  # [B, h, w, C]
+            graph = self.reasoning[lv](key_mm, words_feat, words_parse, valid)
+            fusion[lv] = self.fuse(lv, [key_vis, graph, context], valid_lang, spatial)
+        return self.decode(fusion, words_feat, words_parse)

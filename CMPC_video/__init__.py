@@ -1,0 +1,1 @@
+"""CMPC for video (A2D Sentences): the model, its batches and its train/test script."""
