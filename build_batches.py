@@ -73,8 +73,6 @@ Differences from files the 2018 original wrote under Python 2 on another machine
 """
 
 import argparse
-import hashlib
-import json
 import multiprocessing
 import os
 import pickle
@@ -86,8 +84,8 @@ import skimage.io
 from tqdm import tqdm
 
 from util import im_processing, text_processing
-from util.io import (atomic_open, load_json, load_referit_gt_mask, remove_stale_temps,
-                     save_npz_atomic, save_str_list)
+from util.io import (check_build_manifest, file_sha1, load_json, load_referit_gt_mask,
+                     remove_stale_temps, save_npz_atomic, save_str_list)
 from util.refer import Refer, segmentation_mask
 from util.cli import HelpFormatter
 
@@ -304,27 +302,6 @@ def write_task(task):
     return len(todo)
 
 
-def _file_sha1(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha1(f.read()).hexdigest()
-
-
-def _check_manifest(folder, settings, overwrite):
-    """Refuse to resume a folder built with other settings (mixed files otherwise)."""
-    path = os.path.join(folder, MANIFEST)
-    if os.path.isfile(path) and not overwrite:
-        with open(path, encoding='utf-8') as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings if old.get(k) != settings[k])
-        if diff:
-            raise ValueError('%s was built with other settings (%s: %s, now %s); rerun with '
-                             '--overwrite to rebuild it'
-                             % (folder, ', '.join(diff), [old.get(k) for k in diff],
-                                [settings[k] for k in diff]))
-    with atomic_open(path, 'w', encoding='utf-8') as f:
-        json.dump(settings, f, indent=1, sort_keys=True)
-
-
 def build_batches(args):
     """Build (or resume) one dataset split; returns (written, kept, total)."""
     if not os.path.isfile(args.vocab):
@@ -339,9 +316,9 @@ def build_batches(args):
     prefix = '%s_%s' % (args.dataset, args.setname)
     os.makedirs(folder, exist_ok=True)
     settings = {'dataset': args.dataset, 'setname': args.setname, 'T': args.num_words,
-                'input_size': args.input_size, 'vocab_sha1': _file_sha1(args.vocab),
+                'input_size': args.input_size, 'vocab_sha1': file_sha1(args.vocab),
                 'expressions': total}
-    _check_manifest(folder, settings, args.overwrite)
+    check_build_manifest(os.path.join(folder, MANIFEST), settings, args.overwrite)
     remove_stale_temps(folder, prefix + '_')
 
     existing = set() if args.overwrite else set(os.listdir(folder))

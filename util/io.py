@@ -9,6 +9,7 @@ can clean them after a crash.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -93,6 +94,27 @@ def save_npz_atomic(path, compressed=True, fsync=False, **arrays):
     save = np.savez_compressed if compressed else np.savez
     with atomic_open(path, 'wb', fsync=fsync) as f:
         save(f, **arrays)
+
+
+def file_sha1(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def check_build_manifest(path, settings, overwrite):
+    """A batch builder's record of its settings (JSON at `path`): a folder built with other
+    settings is refused (its files would mix) unless overwrite; then `settings` is written."""
+    if os.path.isfile(path) and not overwrite:
+        with open(path, encoding='utf-8') as f:
+            old = json.load(f)
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        if diff:
+            raise ValueError('%s was built with other settings (%s: %s, now %s); rerun with '
+                             '--overwrite to rebuild it'
+                             % (os.path.dirname(path), ', '.join(diff), [old.get(k) for k in diff],
+                                [settings[k] for k in diff]))
+    with atomic_open(path, 'w', encoding='utf-8') as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
 
 
 def save_npy_atomic(path, array):

@@ -1,0 +1,245 @@
+"""CMPC_video/build_A2D_batches.py on hand-made A2D Sentences and J-HMDB Sentences fixtures in
+the releases' formats, each quirk of the real files included; arrays are checked against what
+the fixture says they must be (window indices, transposed masks and word ids worked out by
+hand), and --extract-frames on a small .mp4 made here with PyAV.
+
+    cd /work/main && .venv/bin/python -m pytest tests/test_build_a2d_batches.py -q
+"""
+
+import csv
+import json
+import os
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import skimage
+from PIL import Image
+
+from util import im_processing
+
+VOCAB = ['<pad>', '<go>', '<eos>', '<unk>', 'the', 'man', 'dog', 'jumping', 'running', 'left',
+         'waving']
+H, W = 12, 16  # the fixture videos' frames
+
+
+def write_csv(path, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        csv.writer(f).writerows(rows)
+
+
+def write_frames(folder, n, seed):
+    """n random RGB PNGs 00001.png .. and the arrays, index 0 = frame 1."""
+    os.makedirs(folder, exist_ok=True)
+    frames = np.random.RandomState(seed).randint(0, 256, (n, H, W, 3)).astype(np.uint8)
+    for i, f in enumerate(frames, 1):
+        Image.fromarray(f).save(os.path.join(folder, '%05d.png' % i))
+    return frames
+
+
+def box(y0, y1, x0, x1):
+    m = np.zeros((H, W), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def write_h5(path, ids, masks):
+    """An annotation .h5 as the release stores it: masks transposed ([w, h], or [n, w, h])."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, 'w') as f:
+        f['instance'] = np.asarray(ids, np.float64)
+        f['reMask'] = masks[0].T if len(ids) == 1 else np.stack([m.T for m in masks])
+
+
+@pytest.fixture(scope='module')
+def a2d(tmp_path_factory):
+    root = tmp_path_factory.mktemp('a2d')
+    a2d = root / 'A2D-Sentences'
+    with open(root / 'vocab.txt', 'w') as f:
+        f.write('\n'.join(VOCAB) + '\n')
+    write_csv(str(a2d / 'a2d_annotation.txt'), [
+        ['video_id', 'instance_id', 'query'],
+        ['vidA', '1', 'The man jumping.'],
+        ['vidA', '2', 'the dog running left'],
+        ['vidA', '1 (copy)', 'man'],          # quirk: an instance id that is not a number
+        ['vidB', '0', 'the dog'],
+        ['vidC', '0', 'the man'],             # quirk: vidC is not in videoset.csv
+    ])
+    write_csv(str(a2d / 'Release' / 'videoset.csv'),
+              [['vidA', 'x', '320', '20', '0'], ['vidB', 'y', '320', '5', '1']])
+    frames = {'vidA': write_frames(str(a2d / 'Release' / 'frames' / 'vidA'), 20, 1),
+              'vidB': write_frames(str(a2d / 'Release' / 'frames' / 'vidB'), 5, 2)}
+    anno = a2d / 'a2d_annotation_with_instances'
+    man3, dog3, man18 = box(2, 8, 3, 9), box(5, 11, 8, 15), box(1, 4, 1, 6)
+    write_h5(str(anno / 'vidA' / '00003.h5'), [1, 2], [man3, dog3])
+    write_h5(str(anno / 'vidA' / '00010.h5'), [2], [box(3, 9, 2, 12)])  # quirk for instance 1
+    write_h5(str(anno / 'vidA' / '00018.h5'), [1, 2], [man18, np.zeros((H, W), np.uint8)])
+    write_h5(str(anno / 'vidB' / '00002.h5'), [0], [box(4, 10, 0, 7)])
+    masks = {'man3': man3, 'dog3': dog3, 'man18': man18, 'dog10': box(3, 9, 2, 12),
+             'b2': box(4, 10, 0, 7)}
+    return root, frames, masks
+
+
+def build(root, *extra):
+    from CMPC_video.build_A2D_batches import main
+    return main(['--a2d-root', str(root / 'A2D-Sentences'), '--vocab', str(root / 'vocab.txt'),
+                 '--out', str(root / 'out'), '--size', '32', '--no-progress'] + list(extra))
+
+
+def load(root, split, n, name='a2d_sent_new'):
+    path = root / 'out' / name / ('%s_batch' % split) / ('%s_%s_%d.npz' % (name, split, n))
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_a2d_samples_quirks_and_arrays(a2d, capsys):
+    root, frames, masks = a2d
+    assert build(root) == 0
+    out = capsys.readouterr().out
+    # train: query 1 at frames 3 and 18 (10 is another id's one-instance file), query 2 at
+    # 3 and 10 (its mask at 18 is all zero), query 3 ('1 (copy)' = man) at 3 and 18.
+    assert 'train_batch: 6 samples (6 written, 0 kept' in out
+    assert 'test_batch: 1 samples (1 written' in out
+    for line in ('1 x all-zero mask (skipped)', '1 x instance id not a number',
+                 '1 x query of a video missing from videoset.csv',
+                 '2 x one-instance .h5 of another id (skipped)'):
+        assert 'warning: ' + line in out, line
+
+    test = load(root, 'test', 0)
+    assert sorted(test) == ['frame_id', 'frames', 'mask_batch', 'sent_batch', 'text_batch']
+    # frame 2 of a 5-frame video: [2 - 8, 2 + 8) clamped to 1..5
+    window = [1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 5, 5]
+    np.testing.assert_array_equal(test['frames'], frames['vidB'][np.array(window) - 1])
+    np.testing.assert_array_equal(test['mask_batch'], masks['b2'] > 0)
+    assert test['frame_id'] == 2 and test['sent_batch'][0] == 'the dog'
+    np.testing.assert_array_equal(test['text_batch'], [0] * 18 + [4, 6])  # the dog
+
+    first = load(root, 'train', 0)  # "The man jumping." at frame 3
+    np.testing.assert_array_equal(first['text_batch'], [0] * 17 + [4, 5, 7])
+    assert first['sent_batch'][0] == 'the man jumping.' and first['frame_id'] == 3
+    assert first['frames'].shape == (16, 32, 32, 3) and first['mask_batch'].shape == (32, 32)
+    window = [1] * 6 + list(range(1, 11))  # [-5, 11) clamped
+    for k, i in enumerate(window):
+        want = skimage.img_as_ubyte(im_processing.resize_and_pad(frames['vidA'][i - 1], 32, 32))
+        np.testing.assert_array_equal(first['frames'][k], want)
+    np.testing.assert_array_equal(
+        first['mask_batch'], im_processing.resize_and_pad(masks['man3'].astype(np.float32),
+                                                          32, 32) > 0)
+    ids = [(load(root, 'train', n)['frame_id'], load(root, 'train', n)['sent_batch'][0])
+           for n in range(6)]
+    assert ids == [(3, 'the man jumping.'), (18, 'the man jumping.'),
+                   (3, 'the dog running left'), (10, 'the dog running left'),
+                   (3, 'man'), (18, 'man')]
+    dog10 = im_processing.resize_and_pad(masks['dog10'].astype(np.float32), 32, 32) > 0
+    np.testing.assert_array_equal(load(root, 'train', 3)['mask_batch'], dog10)
+
+
+def test_a2d_resumes_and_refuses_other_settings(a2d, capsys):
+    root, _, _ = a2d
+    assert build(root) == 0
+    folder = root / 'out' / 'a2d_sent_new' / 'train_batch'
+    before = load(root, 'train', 4)
+    os.remove(folder / 'a2d_sent_new_train_4.npz')
+    (folder / '.a2d_sent_new_train_5.npz.tmp').write_bytes(b'half')  # a killed write
+    capsys.readouterr()
+    assert build(root) == 0
+    assert 'train_batch: 6 samples (1 written, 5 kept' in capsys.readouterr().out
+    after = load(root, 'train', 4)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    assert not [n for n in os.listdir(folder) if n.endswith('.tmp')]
+    assert build(root, '--single-instance-any-id') == 2
+    assert 'was built with other settings (single_instance_any_id' in capsys.readouterr().err
+
+
+def test_a2d_original_layout_and_any_id(a2d, capsys):
+    root, _, masks = a2d
+    assert build(root, '--original-layout', '--single-instance-any-id', '--overwrite') == 0
+    out = capsys.readouterr().out
+    assert 'train_batch: 8 samples' in out and '2 x one-instance .h5 of another id (used' in out
+    first = load(root, 'train', 0)
+    np.testing.assert_array_equal(first['im_batch'], first['frames'][8])
+    path = root / 'out' / 'a2d_sent_new' / 'train_batch' / 'a2d_sent_new_train_1.npz'
+    with zipfile.ZipFile(path) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    # Frame 10's mask (instance 2) now serves query 1 too, as the original did.
+    dog10 = im_processing.resize_and_pad(masks['dog10'].astype(np.float32), 32, 32) > 0
+    np.testing.assert_array_equal(load(root, 'train', 1)['mask_batch'], dog10)
+
+
+def test_bad_inputs_name_the_file(tmp_path, capsys):
+    from CMPC_video.build_A2D_batches import main
+    (tmp_path / 'vocab.txt').write_text('\n'.join(VOCAB))
+    assert main(['--a2d-root', str(tmp_path / 'none'), '--vocab', str(tmp_path / 'vocab.txt'),
+                 '--no-progress']) == 2
+    assert 'a2d_annotation.txt: A2D query file not found' in capsys.readouterr().err
+    assert main(['--vocab', str(tmp_path / 'missing.txt')]) == 2
+    assert 'missing.txt: vocabulary not found' in capsys.readouterr().err
+
+
+def test_jhmdb_frames_are_seeded_and_recorded(tmp_path, capsys):
+    from CMPC_video.build_A2D_batches import main
+    root = tmp_path / 'J-HMDB-Sentences'
+    (tmp_path / 'vocab.txt').write_text('\n'.join(VOCAB) + '\n')
+    write_csv(str(root / 'jhmdb_annotation.txt'), [['video_id', 'query'],
+                                                   ['v1', 'The man waving']])
+    frames = write_frames(str(root / 'Rename_Images' / 'wave' / 'v1'), 10, 3)
+    part = np.zeros((H, W, 10), np.uint8)
+    for t in range(10):
+        part[t % H, :, t] = 1  # a different row each frame
+    os.makedirs(root / 'puppet_mask' / 'wave' / 'v1')
+    scipy.io.savemat(str(root / 'puppet_mask' / 'wave' / 'v1' / 'puppet_mask.mat'),
+                     {'part_mask': part})
+    args = ['--jhmdb', '--jhmdb-root', str(root), '--vocab', str(tmp_path / 'vocab.txt'),
+            '--out', str(tmp_path / 'out'), '--seed', '5', '--no-progress']
+    assert main(args) == 0
+    assert 'test_batch: 3 samples (3 written' in capsys.readouterr().out
+    picks = sorted(int(i) + 1 for i in np.random.RandomState(5).choice(10, 3, replace=False))
+    with open(tmp_path / 'out' / 'jhmdb_sent' / 'test_batch' / 'annotated_frames.json') as f:
+        assert json.load(f) == {'seed': 5, 'frames_per_video': 3, 'frames': {'v1': picks}}
+    for n, frame_id in enumerate(picks):
+        b = load(tmp_path, 'test', n, name='jhmdb_sent')
+        assert b['frame_id'] == frame_id and b['sent_batch'][0] == 'the man waving'
+        np.testing.assert_array_equal(b['mask_batch'], part[:, :, frame_id - 1] > 0)
+        np.testing.assert_array_equal(b['frames'][8], frames[frame_id - 1])
+        np.testing.assert_array_equal(b['text_batch'], [0] * 17 + [4, 5, 10])
+
+
+def test_extract_frames_decodes_and_resumes(tmp_path, capsys):
+    import av
+    from CMPC_video.build_A2D_batches import main
+    clips = tmp_path / 'Release' / 'clips320H'
+    os.makedirs(clips)
+    video = np.zeros((7, 32, 48, 3), np.uint8)
+    for t in range(7):
+        video[t, :, 6 * t:6 * t + 8] = 255  # a white bar moving right
+    with av.open(str(clips / 'v.mp4'), 'w') as out:
+        stream = out.add_stream('mpeg4', rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, 'yuv420p'
+        for f in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    args = ['--extract-frames', '--a2d-root', str(tmp_path), '--no-progress']
+    assert main(args) == 0
+    folder = tmp_path / 'Release' / 'frames' / 'v'
+    names = sorted(n for n in os.listdir(folder) if n.endswith('.png'))
+    assert names == ['%05d.png' % i for i in range(1, 8)]
+    for t, name in enumerate(names):
+        got = np.asarray(Image.open(folder / name)).astype(int)
+        assert got.shape == (32, 48, 3)
+        assert np.abs(got - video[t]).mean() < 20  # lossy codec: close, not equal
+    assert 'v.mp4' not in capsys.readouterr().err
+    assert main(args) == 0
+    assert '0 videos decoded, 1 already there' in capsys.readouterr().out
+    os.remove(folder / '.extracted')
+    os.remove(folder / '00004.png')
+    assert main(args) == 0
+    assert os.path.isfile(folder / '00004.png')
+    (clips / 'bad.mp4').write_bytes(b'not a video')
+    assert main(args) == 2
+    assert 'bad.mp4: cannot be decoded' in capsys.readouterr().err
