@@ -2,6 +2,7 @@
 
 Exact commands:
   python make_synthetic_dataset.py                      # data/synthetic, seed 0, ~5 s on 2 cores
+  python make_synthetic_dataset.py --video --out data/synthetic_video   # A2D Sentences format
   python make_synthetic_dataset.py --out /tmp/syn --seed 3 --train_images 400
   # then, for each format (see build_batches.py):
   python build_batches.py -d unc -t train --synthetic data/synthetic
@@ -17,13 +18,18 @@ mask}/, referit_query_{trainval,test}.json, vocabulary_synthetic.txt, synthetic_
 (float32 [vocab size, --emb_dim]) and synthetic.json (settings and expression counts).
 The same settings always give the same bytes; a folder already generated with the same
 settings is left as is (--force regenerates).
+
+With --video: a synthetic A2D Sentences for the video model (util/synthetic_video.py: moving
+shapes, queries that need the action words), built into batches by
+CMPC_video/build_A2D_batches.py (--extract-frames first: the videos are .mp4 files).
 """
 
 import argparse
 import json
+import os
 import sys
 
-from util import synthetic
+from util import synthetic, synthetic_video
 from util.cli import HelpFormatter
 
 DEFAULT_OUT = 'data/synthetic'
@@ -56,6 +62,14 @@ def build_parser():
         parser.add_argument('--' + key, type=type(default), default=default, help=_HELP[key])
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if --out already holds this dataset')
+    v = parser.add_argument_group('video (util/synthetic_video.py)')
+    v.add_argument('--video', action='store_true',
+                   help='write the synthetic A2D Sentences (videos) instead; uses --seed, '
+                        '--emb_dim and the flags below')
+    v.add_argument('--train_videos', type=int, default=synthetic_video.DEFAULTS['train_videos'],
+                   help='videos in the train split')
+    v.add_argument('--test_videos', type=int, default=synthetic_video.DEFAULTS['test_videos'],
+                   help='videos in the test split')
     return parser
 
 
@@ -63,8 +77,32 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
+def make_video(args):
+    settings = {'seed': args.seed, 'emb_dim': args.emb_dim, 'train_videos': args.train_videos,
+                'test_videos': args.test_videos}
+    path = os.path.join(args.out, 'synthetic_video.json')
+    if os.path.isfile(path) and not args.force:
+        with open(path) as f:
+            summary = json.load(f)
+        if all(summary['settings'].get(k) == v for k, v in settings.items()):
+            print('%s already holds the synthetic video dataset with these settings (--force to '
+                  'regenerate)' % args.out)
+            return summary
+    return synthetic_video.generate(args.out, **settings)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.video:
+        try:
+            summary = make_video(args)
+        except ValueError as e:
+            print('error: %s' % e, file=sys.stderr)
+            return 2
+        print('%s: %d queries, %d test samples, vocabulary of %d words'
+              % (args.out, summary['queries'], len(summary['test_samples']),
+                 summary['vocabulary']))
+        return 0
     settings = {k: getattr(args, k) for k in synthetic.DEFAULTS}
     done = synthetic.load_summary(args.out)
     if done is not None and done.get('settings') == settings and not args.force:

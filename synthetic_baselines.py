@@ -2,6 +2,14 @@
 
     python synthetic_baselines.py --synthetic data/synthetic -t val \
         --results ckpts/synthetic/unc_val_iter_1500_results.json
+    python synthetic_baselines.py --video data/synthetic_video \
+        --results ckpts/synthetic_video/a2d_sent_new_test_iter_2000_results.json \
+        --results ckpts/synthetic_video_image/a2d_sent_new_test_iter_2000_results.json
+
+With --video (the synthetic A2D Sentences of util/synthetic_video.py, test split) the rows are
+split by query: 'motion' queries have a twin of the same kind and colour that only the action
+words tell apart, 'appearance' queries do not; the baselines are the whole frame and the union
+of all objects of the annotated frame.
 
 Baselines, scored exactly as test mode scores the model (overall IoU = cum_I / cum_U at each
 image's own resolution, mean IoU, precision@0.5):
@@ -19,7 +27,7 @@ import sys
 import numpy as np
 
 from util.cli import HelpFormatter
-from util.eval_tools import SegEvaluator
+from util.eval_tools import SegEvaluator, compute_mask_IU
 from util.io import write_json
 from util.refer import Refer, segmentation_mask
 
@@ -48,6 +56,68 @@ def baseline_scores(refer_root, split, dataset='refcoco', split_by='unc'):
     return scores
 
 
+def video_samples(video_dir):
+    """The test samples of the synthetic video dataset, in build_A2D_batches.py's order."""
+    with open(os.path.join(video_dir, 'synthetic_video.json')) as f:
+        return json.load(f)['test_samples']
+
+
+def video_baseline_masks(video_dir, sample):
+    """(ground truth, union of all objects) [h, w] bool of one test sample's annotated frame."""
+    import h5py
+    path = os.path.join(video_dir, 'A2D-Sentences', 'a2d_annotation_with_instances',
+                        sample['video'], '%05d.h5' % sample['frame'])
+    with h5py.File(path, 'r') as f:
+        ids = np.asarray(f['instance'][:]).ravel()
+        masks = np.asarray(f['reMask'][:]).reshape((len(ids),) + f['reMask'].shape[-2:])
+    masks = masks.transpose(0, 2, 1) > 0  # stored transposed
+    return masks[list(ids).index(sample['instance'])], masks.any(axis=0)
+
+
+def by_category(samples, records):
+    """{'all', 'motion', 'appearance': SegEvaluator} of per-sample (I, U) records, in the
+    samples' order."""
+    if len(records) != len(samples):
+        raise ValueError('%d results for %d test samples' % (len(records), len(samples)))
+    scores = {k: SegEvaluator() for k in ('all', 'motion', 'appearance')}
+    for sample, (I, U) in zip(samples, records):
+        scores['all'].add(I, U)
+        scores[sample['category']].add(I, U)
+    return scores
+
+
+def video_table(args):
+    samples = video_samples(args.video)
+    plain, union = [], []
+    for s in samples:
+        gt, all_objects = video_baseline_masks(args.video, s)
+        plain.append(compute_mask_IU(np.ones_like(gt), gt))
+        union.append(compute_mask_IU(all_objects, gt))
+    rows = [('whole frame', by_category(samples, plain)),
+            ('union of all objects', by_category(samples, union))]
+    for path in args.results:
+        if not os.path.isfile(path):
+            sys.exit('error: --results %s: no such file' % path)
+        with open(path) as f:
+            res = json.load(f)
+        model = 'video CMPC' if res.get('model', 'image') == 'video' else 'image CMPC'
+        records = [(r['I'], r['U']) for r in res['per_sample']]
+        rows.append(('%s iter %s' % (model, res['iter']), by_category(samples, records)))
+    print('\n%-28s %20s %20s %20s' % ('synthetic video test', 'all', 'motion queries',
+                                       'appearance queries'))
+    print('%-28s %20s %20s %20s' % ('(overall IoU / P@0.5)', '', '', ''))
+    for name, scores in rows:
+        print('%-28s' % name + ''.join(
+            '%13.4f /%6.3f' % (ev.overall_iou(), ev.precision()[0.5]) if ev.n else '%20s' % '-'
+            for ev in scores.values()))
+    counts = {k: ev.n for k, ev in rows[0][1].items()}
+    print('samples: %s' % ', '.join('%s %d' % kv for kv in counts.items()))
+    table = {name: {k: ev.to_dict() for k, ev in scores.items() if ev.n} for name, scores in rows}
+    if args.out:
+        write_json(args.out, table)
+    return table
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=HelpFormatter)
@@ -57,7 +127,12 @@ def main(argv=None):
     p.add_argument('--results', action='append', default=[],
                    help='results JSON of trainval_model.py -m test (repeatable)')
     p.add_argument('--out', default=None, help='write the table as JSON here')
+    p.add_argument('--video', default=None, metavar='DIR',
+                   help='score the synthetic video dataset in DIR (util/synthetic_video.py) '
+                        'instead, by query category')
     args = p.parse_args(argv)
+    if args.video:
+        return video_table(args)
 
     rows = []
     for name, ev in baseline_scores(os.path.join(args.synthetic, 'refer'), args.split).items():

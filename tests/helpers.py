@@ -60,6 +60,30 @@ def write_batches(folder, prefix, n, sizes, seed=0, T=20, vocab_size=50):
                  sent_batch=np.array(['expression %d' % k]))
 
 
+def write_video_batches(folder, prefix, n, size, seed=0, T=20, vocab_size=50, original=False):
+    """n video samples as CMPC_video/build_A2D_batches.py writes them: 16-frame clips
+    [16, h, w, 3] of a rectangle drifting on noise, the mask of frame 8; with original, also
+    im_batch = frames[8] (the original's layout)."""
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    h, w = size
+    for k in range(n):
+        frames = rng.randint(0, 90, size=(16, h, w, 3)).astype(np.uint8)
+        y, x, dx = rng.randint(0, h // 2), rng.randint(0, w // 4), rng.choice([-1, 1])
+        for t in range(16):
+            x0 = max(0, x + dx * (t - 8) + w // 4)
+            frames[t, y:y + h // 3, x0:x0 + w // 3] = 230
+        mask = np.zeros((h, w), bool)
+        mask[y:y + h // 3, x + w // 4:x + w // 4 + w // 3] = True
+        length = rng.randint(1, T + 1)
+        text = [0] * (T - length) + list(rng.randint(1, vocab_size, size=length))
+        arrays = dict(text_batch=np.array(text, dtype=np.int64), mask_batch=mask,
+                      sent_batch=np.array(['clip %d' % k]), frame_id=np.int64(9), frames=frames)
+        if original:
+            arrays['im_batch'] = frames[8]
+        np.savez(os.path.join(folder, '%s_%d.npz' % (prefix, k)), **arrays)
+
+
 # ---------------------------------------------------------------------------------------------
 # the original graph's variables
 

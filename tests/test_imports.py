@@ -1,5 +1,5 @@
-"""The command-line scripts are leaves: no module of the pipeline imports trainval_model.py,
-neither in its source nor by importing something that does."""
+"""The command-line scripts are leaves: no module of the pipeline imports trainval_model.py or
+the video scripts, neither in its source nor by importing something that does."""
 
 import ast
 import glob
@@ -9,7 +9,7 @@ import sys
 
 from helpers import ROOT
 
-SCRIPTS = ('trainval_model',)
+SCRIPTS = ('trainval_model', 'CMPC_video.trainval_video', 'CMPC_video.build_A2D_batches')
 
 
 def pipeline_modules():

@@ -34,6 +34,15 @@ def train_sample(im, mask, H, W):
     return im, mask
 
 
+def train_clip(frames, mask, H, W):
+    """A training clip as the video network takes it: (clip float32 [16, H, W, 3] BGR minus MU,
+    the annotated frame's mask bool [H, W]); each frame as train_sample."""
+    clip = np.stack([train_sample(f, None, H, W)[0] for f in frames])
+    if mask.shape != (H, W):
+        mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
+    return clip, mask
+
+
 def network_input(image, H, W):
     """Test time: (proc_im uint8 [H, W, 3] RGB resized and padded, im float32 [H, W, 3] BGR
     minus MU) for an RGB uint8 image of any size."""

@@ -1,7 +1,10 @@
 """Prefetching reader of the per-expression batch files written by build_batches.py.
 
 Each file `{folder}/{prefix}_{n}.npz`, n = 0 .. num_batch - 1, holds one referring
-expression: text_batch, im_batch, mask_batch, sent_batch. A daemon thread loads files
+expression: text_batch, im_batch, mask_batch, sent_batch; a video sample
+(CMPC_video/build_A2D_batches.py) also frames, the clip, and im_batch may be left out: it is
+the annotated frame, frames[8], which load_batch then adds (so the image model reads video
+batches as images of their annotated frames). A daemon thread loads files
 ahead into a bounded queue, reshuffling the order at the start of every epoch.
 
 Files written by the original (Python 2 numpy) store the sentence as a bytes ('S')
@@ -25,10 +28,15 @@ import zlib
 import numpy as np
 
 REQUIRED_KEYS = ('text_batch', 'im_batch', 'mask_batch', 'sent_batch')
+# The video batches of CMPC_video/build_A2D_batches.py: im_batch, the annotated frame, is
+# frames[8] and may be left out (load_batch then adds it).
+VIDEO_REQUIRED_KEYS = ('text_batch', 'frames', 'mask_batch', 'sent_batch')
+ANNOTATED_FRAME = 8
 # What build_batches.py writes, as the error messages state it.
 SPECS = {'text_batch': 'integer [T]', 'im_batch': 'uint8 [h, w, 3] or [h, w]',
          'mask_batch': 'bool or numeric [h, w], the h, w of im_batch',
-         'sent_batch': 'str or bytes, non-empty (the sentence at [0])'}
+         'sent_batch': 'str or bytes, non-empty (the sentence at [0])',
+         'frames': 'uint8 [16, h, w, 3], the h, w of mask_batch'}
 EXPECTED = 'an .npz with %s as build_batches.py writes' % ', '.join(REQUIRED_KEYS)
 # What np.load and reading a member raise on a file that is not a whole .npz archive.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
@@ -117,12 +125,23 @@ def _check_arrays(path, batch):
                'bool or numeric %s, the h, w of im_batch' % list(im.shape[:2]))
     if sent is not None and not (sent.size and sent.dtype.kind in 'US'):
         refuse('sent_batch')
+    frames = batch.get('frames')
+    if frames is not None and not (
+            frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME
+            and frames.shape[3] == 3 and min(frames.shape) > 0
+            and (mask is None or frames.shape[1:3] == mask.shape)):
+        refuse('frames', None if mask is None else
+               'uint8 [16, %d, %d, 3], the h, w of mask_batch' % mask.shape)
 
 
 def load_batch(path, required_keys=REQUIRED_KEYS):
     """Load one batch file into a dict of arrays (bytes sentences decoded to str), checked
     against SPECS; BatchFileError, naming the file, for anything else."""
     batch = _read_arrays(path)
+    if 'frames' in batch and 'im_batch' not in batch:  # a video sample: its annotated frame
+        frames = batch['frames']
+        if frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME:
+            batch['im_batch'] = frames[ANNOTATED_FRAME]
     missing = [k for k in required_keys if k not in batch]
     if missing:
         raise BatchFileError('%s: missing %s (has %s); expected %s'

@@ -16,6 +16,8 @@ ground-truth masks, so published numbers are unaffected.
 import numpy as np
 
 EVAL_IOU_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+# A2D Sentences: 0.5, 0.55, ..., 0.95, and mAP, the mean of those ten precisions
+VIDEO_IOU_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 def compute_mask_IU(masks, target):
@@ -37,8 +39,9 @@ def compute_mask_IU(masks, target):
 class SegEvaluator:
     """Accumulates per-sample (I, U) and reports precision@t, overall IoU and mean IoU."""
 
-    def __init__(self, thresholds=EVAL_IOU_THRESHOLDS):
+    def __init__(self, thresholds=EVAL_IOU_THRESHOLDS, report_map=False):
         self.thresholds = tuple(thresholds)
+        self.report_map = report_map  # also mAP, the mean of the precisions
         self.cum_I = 0
         self.cum_U = 0
         self.n = 0
@@ -98,7 +101,14 @@ class SegEvaluator:
         """
         lines = ['precision@%s = %f\n' % (str(t), p) for t, p in self.precision().items()]
         lines.append('overall IoU = %f; mean IoU = %f\n' % (self.overall_iou(), self.mean_iou()))
+        if self.report_map:
+            lines.append('mAP = %f\n' % self.mean_precision())
         return ''.join(lines)
+
+    def mean_precision(self):
+        """mAP as A2D Sentences reports it for one mask per query: the mean of the
+        precisions at the thresholds."""
+        return float(np.mean(list(self.precision().values())))
 
     def to_dict(self):
         """JSON-ready summary: the metrics plus the raw counts behind them."""
@@ -106,5 +116,7 @@ class SegEvaluator:
         out.update(overall_iou=self.overall_iou(), mean_iou=self.mean_iou(),
                    cum_I=int(self.cum_I), cum_U=int(self.cum_U), n=int(self.n),
                    n_empty_union=int(self.n_empty_union))
+        if self.report_map:
+            out['mAP'] = self.mean_precision()
         return out
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from util import contract, im_processing
-from util.data_reader import DataReader
-from util.eval_tools import SegEvaluator, compute_mask_IU
+from util.data_reader import REQUIRED_KEYS, DataReader
+from util.eval_tools import EVAL_IOU_THRESHOLDS, SegEvaluator, compute_mask_IU
 
 PLAIN, DCRF = 'without DenseCRF', 'with DenseCRF'
 RECORD_KEYS = {PLAIN: ('I', 'U'), DCRF: ('I_dcrf', 'U_dcrf')}
@@ -46,17 +46,28 @@ def test_sample(batch, H, W):
                   sent=str(batch['sent_batch'][0]))
 
 
-def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False):
+def clip_test_sample(batch, H, W):
+    """A video test Sample: the annotated frame as test_sample's image, and net_im the clip
+    float32 [16, H, W, 3], each frame resized and padded as the original's test()."""
+    sample = test_sample(batch, H, W)
+    sample.net_im = np.stack([contract.network_input(im_processing.as_rgb(f), H, W)[1]
+                              for f in batch['frames']])
+    return sample
+
+
+def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False, make_sample=test_sample,
+                 required_keys=REQUIRED_KEYS):
     """(number of samples, iterator of Samples) of `{folder}/{prefix}_{n}.npz` in file order,
     the first max_samples of them if given; tf_data reads and preprocesses them ahead in the
-    tf.data pipeline of util/tf_input.py (the same arrays)."""
-    reader = DataReader(folder, prefix, shuffle=False)
+    tf.data pipeline of util/tf_input.py (the same arrays; images only). make_sample(batch, H,
+    W) turns a file's arrays into a Sample (clip_test_sample for video batches)."""
+    reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys)
     num = reader.num_batch if max_samples is None else min(max_samples, reader.num_batch)
 
     def from_files():
         with reader:
             for _ in range(num):
-                yield test_sample(reader.read_batch(is_log=False), H, W)
+                yield make_sample(reader.read_batch(is_log=False), H, W)
 
     def from_tf_data():
         from util.tf_input import test_dataset  # imports TensorFlow: only when asked for
@@ -98,17 +109,18 @@ class Evaluation:
 
 
 def evaluate(forward, samples, num, batch_size=1, dcrf=False, vis_dir=None, on_output=None,
-             progress=True):
+             progress=True, thresholds=EVAL_IOU_THRESHOLDS, report_map=False):
     """Runs `forward` on `num` Samples in batches of batch_size and scores each prediction
     against its mask. vis_dir: write image, ground truth and prediction PNGs there
     (util/visualize.py). on_output(sample, out): called with each sample's outputs (its row
-    of every array). Returns an Evaluation."""
+    of every array). thresholds of the precisions, report_map their mean (SegEvaluator).
+    Returns an Evaluation."""
     from tqdm import tqdm
     if vis_dir is not None:
         from util.visualize import visualize_seg
-    result = Evaluation({PLAIN: SegEvaluator()})
+    result = Evaluation({PLAIN: SegEvaluator(thresholds, report_map)})
     if dcrf:
-        result.evaluators[DCRF] = SegEvaluator()
+        result.evaluators[DCRF] = SegEvaluator(thresholds, report_map)
     start = time.time()
 
     def score(sample, out):
@@ -130,7 +142,7 @@ def evaluate(forward, samples, num, batch_size=1, dcrf=False, vis_dir=None, on_o
 
     def flush():
         words = np.stack([s.words for s in pending]).astype(np.int32)  # [B, T]
-        ims = np.stack([s.net_im for s in pending])  # [B, H, W, 3]
+        ims = np.stack([s.net_im for s in pending])  # [B, H, W, 3] or clips [B, 16, H, W, 3]
         out = forward(words, ims)
         for k, sample in enumerate(pending):
             row = {key: value[k] for key, value in out.items()}

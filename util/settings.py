@@ -96,6 +96,15 @@ class ModelSettings:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def of(cls, settings, **changes):
+        """These settings of another model's architecture (e.g. the video model with a
+        preset's): the fields they share, the changes, and cls's defaults for the rest."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in dataclasses.asdict(settings).items() if k in names}
+        values.update(changes)
+        return cls(**values)
+
     def to_json(self):
         """A dict for a snapshot's JSON; vf_h and vf_w are written for readers, not read."""
         d = dataclasses.asdict(self)
@@ -151,7 +160,7 @@ class ModelSettings:
         """From trainval_model.py's flags: --size, --num-steps, --rnn-size (also v_emb_dim),
         --mlp-dim, --backbone-blocks, the vocabulary's size and the dataset's embedding name.
         Flags left unset (None) take the preset's value (default: the paper's)."""
-        base = PRESETS[preset or getattr(args, 'preset', None) or 'paper']
+        base = cls.of(PRESETS[preset or getattr(args, 'preset', None) or 'paper'])
         size = args.size if args.size is not None else base.H
         rnn = args.rnn_size if args.rnn_size is not None else base.rnn_size
         pick = lambda flag, default: default if flag is None else flag  # noqa: E731
@@ -178,12 +187,6 @@ class VideoModelSettings(ModelSettings):
             raise ValueError('frames must be at least 16 (the model samples clip frames 0, 4, 8, '
                              '12 and 15), got %d' % self.frames)
 
-    @classmethod
-    def of(cls, image_settings, **changes):
-        """The video model with an image model's architecture (a preset's)."""
-        values = dataclasses.asdict(image_settings)
-        values.update(changes)
-        return cls(**values)
 
 
 SETTINGS_OF = {'image': ModelSettings, 'video': VideoModelSettings}

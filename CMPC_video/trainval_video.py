@@ -1,0 +1,65 @@
+"""Train and test the video CMPC (CMPC_video_mm_tgraph_allvec) on A2D Sentences, with the
+original's flags; test on J-HMDB Sentences with the A2D model.
+
+The original's runs (CMPC_video/train_a2d_new.sh; batches from build_A2D_batches.py in
+./a2d_sent_new/, GloVe in data/Gref_emb.npy, backbone in data/weights/deeplab_resnet_init.ckpt):
+
+    python -u CMPC_video/trainval_video.py -m train -d a2d_sent_new -t train \
+        -n CMPC_video_mm_tgraph_allvec -i 400000 -s 20000 -st 380000 -lrd 400000 -emb \
+        -f ckpts/a2d_sent_new/deeplab_cmpc_video_mm_tgraph_allvec
+    python -u CMPC_video/trainval_video.py -m test -d a2d_sent_new -t test \
+        -n CMPC_video_mm_tgraph_allvec -i 360000 -c -emb \
+        -f ckpts/a2d_sent_new/deeplab_cmpc_video_mm_tgraph_allvec
+    python -u CMPC_video/trainval_video.py -m test -d jhmdb_sent -t test -i 360000 -c \
+        --checkpoint-dataset a2d_sent_new -f ckpts/a2d_sent_new/deeplab_cmpc_video_mm_tgraph_allvec
+
+Everything else is trainval_model.py's machinery (util/runner.py): snapshots with their
+settings beside them, exact resume, logs and TensorBoard, validation, several GPUs, the fast
+paths, progress bars and results as JSON. Test prints precision at 0.5, 0.55, ..., 0.95, the
+overall and mean IoU and mAP (the mean of the ten precisions), with DenseCRF too with -c, and
+writes them with each sample's I and U as JSON; -v writes one set of PNGs per sample.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from util.runner import VIDEO, build_parser, check_args, test, train  # noqa: E402
+
+MODEL_NAMES = ('CMPC_video_mm_tgraph_allvec', '')
+
+
+def parse_args(argv=None):
+    p = build_parser(VIDEO, 'Train (-m train) or test (-m test) the video CMPC on batches built '
+                     'by CMPC_video/build_A2D_batches.py.', ('train', 'test'), 'a2d_sent_new')
+    p.add_argument('-n', '--model-name', type=str, default='CMPC_video_mm_tgraph_allvec',
+                   help="model to build; this port has one, 'CMPC_video_mm_tgraph_allvec'")
+    p.add_argument('-finetune', '--finetune', dest='conv5', default=False, action='store_true',
+                   help='train: also fine-tune the res3, res4 and res5 conv weights of the backbone')
+    p.add_argument('--checkpoint-dataset', default=None,
+                   help='test: the dataset name in the snapshot file names, when it is not -d '
+                        '(e.g. -d jhmdb_sent with the a2d_sent_new model)')
+    args = p.parse_args(argv)
+    if args.model_name not in MODEL_NAMES:
+        p.error("-n: unknown model %r; this port builds 'CMPC_video_mm_tgraph_allvec'"
+                % args.model_name)
+    if args.tf_data:
+        p.error('--tf-data reads image batches only; the video model reads its clips with '
+                'DataReader')
+    check_args(p, args)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if args.mode == 'train':
+        train(args, VIDEO)
+    else:
+        test(args, VIDEO)
+
+
+if __name__ == '__main__':
+    main()

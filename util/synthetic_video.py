@@ -1,0 +1,203 @@
+"""A small synthetic A2D Sentences, written in the release's formats, for the video model.
+
+Each video (96 x 96, 24 frames by default) holds 2-3 shapes (util/synthetic.py's kinds and
+colours) over a noisy gradient, each in its own horizontal band and doing one action:
+  moving left, moving right   2 px per frame along its band,
+  jumping                     hops of 10 px, a hop every 8 frames,
+  standing still.
+Half the videos hold twins, two shapes of the same kind and colour that differ only in what
+they do ("the red square moving left" beside "the red square moving right", "the blue circle
+jumping" beside "the blue circle standing still"): those queries can only be told apart by the
+action words, and the annotated frame alone does not show the action. Every object gets a
+query; a query is 'motion' when a twin is in the video, else 'appearance' (the action words
+are then redundant with the kind and colour). Frames 6, 12 and 18 are annotated.
+
+Layout written under `out` (the real release's, util.io's atomic writes):
+  A2D-Sentences/a2d_annotation.txt      CSV with header: video_id, instance_id, query
+  A2D-Sentences/Release/videoset.csv    no header: video_id, ..., 0 train / 1 test
+  A2D-Sentences/Release/clips320H/<video>.mp4          the video (PyAV, MPEG-4)
+  A2D-Sentences/a2d_annotation_with_instances/<video>/<frame:05d>.h5
+                                        `instance` ids and `reMask` (transposed), one instance
+                                        in a video of one shape is stored as [w, h]
+  vocabulary.txt, synthetic_emb.npy     <pad> <go> <eos> <unk> + the queries' words, and
+                                        util.glove's random init of their vectors
+  synthetic_video.json                  the settings and, for the test split, each sample as
+                                        build_A2D_batches.py numbers it: video, instance,
+                                        frame, query, category (written last)
+The frames are not stored as PNGs, as in the release: build_A2D_batches.py --extract-frames
+decodes them. The same settings give the same files.
+"""
+
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from util.glove import build_embedding
+from util.io import atomic_open, save_npy_atomic, save_str_list, write_json
+from util.synthetic import COLOURS, shape_polygon
+from util.text_processing import build_vocab
+
+DEFAULTS = dict(seed=0, train_videos=120, test_videos=30, size=96, frames=24, emb_dim=50)
+ANNOTATED_FRAMES = (6, 12, 18)
+KINDS = ('circle', 'square', 'triangle', 'star')
+VIDEO_COLOURS = ('red', 'green', 'blue', 'yellow')
+TWIN_ACTIONS = (('moving left', 'moving right'), ('jumping', 'standing still'))
+ACTIONS = ('moving left', 'moving right', 'jumping', 'standing still')
+SPEED = 2.0  # px per frame
+HOP, HOP_FRAMES = 10.0, 8
+
+
+class Actor:
+    def __init__(self, instance, kind, colour, action, band, rng, size, frames):
+        self.instance, self.kind, self.colour, self.action = instance, kind, colour, action
+        self.r = size * rng.uniform(0.09, 0.11)
+        self.cy = (band + 0.5) * size / 3 + (HOP / 2 if action == 'jumping' else 0)
+        travel = SPEED * frames
+        lo, hi = self.r + 1, size - self.r - 1
+        if action == 'moving right':
+            self.x0 = rng.uniform(lo, max(lo, hi - travel))
+        elif action == 'moving left':
+            self.x0 = rng.uniform(min(hi, lo + travel), hi)
+        else:
+            self.x0 = rng.uniform(lo, hi)
+        self.shape = shape_polygon(kind, 0.0, 0.0, self.r, rng)  # [N, 2] about the centre
+
+    def centre(self, t):
+        """(x, y) in frame t (0-based)."""
+        dx = {'moving left': -SPEED, 'moving right': SPEED}.get(self.action, 0.0) * t
+        dy = -HOP * abs(np.sin(np.pi * t / HOP_FRAMES)) if self.action == 'jumping' else 0.0
+        return self.x0 + dx, self.cy + dy
+
+    def polygon(self, t):
+        x, y = self.centre(t)
+        return [(float(px + x), float(py + y)) for px, py in self.shape]
+
+    def query(self, rng):
+        template = rng.integers(3)
+        if template == 0:
+            return 'the %s %s %s' % (self.colour, self.kind, self.action)
+        if template == 1:
+            return '%s %s that is %s' % (self.colour, self.kind, self.action)
+        return 'The %s %s %s.' % (self.colour, self.kind, self.action)
+
+
+def make_video(rng, cfg):
+    """(actors, frames uint8 [F, s, s, 3], masks {frame (1-based): [n, s, s] bool} of the
+    annotated frames, in the actors' order)."""
+    size, frames = cfg['size'], cfg['frames']
+    twins = rng.random() < 0.5
+    bands = list(rng.permutation(3))
+    actors = []
+    if twins:
+        kind, colour = str(rng.choice(KINDS)), str(rng.choice(VIDEO_COLOURS))
+        for action in TWIN_ACTIONS[rng.integers(len(TWIN_ACTIONS))]:
+            actors.append((kind, colour, action))
+    n_more = int(rng.integers(0 if twins else 2, 2 if twins else 4))
+    while len(actors) < (2 if twins else 0) + n_more:
+        kind, colour = str(rng.choice(KINDS)), str(rng.choice(VIDEO_COLOURS))
+        if any(k == kind and c == colour for k, c, _ in actors):
+            continue  # only the twins share kind and colour
+        actors.append((kind, colour, str(rng.choice(ACTIONS))))
+    actors = [Actor(i + 1, k, c, a, bands[i], rng, size, frames)
+              for i, (k, c, a) in enumerate(actors)]
+
+    c0, c1 = rng.uniform(40, 150, size=(2, 3))
+    yy, xx = np.mgrid[0:size, 0:size]
+    angle = rng.uniform(0, 2 * np.pi)
+    t = np.cos(angle) * xx / size + np.sin(angle) * yy / size
+    t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
+    background = c0 + t[..., None] * (c1 - c0)
+    video = np.zeros((frames, size, size, 3), np.uint8)
+    masks = {}
+    for f in range(frames):
+        arr = background + rng.normal(0, 6, size=background.shape)
+        own = []
+        for a in actors:
+            m = Image.new('L', (size, size))
+            ImageDraw.Draw(m).polygon(a.polygon(f), fill=1)
+            m = np.asarray(m).astype(bool)
+            arr[m] = np.array(COLOURS[a.colour]) + rng.normal(0, 5, size=(m.sum(), 3))
+            own.append(m)
+        video[f] = np.clip(arr, 0, 255).astype(np.uint8)
+        if f + 1 in ANNOTATED_FRAMES:
+            masks[f + 1] = np.stack(own)
+    return actors, video, masks
+
+
+def _atomic(path, mode='wb'):
+    """util.io.atomic_open in a folder made if missing."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return atomic_open(path, mode, fsync=False, encoding=None if 'b' in mode else 'utf-8')
+
+
+def write_mp4(path, video, fps=24):
+    import av
+    with _atomic(path) as f:
+        with av.open(f, 'w', format='mp4') as out:
+            stream = out.add_stream('mpeg4', rate=fps)
+            stream.width, stream.height = video.shape[2], video.shape[1]
+            stream.pix_fmt = 'yuv420p'
+            stream.bit_rate = 4_000_000
+            for frame in video:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+
+
+def write_h5(path, ids, masks):
+    """An annotation .h5 as the release: masks transposed, [w, h] for one instance."""
+    import h5py
+    with _atomic(path) as f:
+        with h5py.File(f, 'w') as h5:
+            h5['instance'] = np.asarray(ids, np.float64)
+            h5['reMask'] = (masks[0].T if len(ids) == 1
+                            else np.stack([m.T for m in masks])).astype(np.uint8)
+
+
+def generate(out, **settings):
+    """Writes the dataset under `out`; returns its summary (also synthetic_video.json)."""
+    cfg = dict(DEFAULTS, **settings)
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ValueError('unknown settings %s' % unknown)
+    if cfg['frames'] < max(ANNOTATED_FRAMES) or cfg['size'] < 32 or cfg['size'] % 2:
+        raise ValueError('need frames >= %d and an even size >= 32' % max(ANNOTATED_FRAMES))
+    root = os.path.join(out, 'A2D-Sentences')
+    rows, videoset, test_samples, sentences = [], [], [], []
+    n_videos = cfg['train_videos'] + cfg['test_videos']
+    for i in range(n_videos):
+        rng = np.random.default_rng([cfg['seed'], i])
+        video_id = 'syn%05d' % i
+        split = 0 if i < cfg['train_videos'] else 1
+        actors, video, masks = make_video(rng, cfg)
+        write_mp4(os.path.join(root, 'Release', 'clips320H', video_id + '.mp4'), video)
+        ids = [a.instance for a in actors]
+        for frame_id, m in masks.items():
+            write_h5(os.path.join(root, 'a2d_annotation_with_instances', video_id,
+                                  '%05d.h5' % frame_id), ids, m)
+        videoset.append('%s,synthetic,%d,%d,%d' % (video_id, cfg['size'], cfg['frames'], split))
+        for a in actors:
+            query = a.query(rng)
+            twin = any(b is not a and b.kind == a.kind and b.colour == a.colour for b in actors)
+            category = 'motion' if twin else 'appearance'
+            rows.append('%s,%d,%s' % (video_id, a.instance, query))
+            if split == 0:
+                sentences.append(query)
+            else:
+                test_samples += [{'video': video_id, 'instance': a.instance, 'frame': f,
+                                  'query': query, 'category': category}
+                                 for f in sorted(masks)]
+    with _atomic(os.path.join(root, 'a2d_annotation.txt'), 'w') as f:
+        f.write('video_id,instance_id,query\n' + '\n'.join(rows) + '\n')
+    with _atomic(os.path.join(root, 'Release', 'videoset.csv'), 'w') as f:
+        f.write('\n'.join(videoset) + '\n')
+    words = build_vocab(sentences)
+    save_str_list(words, os.path.join(out, 'vocabulary.txt'))
+    save_npy_atomic(os.path.join(out, 'synthetic_emb.npy'),
+                    build_embedding(words, {}, dim=cfg['emb_dim'], seed=cfg['seed']))
+    summary = {'settings': cfg, 'queries': len(rows), 'vocabulary': len(words),
+               'test_samples': test_samples}
+    write_json(os.path.join(out, 'synthetic_video.json'), summary)
+    return summary
