@@ -208,15 +208,14 @@ def test_jhmdb_frames_are_seeded_and_recorded(tmp_path, capsys):
         np.testing.assert_array_equal(b['text_batch'], [0] * 17 + [4, 5, 10])
 
 
-def test_extract_frames_decodes_and_resumes(tmp_path, capsys):
+def write_test_video(clips, name='v'):
+    """A 7-frame 32 x 48 .mp4 of a white bar moving right; returns the frames."""
     import av
-    from CMPC_video.build_A2D_batches import main
-    clips = tmp_path / 'Release' / 'clips320H'
-    os.makedirs(clips)
+    os.makedirs(clips, exist_ok=True)
     video = np.zeros((7, 32, 48, 3), np.uint8)
     for t in range(7):
-        video[t, :, 6 * t:6 * t + 8] = 255  # a white bar moving right
-    with av.open(str(clips / 'v.mp4'), 'w') as out:
+        video[t, :, 6 * t:6 * t + 8] = 255
+    with av.open(str(clips / (name + '.mp4')), 'w') as out:
         stream = out.add_stream('mpeg4', rate=10)
         stream.width, stream.height, stream.pix_fmt = 48, 32, 'yuv420p'
         for f in video:
@@ -224,6 +223,55 @@ def test_extract_frames_decodes_and_resumes(tmp_path, capsys):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return video
+
+
+# Kills the process (SIGKILL, as kill -9) at the N-th PNG written by --extract-frames.
+KILL_AT_PNG = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from PIL import Image
+save, seen = Image.Image.save, [0]
+def killing_save(self, fp, *a, **kw):
+    seen[0] += 1
+    if seen[0] == {n}:
+        fp.write(b'half a png')
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, fp, *a, **kw)
+Image.Image.save = killing_save
+from CMPC_video.build_A2D_batches import main
+main(['--extract-frames', '--a2d-root', {a2d!r}, '--no-progress'])
+"""
+
+
+def test_extract_frames_killed_and_rerun_gives_the_same_frames(tmp_path):
+    import subprocess
+    import sys
+    from helpers import ROOT
+    from CMPC_video.build_A2D_batches import main
+    for run in ('whole', 'killed'):
+        write_test_video(tmp_path / run / 'Release' / 'clips320H')
+    assert main(['--extract-frames', '--a2d-root', str(tmp_path / 'whole'), '--no-progress']) == 0
+    code = KILL_AT_PNG.format(root=ROOT, n=4, a2d=str(tmp_path / 'killed'))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == -9, out.stderr
+    folder = tmp_path / 'killed' / 'Release' / 'frames' / 'v'
+    names = sorted(os.listdir(folder))
+    assert [n for n in names if n.endswith('.png')] == ['00001.png', '00002.png', '00003.png']
+    assert not os.path.exists(folder / '.extracted')  # the half-written 4th is a temporary
+    assert main(['--extract-frames', '--a2d-root', str(tmp_path / 'killed'), '--no-progress']) == 0
+    whole = tmp_path / 'whole' / 'Release' / 'frames' / 'v'
+    assert sorted(os.listdir(folder)) == sorted(os.listdir(whole))
+    for name in os.listdir(whole):
+        if name.endswith('.png'):
+            np.testing.assert_array_equal(np.asarray(Image.open(folder / name)),
+                                          np.asarray(Image.open(whole / name)))
+
+
+def test_extract_frames_decodes_and_resumes(tmp_path, capsys):
+    from CMPC_video.build_A2D_batches import main
+    clips = tmp_path / 'Release' / 'clips320H'
+    video = write_test_video(clips)
     args = ['--extract-frames', '--a2d-root', str(tmp_path), '--no-progress']
     assert main(args) == 0
     folder = tmp_path / 'Release' / 'frames' / 'v'

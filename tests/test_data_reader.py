@@ -261,3 +261,27 @@ def test_start_continues_the_stream_of_a_reader_begun_at_0(batch_dir, shuffle, g
         resumed = [int(reader.read_batch(is_log=False)['text_batch'][0])
                    for _ in range(20 - skipped)]
     assert resumed == ids[skipped:]
+
+
+def test_video_sample_gets_its_annotated_frame_and_shapes_are_checked(tmp_path):
+    from util.data_reader import VIDEO_REQUIRED_KEYS
+    frames = np.arange(16, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 6, 3), np.uint8)
+    good = dict(text_batch=np.arange(20), mask_batch=np.zeros((4, 6), bool),
+                sent_batch=np.array(['the dog']), frames=frames)
+    np.savez(tmp_path / 'v_0.npz', **good)
+    batch = load_batch(str(tmp_path / 'v_0.npz'), VIDEO_REQUIRED_KEYS)
+    np.testing.assert_array_equal(batch['im_batch'], frames[8])  # clip index 8
+    # the image model reads the same file as an image of its annotated frame
+    assert load_batch(str(tmp_path / 'v_0.npz'))['im_batch'].shape == (4, 6, 3)
+    np.savez(tmp_path / 'v_1.npz', **dict(good, mask_batch=np.zeros((5, 6), bool)))
+    with pytest.raises(BatchFileError, match=r'v_1.npz: mask_batch is bool \[5, 6\]; expected '
+                                             r'bool or numeric \[4, 6\]'):
+        load_batch(str(tmp_path / 'v_1.npz'), VIDEO_REQUIRED_KEYS)
+    np.savez(tmp_path / 'v_3.npz', **dict(good, frames=frames[:8]))  # a clip of 8 frames
+    with pytest.raises(BatchFileError, match=r'v_3.npz: frames is uint8 \[8, 4, 6, 3\]; expected '
+                                             r'uint8 \[16, 4, 6, 3\], the h, w of mask_batch'):
+        load_batch(str(tmp_path / 'v_3.npz'), VIDEO_REQUIRED_KEYS)
+    np.savez(tmp_path / 'v_2.npz', **{k: v for k, v in good.items() if k != 'frames'})
+    with pytest.raises(BatchFileError, match='v_2.npz: missing frames .*expected an .npz with '
+                                             'text_batch, frames, mask_batch, sent_batch'):
+        load_batch(str(tmp_path / 'v_2.npz'), VIDEO_REQUIRED_KEYS)

@@ -95,3 +95,20 @@ def test_errors():
         ev.format_results()
     with pytest.raises(ValueError, match='I <= U'):
         ev.add(3, 2)
+
+
+def test_a2d_precisions_and_map_hand_worked():
+    # IoUs 0.52, 0.74, 0.96: precision 3/3 at 0.5; 2/3 at 0.55, 0.6, 0.65, 0.7; 1/3 from 0.75
+    # to 0.95, so mAP = (1 + 4 * 2/3 + 5 * 1/3) / 10 = 0.5333...
+    from util.eval_tools import VIDEO_IOU_THRESHOLDS
+    ev = SegEvaluator(VIDEO_IOU_THRESHOLDS, report_map=True)
+    for I in (52, 74, 96):
+        ev.add(I, 100)
+    p = ev.precision()
+    assert p[0.5] == 1 and p[0.7] == pytest.approx(2 / 3) and p[0.75] == pytest.approx(1 / 3)
+    assert ev.to_dict()['mAP'] == pytest.approx(16 / 30)
+    assert ev.format_results().endswith('mAP = 0.533333\n')
+    assert 'precision@0.55 = 0.666667\n' in ev.format_results()
+    image = SegEvaluator()
+    image.add(52, 100)
+    assert 'mAP' not in image.to_dict() and 'mAP' not in image.format_results()

@@ -144,9 +144,12 @@ def load_batch(path, required_keys=REQUIRED_KEYS):
             batch['im_batch'] = frames[ANNOTATED_FRAME]
     missing = [k for k in required_keys if k not in batch]
     if missing:
+        expected = (EXPECTED if tuple(required_keys) == REQUIRED_KEYS else
+                    'an .npz with %s as CMPC_video/build_A2D_batches.py writes'
+                    % ', '.join(required_keys))
         raise BatchFileError('%s: missing %s (has %s); expected %s'
                              % (path, ', '.join(missing), ', '.join(sorted(batch)) or 'nothing',
-                                EXPECTED))
+                                expected))
     _check_arrays(path, batch)
     if 'sent_batch' in batch:
         batch['sent_batch'] = _decode_bytes(batch['sent_batch'])

@@ -44,6 +44,7 @@ KINDS = ('circle', 'square', 'triangle', 'star')
 VIDEO_COLOURS = ('red', 'green', 'blue', 'yellow')
 TWIN_ACTIONS = (('moving left', 'moving right'), ('jumping', 'standing still'))
 ACTIONS = ('moving left', 'moving right', 'jumping', 'standing still')
+ACTION_WORDS = {w for a in ACTIONS for w in a.split()}
 SPEED = 2.0  # px per frame
 HOP, HOP_FRAMES = 10.0, 8
 
