@@ -8,6 +8,9 @@ util/processing_tools.py and trainval_model.py (valid_idx = first non-zero id); 
 convolution and batch norm from DrSleep/tensorflow-deeplab-resnet kaffe/tensorflow/network.py
 and slim's batch_norm. TF1 semantics throughout (e.g. resize without half-pixel centres).
 
+Also the original video model, CMPC_video/CMPC_video_mm_tgraph_allvec.py (build_temp_graph,
+build_temp_ctx, its build_lang2vis and 5-type parser), for test_video_model.py.
+
 Parameters `P` map the TF1 variable names WITHOUT the 'text_objseg/' scope (`unscoped`) to float64
 arrays. Arrays have no batch axis unless a docstring says otherwise. Used by
 test_cmpc_model.py (the whole graph, and one block at a time), test_trainer.py (a train step's
@@ -267,6 +270,15 @@ def reference_forward(P, words, feats, cfg):
 
     # nec_lang: sum of all four minus 'unnecessary'
     lang = l2_normalize((parse.sum(-1) - parse[:, 3]) @ words_feat)
+    out.update(exchange_and_score(P, fusion, lang, H, W, mlp_dim))
+    out['words_parse'] = parse
+    out['valid_idx'] = valid_idx
+    return out
+
+
+def exchange_and_score(P, fusion, lang, H, W, mlp_dim):
+    """gated_exchange_fusion_lstm_2times and the final score, as both originals end:
+    fusion {level: [h, w, C]}, lang [C] -> pred, up, sigm."""
     f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
     e3 = exchange(P, f3, f4, f5, lang, 'c3', mlp_dim)
     e4 = exchange(P, f4, f3, f5, lang, 'c4', mlp_dim)
@@ -275,13 +287,9 @@ def reference_forward(P, words, feats, cfg):
     e4_2 = exchange(P, e4, e3, e5, lang, 'c4_2', mlp_dim)
     e5_2 = exchange(P, e5, e3, e4, lang, 'c5_2', mlp_dim)
     fused = conv_lstm(P, [e3_2, e4_2, e5_2])
-
-    out['pred'] = conv3x3(P, 'score', fused)
-    out['up'] = resize_bilinear_tf1(out['pred'], H, W)
-    out['sigm'] = sigmoid(out['up'])
-    out['words_parse'] = parse
-    out['valid_idx'] = valid_idx
-    return out
+    pred = conv3x3(P, 'score', fused)
+    up = resize_bilinear_tf1(pred, H, W)
+    return {'pred': pred, 'up': up, 'sigm': sigmoid(up)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,18 +403,7 @@ def reference_forward_video(P, words, frame_feats, cfg):
         fusion[level] = np.maximum(conv1x1(P, 'fusion_' + level, feat_all), 0)
         out['up_' + level] = resize_bilinear_tf1(conv3x3(P, 'score_' + level, fusion[level]), H, W)
 
-    f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
-    e3 = exchange(P, f3, f4, f5, valid_lang, 'c3', mlp_dim)
-    e4 = exchange(P, f4, f3, f5, valid_lang, 'c4', mlp_dim)
-    e5 = exchange(P, f5, f3, f4, valid_lang, 'c5', mlp_dim)
-    e3_2 = exchange(P, e3, e4, e5, valid_lang, 'c3_2', mlp_dim)
-    e4_2 = exchange(P, e4, e3, e5, valid_lang, 'c4_2', mlp_dim)
-    e5_2 = exchange(P, e5, e3, e4, valid_lang, 'c5_2', mlp_dim)
-    fused = conv_lstm(P, [e3_2, e4_2, e5_2])
-
-    out['pred'] = conv3x3(P, 'score', fused)
-    out['up'] = resize_bilinear_tf1(out['pred'], H, W)
-    out['sigm'] = sigmoid(out['up'])
+    out.update(exchange_and_score(P, fusion, valid_lang, H, W, mlp_dim))
     out['words_parse'] = parse
     out['valid_idx'] = valid_idx
     return out
