@@ -78,6 +78,13 @@ def iteration(text):
         raise argparse.ArgumentTypeError("expected an integer or 'best', got %r" % text) from None
 
 
+DATASETS = {'image': "'unc', 'unc+', 'Gref', 'Gref_umd', 'referit'",
+            'video': "'a2d_sent_new' (A2D Sentences), 'jhmdb_sent' (J-HMDB Sentences, test "
+                     'only, with the A2D model: --checkpoint-dataset a2d_sent_new)'}
+SPLITS = {'image': "'train', 'trainval', 'val', 'test', 'testA', 'testB'",
+          'video': "'train', 'test'"}
+
+
 def build_parser(task, description, modes, dataset_default):
     """The flags of trainval_model.py and CMPC_video/trainval_video.py (the original's, with
     long aliases, and the port's); each script adds its own (-n, -conv5 / -finetune, ...)."""
@@ -97,10 +104,10 @@ def build_parser(task, description, modes, dataset_default):
                    help=', '.join(modes) + (' (masks and explanations for --image and --sentence)'
                                             if 'predict' in modes else ''))
     p.add_argument('-d', '--dataset', type=str, default=dataset_default,
-                   help="dataset name: 'unc', 'unc+', 'Gref', 'Gref_umd', 'referit' (batches are read "
-                        'from {data-root}/{dataset}/{split}_batch/)')
+                   help='dataset name: %s (batches are read from {data-root}/{dataset}/'
+                        '{split}_batch/)' % DATASETS[task.kind])
     p.add_argument('-t', '--split', type=str, default=None,
-                   help="split: 'train', 'trainval', 'val', 'test', 'testA', 'testB'")
+                   help='split: %s' % SPLITS[task.kind])
     p.add_argument('-f', '--folder', type=str, default=None,
                    help='folder of the snapshots {dataset}_iter_{N}.tfmodel (required for train '
                         'and test; predict and export take it with -d and -i, or --checkpoint)')
