@@ -7,7 +7,8 @@
 # `bash main_job.sh video`: the same for the video model on the synthetic A2D Sentences
 # (moving shapes): decode its videos, build the batches, train and test the video CMPC and, the
 # same way on the annotated frames alone, the image CMPC, and print both next to baselines,
-# split by the queries that need the action words. Knobs: ITERS, TRAIN_VIDEOS, OUT, SYN.
+# split by the queries that need the action words. Knobs: ITERS, TRAIN_VIDEOS, TEST_VIDEOS,
+# OUT, SYN.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_venv.sh
@@ -19,8 +20,10 @@ if [ "${1:-}" = "video" ]; then
   OUT=${OUT:-ckpts/synthetic_video}
   ITERS=${ITERS:-2000}
   TRAIN_VIDEOS=${TRAIN_VIDEOS:-120}
+  TEST_VIDEOS=${TEST_VIDEOS:-30}
   start=$(date +%s)
-  $PY make_synthetic_dataset.py --video --out "$SYN" --train_videos "$TRAIN_VIDEOS"
+  $PY make_synthetic_dataset.py --video --out "$SYN" --train_videos "$TRAIN_VIDEOS" \
+      --test_videos "$TEST_VIDEOS"
   $PY CMPC_video/build_A2D_batches.py --extract-frames --a2d-root "$SYN/A2D-Sentences" --no-progress
   $PY CMPC_video/build_A2D_batches.py --a2d-root "$SYN/A2D-Sentences" --vocab "$SYN/vocabulary.txt" \
       --out "$SYN" --size 96 --no-progress

@@ -1,5 +1,6 @@
 """The main job end to end (main_job.sh): CMPC trained on the synthetic dataset against the
-trivial baselines on the val split. About 15 minutes on 2 cores."""
+trivial baselines on the val split (about 15 minutes on 2 cores), and a short run of
+`main_job.sh video` (a few minutes)."""
 
 import json
 import os
@@ -37,3 +38,23 @@ def test_main_job_learns(tmp_path):
     union_p5 = table['union of all objects']['precision@0.5']
     assert model['precision@0.5'] > union_p5 + MARGIN, table
     assert os.listdir(tmp_path / 'ckpts' / 'visualization')
+
+
+@pytest.mark.slow
+def test_video_main_job_runs_end_to_end(tmp_path):
+    # A short run (the README's table is the full one): the pipeline from the .mp4 videos to
+    # the table, and the baselines it prints, which depend on the data only.
+    env = dict(os.environ, SYN=str(tmp_path / 'synthetic_video'), OUT=str(tmp_path / 'ckpts'),
+               ITERS='10', TRAIN_VIDEOS='4', TEST_VIDEOS='4')
+    proc = subprocess.run(['bash', os.path.join(ROOT, 'main_job.sh'), 'video'], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'motion queries' in proc.stdout and 'Video main job took' in proc.stdout
+    table = json.load(open(tmp_path / 'ckpts' / 'table.json'))
+    assert sorted(table) == ['image CMPC iter 10', 'union of all objects', 'video CMPC iter 10',
+                             'whole frame']
+    # Shapes of radius ~10 px in 96 x 96 frames: a few percent of the frame each.
+    assert 0.01 < table['whole frame']['all']['overall_iou'] < 0.1
+    n = table['whole frame']['all']['n']
+    assert all(r['all']['n'] == n for r in table.values())
+    assert os.listdir(tmp_path / 'ckpts' / 'video' / 'visualization')
