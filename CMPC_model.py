@@ -403,6 +403,7 @@ class LSTM_model(tf.Module):
     # -- what a subclass (the video model) changes ---------------------------------------------
 
     WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')
+    input_name = 'im'  # the visual input, as error messages name it
 
     def _build_extra(self, store, s):
         """Blocks beyond the image model's, created before the fusion convs."""
@@ -443,7 +444,7 @@ class LSTM_model(tf.Module):
             vis_la_sp = self.mutan[lv](valid_lang, spatial, vis)  # [B, h, w, v_emb]
             graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [vis_la_sp, graph], valid_lang, spatial)
-        return self.decode(fusion, words_feat, words_parse)
+        return self.decode(fusion, self.necessary_lang(words_feat, words_parse), words_parse)
 
     def encode_words(self, words, training):
         """words [B, T] -> words_feat [B, 1, T, rnn] (l2-normalised), words_parse
@@ -473,17 +474,20 @@ class LSTM_model(tf.Module):
         lang_tiled = tf.tile(lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
         return tf.nn.relu(self.fusion[lv](tf.concat(feats + [lang_tiled, spatial], 3)))
 
-    def decode(self, fusion, words_feat, words_parse):
-        """The levels' scores, text-guided feature exchange twice, the ConvLSTM and the score:
-        fusion {level: [B, h, w, mlp]} -> the outputs."""
+    @staticmethod
+    def necessary_lang(words_feat, words_parse):
+        """The sentence from the words that are not 'unnecessary' (the last type), written as
+        the original: the sum of all types minus that one (nec_lang; the video's valid_lang)."""
+        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, -1]  # [B, 1, T]
+        return weighted_words(necessary, words_feat)  # [B, 1, 1, rnn]
+
+    def decode(self, fusion, lang, words_parse):
+        """The levels' scores, text-guided feature exchange twice guided by `lang` [B, 1, 1,
+        rnn], the ConvLSTM and the score: fusion {level: [B, h, w, mlp]} -> the outputs."""
         out = {}
         for lv in self.levels:
             score = cast(self.level_score[lv](fusion[lv]), tf.float32)  # [B, h, w, 1]
             out['up_' + lv] = resize_bilinear(score, [self.H, self.W])
-        # The words that are not 'unnecessary' (the last type), written as the original: the
-        # sum of all types minus that one.
-        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, -1]  # [B, 1, T]
-        lang = weighted_words(necessary, words_feat)  # [B, 1, 1, rnn]
         f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
         ex = self.exchange
         e3, e4, e5 = ex['c3'](f3, f4, f5, lang), ex['c4'](f4, f3, f5, lang), ex['c5'](f5, f3, f4, lang)
@@ -505,14 +509,13 @@ class LSTM_model(tf.Module):
     def _check_inputs(self, words, im, mask=None):
         words = np.asarray(words)
         im = np.asarray(im, dtype=np.float32)
-        visual_name = self.input_name
         want = tuple(self.input_signature[1].shape[1:])
         if words.ndim != 2 or words.shape[1] != self.num_steps:
             raise ValueError('words must be [B, %d] (left-padded ids), got shape %s'
                              % (self.num_steps, list(words.shape)))
         if im.shape[1:] != want or im.shape[0] != words.shape[0]:
             raise ValueError('%s must be [B, %s] with B = %d, got shape %s'
-                             % (visual_name, ', '.join(map(str, want)), words.shape[0],
+                             % (self.input_name, ', '.join(map(str, want)), words.shape[0],
                                 list(im.shape)))
         if words.min() < 0 or words.max() >= self.vocab_size:
             raise ValueError('word ids must lie in [0, %d), got %d..%d'
@@ -525,8 +528,6 @@ class LSTM_model(tf.Module):
             raise ValueError('mask must be [B, %d, %d, 1], got shape %s'
                              % (self.H, self.W, list(mask.shape)))
         return words, im, mask
-
-    input_name = 'im'
 
     def downsample_mask(self, mask):
         """mask [B, H, W, 1] at the score map's size [B, vf_h, vf_w, 1] (pixel accuracy)."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from util.cli import HelpFormatter
 from util.eval_tools import SegEvaluator, compute_mask_IU
-from util.io import write_json
+from util.io import load_a2d_masks, write_json
 from util.refer import Refer, segmentation_mask
 
 
@@ -64,13 +64,10 @@ def video_samples(video_dir):
 
 def video_baseline_masks(video_dir, sample):
     """(ground truth, union of all objects) [h, w] bool of one test sample's annotated frame."""
-    import h5py
-    path = os.path.join(video_dir, 'A2D-Sentences', 'a2d_annotation_with_instances',
-                        sample['video'], '%05d.h5' % sample['frame'])
-    with h5py.File(path, 'r') as f:
-        ids = np.asarray(f['instance'][:]).ravel()
-        masks = np.asarray(f['reMask'][:]).reshape((len(ids),) + f['reMask'].shape[-2:])
-    masks = masks.transpose(0, 2, 1) > 0  # stored transposed
+    ids, masks = load_a2d_masks(os.path.join(
+        video_dir, 'A2D-Sentences', 'a2d_annotation_with_instances', sample['video'],
+        '%05d.h5' % sample['frame']))
+    masks = masks > 0
     return masks[list(ids).index(sample['instance'])], masks.any(axis=0)
 
 

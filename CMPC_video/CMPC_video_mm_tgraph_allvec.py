@@ -124,8 +124,8 @@ class LSTM_model(CMPC_model.LSTM_model):
     def input_signature(self):
         """[words, clip] as the forward and the train step take them."""
         s = self.settings
-        return [tf.TensorSpec([None, s.num_steps], tf.int32),
-                tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
+        words = super().input_signature[0]
+        return [words, tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
 
     def build_graph(self, words, clip, training=False):
         """words int32 [B, T], clip float32 [B, frames, H, W, 3] -> dict of tensors (logits and
@@ -138,8 +138,7 @@ class LSTM_model(CMPC_model.LSTM_model):
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
         ea_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
         action_lang = weighted_words(words_parse[:, :, :, 3], words_feat)
-        necessary = tf.reduce_sum(words_parse, 3) - words_parse[:, :, :, 4]
-        valid_lang = weighted_words(necessary, words_feat)
+        valid_lang = self.necessary_lang(words_feat, words_parse)  # all but 'unnecessary'
         ea_frames = tf.repeat(ea_lang, F, axis=0)  # [BF, 1, 1, rnn]: each frame its sentence
 
         fusion = {}
@@ -152,4 +151,4 @@ class LSTM_model(CMPC_model.LSTM_model):
             context = self.temporal_context[lv](key_mm, nodes)  # [B, h, w, C]
             graph = self.reasoning[lv](key_mm, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [key_vis, graph, context], valid_lang, spatial)
-        return self.decode(fusion, words_feat, words_parse)
+        return self.decode(fusion, valid_lang, words_parse)

@@ -66,7 +66,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from util import im_processing, text_processing  # noqa: E402
 from util.cli import HelpFormatter  # noqa: E402
 from util.io import (atomic_open, check_build_manifest, file_sha1,  # noqa: E402
-                     remove_stale_temps, save_npz_atomic, write_json)
+                     load_a2d_masks, remove_stale_temps, save_npz_atomic, write_json)
 
 T = 20
 INPUT_SIZE = 320
@@ -169,19 +169,16 @@ def instance_id_of(text, counts):
 def instance_mask(path, instance_id, any_id, counts):
     """The [h, w] mask of `instance_id` in one annotation .h5 (None when skipped): reMask is
     stored transposed; several matching instances are summed, as the original."""
-    import h5py
-    with h5py.File(path, 'r') as f:
-        ids = np.asarray(f['instance'][:]).ravel()
-        masks = np.asarray(f['reMask'][:])
-    if ids.shape[0] == 1:
-        if int(ids[0]) != instance_id:
+    ids, masks = load_a2d_masks(path)  # [n], [n, h, w]
+    if len(ids) == 1:
+        if ids[0] != instance_id:
             counts['one-instance .h5 of another id (%s)'
                    % ('used, --single-instance-any-id' if any_id else 'skipped')] += 1
             if not any_id:
                 return None
-        return masks.reshape(masks.shape[-2:]).T
+        return masks[0]
     index = np.flatnonzero(ids == instance_id)
-    return masks[index].T.sum(axis=2) if index.size != 1 else masks[index[0]].T
+    return masks[index].sum(axis=0) if index.size != 1 else masks[index[0]]
 
 
 def clip_window(frame_id, num_frames):

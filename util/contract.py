@@ -28,19 +28,23 @@ def train_sample(im, mask, H, W):
     build_batches.py does."""
     if im.shape[:2] != (H, W):
         im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, H, W))
-        if mask is not None:
-            mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
     im = im_processing.as_rgb(im).astype(np.float32)[:, :, ::-1] - MU
-    return im, mask
+    return im, None if mask is None else train_mask(mask, H, W)
+
+
+def train_mask(mask, H, W):
+    """A training mask bool [H, W]; one built for another input size is resized-and-padded as
+    float, then > 0, as build_batches.py does."""
+    if mask.shape != (H, W):
+        mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
+    return mask
 
 
 def train_clip(frames, mask, H, W):
     """A training clip as the video network takes it: (clip float32 [16, H, W, 3] BGR minus MU,
     the annotated frame's mask bool [H, W]); each frame as train_sample."""
     clip = np.stack([train_sample(f, None, H, W)[0] for f in frames])
-    if mask.shape != (H, W):
-        mask = im_processing.resize_and_pad(mask.astype(np.float32), H, W) > 0
-    return clip, mask
+    return clip, train_mask(mask, H, W)
 
 
 def network_input(image, H, W):

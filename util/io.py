@@ -113,8 +113,7 @@ def check_build_manifest(path, settings, overwrite):
                              '--overwrite to rebuild it'
                              % (os.path.dirname(path), ', '.join(diff), [old.get(k) for k in diff],
                                 [settings[k] for k in diff]))
-    with atomic_open(path, 'w', encoding='utf-8') as f:
-        json.dump(settings, f, indent=1, sort_keys=True)
+    write_json(path, settings, sort_keys=True)
 
 
 def save_npy_atomic(path, array):
@@ -180,3 +179,15 @@ def load_referit_gt_mask(mask_path):
                          'keys %s' % (mask_path, sorted(k for k in mat if not k.startswith('__'))))
     mask = (mat['segimg_t'] == 0)
     return mask
+
+
+def load_a2d_masks(path):
+    """(instance ids int64 [n], masks [n, h, w]) of one A2D Sentences annotation .h5: keys
+    `instance` and `reMask`, the masks stored transposed ([w, h] for one instance, [n, w, h]
+    for several)."""
+    import h5py  # only the A2D tools read .h5 files
+    with h5py.File(path, 'r') as f:
+        ids = np.asarray(f['instance'][:]).ravel().astype(np.int64)
+        masks = np.asarray(f['reMask'][:])
+    masks = masks.reshape((len(ids),) + masks.shape[-2:])  # [n, w, h]
+    return ids, masks.transpose(0, 2, 1)

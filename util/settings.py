@@ -188,7 +188,6 @@ class VideoModelSettings(ModelSettings):
                              '12 and 15), got %d' % self.frames)
 
 
-
 SETTINGS_OF = {'image': ModelSettings, 'video': VideoModelSettings}
 
 
@@ -252,7 +251,8 @@ class TrainSettings:
         written before the split."""
         if isinstance(meta.get('training'), dict):
             return _from_dict(cls, meta['training'], where)
-        return _from_dict(cls, meta.get('model', {}), where, ignore=MODEL_FIELDS + ('vf_h', 'vf_w', 'kind'))
+        return _from_dict(cls, meta.get('model', {}), where,
+                          ignore=MODEL_FIELDS + ('vf_h', 'vf_w', 'kind'))
 
     @classmethod
     def from_flags(cls, args):
@@ -280,7 +280,8 @@ def split_model_kwargs(kwargs, settings_cls=ModelSettings):
     vf = (kwargs.pop('vf_h', None), kwargs.pop('vf_w', None))
     kind = kwargs.pop('kind', settings_cls.kind)  # as to_json wrote it
     if kind != settings_cls.kind:
-        raise ValueError('settings of the %s model given to the %s model' % (kind, settings_cls.kind))
+        raise ValueError('settings of the %s model given to the %s model'
+                         % (kind, settings_cls.kind))
     fields = tuple(f.name for f in dataclasses.fields(settings_cls))
     unknown = sorted(k for k in kwargs if k not in fields and k not in TRAIN_FIELDS)
     if unknown:
