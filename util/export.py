@@ -54,15 +54,19 @@ Where serving_default's decoding can differ from PIL (util/predict.load_image):
     the comparison altogether.
 """
 
+import json
 import os
 import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from util.cli import InputError
 from util.contract import MU, SCORE_THRESH
 from util.io import write_json
-from util.predict import load_model, read_model_settings
+from util.predict import (Predictor, load_model, read_model_settings, tokenize_sentence,
+                          word_records)
+from util.settings import ModelSettings
 from util.text_processing import PAD_IDENTIFIER, UNK_IDENTIFIER
 
 SERVING_KEY = 'serving_default'
@@ -421,3 +425,63 @@ def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
     export_saved_model(model, vocab_dict, export_dir, MU, SCORE_THRESH, info)
     log('SavedModel written to %s (signatures %s, %s)' % (export_dir, SERVING_KEY, IMAGE_KEY))
     return export_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# The other way round: a SavedModel behind predict mode's interface (the demo's --saved-model)
+
+class SavedModelPredictor(Predictor):
+    """An exported SavedModel with util.predict.Predictor's interface: the same mask,
+    probability and word types (the signature serve_image, whose pixels predict mode's
+    load_image decodes). Not exported, so not available: the c3 / c4 / c5 maps and DenseCRF
+    (which needs the network-resolution image)."""
+    levels = False
+    dcrf = False
+
+    def __init__(self, export_dir, flag='--saved-model'):
+        info_path = os.path.join(export_dir, EXPORT_INFO)
+        if not os.path.isdir(export_dir):
+            raise InputError('%s %s: no such folder' % (flag, export_dir))
+        if not os.path.isfile(info_path):
+            raise InputError('%s %s: not a SavedModel written by `trainval_model.py -m export` '
+                             '(no %s)' % (flag, export_dir, EXPORT_INFO))
+        try:
+            with open(info_path, encoding='utf-8') as f:
+                self.info = json.load(f)
+            self.settings = ModelSettings.from_json(self.info, info_path)
+        except (ValueError, KeyError) as e:
+            raise InputError('%s: %s' % (info_path, e.args[0] if e.args else e)) from None
+        self.prefix = self.vocab_path = export_dir
+        self.num_steps = self.settings.num_steps
+        self.vocab_dict = None  # read from the SavedModel's own table by load()
+        self.serve = None
+
+    def describe(self):
+        return 'SavedModel %s (exported from %s)' % (self.prefix, self.info.get('checkpoint'))
+
+    def load(self, log=print):
+        if self.serve is None:
+            log('Loading ' + self.describe())
+            loaded = tf.saved_model.load(self.prefix)
+            words, ids = tf.raw_ops.LookupTableExportV2(
+                table_handle=loaded.table.resource_handle, Tkeys=tf.string, Tvalues=tf.int64)
+            self.vocab_dict = {w.decode('utf-8'): int(i) for w, i in zip(words.numpy(),
+                                                                        ids.numpy())}
+            self.loaded, self.serve = loaded, loaded.signatures[IMAGE_KEY]
+        return self
+
+    def encode(self, sentence):
+        # Before load() the vocabulary is unknown: then this only checks that there are words.
+        return tokenize_sentence(sentence, self.vocab_dict or {}, self.num_steps)
+
+    def predict(self, image, sentence, dcrf=False):
+        if dcrf:
+            raise InputError('DenseCRF needs a checkpoint (--checkpoint); a SavedModel gives '
+                             'the mask at the image resolution only')
+        _, kept, unknown, dropped = self.load().encode(sentence)
+        out = self.serve(image=tf.constant(image), sentence=tf.constant(sentence))
+        ids, types = out['word_ids'].numpy(), out['word_types'].numpy()
+        return {'mask': out['mask'].numpy() > 0, 'prob': out['probability'].numpy(),
+                'word_types': types, 'mask_dcrf': None, 'levels': {}, 'word_ids': ids,
+                'words': word_records(kept, unknown, ids, types), 'dropped': dropped,
+                'all_unknown': all(unknown)}

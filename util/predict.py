@@ -68,31 +68,33 @@ def save_png(path, array):
 # ---------------------------------------------------------------------------------------------
 # Inputs
 
-def load_image(path):
+def load_image(path, label=None):
     """uint8 [h, w, 3] RGB as the image is shown: EXIF orientation applied, grey repeated,
-    alpha dropped, 16-bit reduced to the high byte. Returns (image, EXIF orientation)."""
+    alpha dropped, 16-bit reduced to the high byte. Returns (image, EXIF orientation).
+    Errors start with `label` (default '--image PATH')."""
+    label = label or '--image ' + path
     if os.path.isdir(path):
-        raise InputError('--image %s: is a folder; expected an image file' % path)
+        raise InputError('%s: is a folder; expected an image file' % label)
     if not os.path.isfile(path):
-        raise InputError('--image %s: no such file' % path)
+        raise InputError('%s: no such file' % label)
     try:
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
             im = ImageOps.exif_transpose(im)
             im.load()
     except Exception as e:  # PIL raises many types for unreadable or truncated files
-        raise InputError('--image %s: cannot read it as an image (%s: %s)'
-                         % (path, type(e).__name__, e)) from None
+        raise InputError('%s: cannot read it as an image (%s: %s)'
+                         % (label, type(e).__name__, e)) from None
     if im.mode.startswith('I;16') or im.mode == 'I':
         # TF's PNG decoder keeps the high byte of 16-bit samples; PIL's convert() would clip.
         arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535) >> 8
         im = Image.fromarray(arr.astype(np.uint8), 'L')
     elif im.mode == 'F':
-        raise InputError('--image %s: floating-point images are not supported; save it as an '
-                         '8-bit image' % path)
+        raise InputError('%s: floating-point images are not supported; save it as an '
+                         '8-bit image' % label)
     rgb = np.asarray(im.convert('RGB'))  # [h, w, 3]
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise InputError('--image %s: image has no pixels' % path)
+        raise InputError('%s: image has no pixels' % label)
     return np.ascontiguousarray(rgb), int(orientation) if orientation in range(1, 9) else 1
 
 
@@ -109,14 +111,23 @@ def read_sentences(sentences, sentences_file):
     return out
 
 
-def tokenize_sentence(sentence, vocab_dict, num_steps):
-    """The tokenizer's view of a sentence (util/text_processing.preprocess_sentence):
-    (ids [T] int32, kept words, unknown flags of the kept words, dropped words)."""
+def sentence_words(sentence, label=None):
+    """The tokenizer's words (util/text_processing.sentence2words); InputError, starting with
+    label (default '--sentence SENTENCE'), when there is none."""
     try:
         words = sentence2words(sentence)
     except ValueError:
-        raise InputError('--sentence %r: empty sentence; a referring expression needs at least '
-                         'one word' % (sentence,)) from None
+        words = []
+    if not words:
+        raise InputError('%s: empty sentence; a referring expression needs at least one word'
+                         % (label or '--sentence %r' % (sentence,)))
+    return words
+
+
+def tokenize_sentence(sentence, vocab_dict, num_steps):
+    """The tokenizer's view of a sentence (util/text_processing.preprocess_sentence):
+    (ids [T] int32, kept words, unknown flags of the kept words, dropped words)."""
+    words = sentence_words(sentence)
     kept, dropped = words[:num_steps], words[num_steps:]
     unknown = [w not in vocab_dict for w in kept]
     ids = preprocess_sentence(sentence, vocab_dict, num_steps)  # test mode's own ids
@@ -283,6 +294,59 @@ def unique_names(paths):
     return names
 
 
+class Predictor:
+    """A checkpoint and its vocabulary, the model built once: predict mode's and the demo's
+    (util/demo.py) one way from an image and a sentence to a prediction.
+
+    The constructor reads only the checkpoint's settings and the vocabulary (InputError for any
+    mismatch, before TensorFlow is imported); load() builds the model.
+    """
+    levels = True  # the c3 / c4 / c5 maps are available
+    dcrf = True    # DenseCRF is available
+
+    def __init__(self, checkpoint, vocab=None, num_steps=None, checkpoint_flag='--checkpoint'):
+        self.prefix, self.settings, self.vocab_path, self.vocab_dict = read_model_settings(
+            checkpoint, vocab, num_steps, checkpoint_flag)
+        self.num_steps = self.settings.num_steps
+        self.model = None
+
+    def describe(self):
+        return 'checkpoint %s (vocabulary %s, %d words)' % (self.prefix, self.vocab_path,
+                                                            len(self.vocab_dict))
+
+    def load(self, log=print):
+        if self.model is None:
+            log('Loading ' + self.describe())
+            self.model = load_model(self.prefix, self.settings)
+        return self
+
+    def encode(self, sentence):
+        """tokenize_sentence with this checkpoint's vocabulary and T."""
+        return tokenize_sentence(sentence, self.vocab_dict, self.num_steps)
+
+    def check_image(self, image, name):
+        """InputError when the image cannot be resized to fit the network's input."""
+        H, W = self.settings.H, self.settings.W
+        scale = min(H / image.shape[0], W / image.shape[1])
+        if min(round(image.shape[0] * scale), round(image.shape[1] * scale)) < 1:
+            raise InputError('%s: %dx%d is too elongated to fit %dx%d'
+                             % (name, image.shape[1], image.shape[0], W, H))
+
+    def predict(self, image, sentence, dcrf=False):
+        """predict_one on an image and a sentence, plus 'word_ids', 'words' (word_records),
+        'dropped' and 'all_unknown'."""
+        ids, kept, unknown, dropped = self.encode(sentence)
+        res = predict_one(self.load().model, image, ids, dcrf=dcrf, levels=True)
+        res.update(word_ids=ids, words=word_records(kept, unknown, ids, res['word_types']),
+                   dropped=dropped, all_unknown=all(unknown))
+        return res
+
+
+def mask_summary(mask):
+    return {'area': int(mask.sum()), 'area_fraction': float(mask.mean()),
+            'bbox_xywh': bbox_xywh(mask)}
+
+
 def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=None, dcrf=False,
                 explain=True, log=print, warn=None, checkpoint_flag='--checkpoint'):
     """Predict mode; returns the records written. InputError for bad input, raised before the
@@ -291,34 +355,30 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
     if not images:
         raise InputError('no image: give --image PATH (repeatable)')
     # -- check everything that can be checked cheaply first
-    prefix, settings, vocab_path, vocab_dict = read_model_settings(checkpoint, vocab, num_steps,
-                                                                   checkpoint_flag)
-    T = settings.num_steps
-    encoded = [tokenize_sentence(s, vocab_dict, T) for s in sentences]
+    predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag)
+    T = predictor.num_steps
+    for sentence in sentences:
+        predictor.encode(sentence)  # InputError for an empty one
     loaded = [load_image(p) for p in images]
     for (image, _), path in zip(loaded, images):
-        scale = min(settings.H / image.shape[0], settings.W / image.shape[1])
-        if min(round(image.shape[0] * scale), round(image.shape[1] * scale)) < 1:
-            raise InputError('--image %s: %dx%d is too elongated to fit %dx%d'
-                             % (path, image.shape[1], image.shape[0], settings.W, settings.H))
+        predictor.check_image(image, '--image ' + path)
 
     # -- model
-    log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
-    model = load_model(prefix, settings)
+    predictor.load(log)
     if explain:
         from util.explain import explain_figure
 
     records = []
     for path, name, (image, orientation) in zip(images, unique_names(images), loaded):
         h, w = image.shape[:2]
-        for k, (sentence, (ids, kept, unknown, dropped)) in enumerate(zip(sentences, encoded)):
-            if all(unknown):
+        for k, sentence in enumerate(sentences):
+            res = predictor.predict(image, sentence, dcrf=dcrf)
+            if res['all_unknown']:
                 warn('%r: every word is unknown to the vocabulary; the model sees only <unk>'
                      % sentence)
-            if dropped:
+            if res['dropped']:
                 warn('%r: %d words past the first %d dropped: %s'
-                     % (sentence, len(dropped), T, ' '.join(dropped)))
-            res = predict_one(model, image, ids, dcrf=dcrf, levels=True)
+                     % (sentence, len(res['dropped']), T, ' '.join(res['dropped'])))
             folder = os.path.join(out_dir, name, '%02d_%s' % (k, slug(sentence)))
             mask = res['mask']
             files = {'mask': save_png(os.path.join(folder, 'mask.png'),
@@ -328,22 +388,19 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
             if dcrf:
                 files['mask_dcrf'] = save_png(os.path.join(folder, 'mask_dcrf.png'),
                                               res['mask_dcrf'].astype(np.uint8) * 255)
-            words = word_records(kept, unknown, ids, res['word_types'])
+            words = res['words']
             record = {
                 'image': path, 'image_size': [h, w], 'exif_orientation': orientation,
-                'sentence': sentence, 'sentence_index': k, 'checkpoint': prefix,
-                'vocab': vocab_path, 'num_steps': T, 'word_ids': ids.tolist(),
-                'tokens': words, 'dropped_words': dropped, 'all_unknown': all(unknown),
-                'mask': {'area': int(mask.sum()), 'area_fraction': float(mask.mean()),
-                         'bbox_xywh': bbox_xywh(mask)},
+                'sentence': sentence, 'sentence_index': k, 'checkpoint': predictor.prefix,
+                'vocab': predictor.vocab_path, 'num_steps': T, 'word_ids': res['word_ids'].tolist(),
+                'tokens': words, 'dropped_words': res['dropped'],
+                'all_unknown': res['all_unknown'], 'mask': mask_summary(mask),
                 'levels': level_summary(res['levels'], mask),
                 'threshold': {'logit': contract.SCORE_THRESH, 'note': 'mask = resize_and_crop(up >= '
                               'logit threshold) > 0 at the image resolution'},
             }
             if dcrf:
-                md = res['mask_dcrf']
-                record['mask_dcrf'] = {'area': int(md.sum()), 'area_fraction': float(md.mean()),
-                                       'bbox_xywh': bbox_xywh(md)}
+                record['mask_dcrf'] = mask_summary(res['mask_dcrf'])
             if explain:
                 files['explain'] = os.path.join(folder, 'explain.png')
                 with atomic_open(files['explain'], 'wb', fsync=False) as f:
@@ -353,10 +410,11 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
             record['files'] = files
             write_json(os.path.join(folder, 'result.json'), record)
             records.append(record)
+            n_unknown = sum(w['unknown'] for w in words)
             log('%s | %r -> %s (area %d px = %.1f%%, %d words%s)'
                 % (path, sentence, folder, record['mask']['area'],
-                   100 * record['mask']['area_fraction'], len(kept),
-                   ', %d unknown' % sum(unknown) if any(unknown) else ''))
+                   100 * record['mask']['area_fraction'], len(words),
+                   ', %d unknown' % n_unknown if n_unknown else ''))
     write_json(os.path.join(out_dir, 'predictions.json'), records)
     log('Wrote %d predictions under %s' % (len(records), out_dir))
     return records

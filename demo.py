@@ -1,0 +1,82 @@
+"""A local web page for CMPC: drop an image, type sentences, see the masks (util/demo.py).
+
+    python demo.py --checkpoint ckpts/synthetic            # the main job's model (newest snapshot)
+    python demo.py --saved-model exported/cmpc             # a SavedModel of `-m export`
+    # then open http://127.0.0.1:7860
+
+The page serves on 127.0.0.1 only (--host 0.0.0.0 to open it to your network); it never makes a
+public share link. The model is loaded once, before the server starts. Its masks are predict
+mode's (`trainval_model.py -m predict`), pixel for pixel.
+"""
+
+import argparse
+import os
+import sys
+
+from util.cli import HelpFormatter, InputError
+from util.demo import DEFAULT_MAX_PIXELS, MAX_SENTENCES, VIDEO_NOTE
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=HelpFormatter,
+                                epilog=VIDEO_NOTE)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--checkpoint', type=str,
+                     help='an image-model checkpoint: a prefix (ckpts/unc/unc_iter_700000.tfmodel), '
+                          'one of its files, or a folder (its newest snapshot)')
+    src.add_argument('--saved-model', type=str,
+                     help='a SavedModel folder written by `trainval_model.py -m export` (no '
+                          'c3/c4/c5 maps and no DenseCRF: it exports neither)')
+    p.add_argument('--vocab', type=str, default=None,
+                   help='--checkpoint: the vocabulary it was trained with, if its .json does not '
+                        'record one')
+    p.add_argument('--num-steps', type=int, default=None,
+                   help="--checkpoint: T, the words per sentence, for a checkpoint of the "
+                        "original code (which has no .json); default the original's 20")
+    p.add_argument('--host', type=str, default='127.0.0.1',
+                   help='address to serve on; 0.0.0.0 opens the page to other machines')
+    p.add_argument('--port', type=int, default=7860, help='port to serve on')
+    p.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
+                   help='larger images are refused with a message in the page')
+    p.add_argument('--max-upload-mb', type=int, default=50,
+                   help='larger uploads are refused by the server')
+    p.add_argument('--max-sentences', type=int, default=MAX_SENTENCES,
+                   help='sentences per request (the page has this many result panels)')
+    p.add_argument('--synthetic-examples', type=str, default='data/synthetic',
+                   help='the synthetic dataset of make_synthetic_dataset.py whose val images '
+                        'and expressions are offered as examples (skipped if absent)')
+    args = p.parse_args(argv)
+    if not 0 < args.port < 65536:
+        p.error('--port: expected 1..65535, got %d' % args.port)
+    for flag in ('max_pixels', 'max_upload_mb', 'max_sentences'):
+        if getattr(args, flag) < 1:
+            p.error('--%s: expected a positive number, got %d'
+                    % (flag.replace('_', '-'), getattr(args, flag)))
+    if args.saved_model and (args.vocab or args.num_steps):
+        p.error('--vocab and --num-steps go with --checkpoint; a SavedModel holds its vocabulary')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+    from util.demo import Demo, skimage_examples, synthetic_examples
+    try:
+        if args.checkpoint:
+            from util.predict import Predictor
+            predictor = Predictor(args.checkpoint, args.vocab, args.num_steps)
+        else:
+            from util.export import SavedModelPredictor
+            predictor = SavedModelPredictor(args.saved_model)
+        predictor.load()
+    except InputError as e:
+        sys.exit('error: %s' % e)
+    examples = synthetic_examples(args.synthetic_examples) + skimage_examples()
+    demo = Demo(predictor, max_pixels=args.max_pixels, max_sentences=args.max_sentences,
+                examples=examples)
+    demo.serve(args.host, args.port, args.max_upload_mb)
+
+
+if __name__ == '__main__':
+    main()

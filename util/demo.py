@@ -1,0 +1,291 @@
+"""The demo page: drop an image, type sentences, see CMPC's masks and how it read each sentence.
+
+Built with Gradio (demo.py starts it). The page runs predict mode's code (util/predict.py's
+Predictor: same image decoding, tokenisation, network and post-processing), so its masks are
+predict mode's, pixel for pixel; the model is loaded once, when the server starts.
+
+Per sentence the page shows:
+  * the image with the mask in red, and the binary mask (0 / 255 PNG, with a download button);
+    with DenseCRF switched on, the refined mask too;
+  * the mask's area and bounding box, the words as the vocabulary saw them (unknown words
+    flagged, words past the T-th listed as dropped);
+  * with a checkpoint: the explain figure (util/explain.py): the word types' bars and the
+    c3 / c4 / c5 score maps, the paper's Figure 1 for this input. A SavedModel exports neither
+    the level maps nor what DenseCRF needs, so with --saved-model the words' types are listed
+    in a table instead.
+A bad input (no image, a file that is not an image, a huge image, no sentence, a sentence
+without words, too many sentences) is reported in the page's message box, in words; the
+server keeps serving.
+"""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from util.cli import InputError
+from util.predict import LEVELS, WORD_TYPES, load_image, mask_summary, overlay, sentence_words
+
+MAX_SENTENCES = 6
+DEFAULT_MAX_PIXELS = 16_000_000
+SKIMAGE_EXAMPLES = (  # photographs shipped with scikit-image, and sentences for them
+    ('astronaut.png', 'the woman in the white suit\nthe flag on the left'),
+    ('coffee.png', 'the cup of coffee\nthe spoon'),
+)
+VIDEO_NOTE = ('The video model (CMPC_video/) is command-line only: '
+              '`python CMPC_video/trainval_video.py -m test ...`.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples
+
+def synthetic_examples(root, n_images=2, split='val'):
+    """[image path, sentences] of the first n_images of the synthetic dataset's split that have
+    two or more expressions (make_synthetic_dataset.py's output in root); [] if there is none."""
+    from util.refer import Refer
+    try:
+        refer = Refer(os.path.join(root, 'refer'), 'refcoco', 'unc')
+    except (FileNotFoundError, ValueError):
+        return []
+    by_image = {}
+    for ref in refer.refs_in_split(split):
+        by_image.setdefault(ref['image_id'], []).append(ref['sentences'][0]['raw'])
+    examples = []
+    for image_id, sentences in by_image.items():
+        path = os.path.join(root, 'coco', 'images', 'train2014',
+                            refer.Imgs[image_id]['file_name'])
+        if len(sentences) >= 2 and os.path.isfile(path):
+            examples.append([path, '\n'.join(sentences[:2])])
+        if len(examples) == n_images:
+            break
+    return examples
+
+
+def skimage_examples():
+    """[image path, sentences] for the real photographs that scikit-image ships."""
+    import skimage.data
+    out = []
+    for name, sentences in SKIMAGE_EXAMPLES:
+        path = os.path.join(skimage.data.data_dir, name)
+        if os.path.isfile(path):
+            out.append([path, sentences])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+def read_upload(path, max_pixels):
+    """The uploaded image as predict mode reads it (util.predict.load_image), after a size
+    check that needs only the header."""
+    if not path:
+        raise InputError('no image: upload one or pick an example')
+    name = os.path.basename(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # load_image says why, in its words
+        pass
+    else:
+        if w * h > max_pixels:
+            raise InputError('%s: %dx%d is %.1f megapixels; this server takes images of at most '
+                             '%.1f megapixels (demo.py --max-pixels)'
+                             % (name, w, h, w * h / 1e6, max_pixels / 1e6))
+    return load_image(path, label=name)[0]
+
+
+def read_sentences(text, max_sentences=MAX_SENTENCES):
+    """The non-blank lines of the text box; InputError if there is none, too many, or a line
+    without words."""
+    sentences = [line.strip() for line in (text or '').splitlines() if line.strip()]
+    if not sentences:
+        raise InputError('no sentence: type one referring expression per line')
+    if len(sentences) > max_sentences:
+        raise InputError('%d sentences: this page shows at most %d at a time'
+                         % (len(sentences), max_sentences))
+    for k, sentence in enumerate(sentences):
+        sentence_words(sentence, 'sentence %d (%r)' % (k + 1, sentence))
+    return sentences
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+def describe_result(k, sentence, res, num_steps):
+    """Markdown: the sentence, the mask's area and box, the words with their types."""
+    lines = ['### %d. "%s"' % (k + 1, sentence)]
+    for key, title in (('mask', 'mask'), ('mask_dcrf', 'DenseCRF mask')):
+        if res.get(key) is None:
+            continue
+        s = mask_summary(res[key])
+        box = ('box x %d, y %d, %d x %d px' % tuple(s['bbox_xywh']) if s['bbox_xywh']
+               else 'empty')
+        lines.append('**%s**: %d px (%.1f%% of the image), %s' % (
+            title, s['area'], 100 * s['area_fraction'], box))
+    unknown = [w['word'] for w in res['words'] if w['unknown']]
+    if res['all_unknown']:
+        lines.append('**Every word is unknown to the vocabulary**: the model saw only <unk>.')
+    elif unknown:
+        lines.append('**Unknown words** (read as <unk>): ' + ', '.join('`%s`' % w for w in unknown))
+    if res['dropped']:
+        lines.append('**Dropped** (past the first %d words): %s'
+                     % (num_steps, ' '.join(res['dropped'])))
+    lines.append('')
+    lines.append('| word | type | ' + ' | '.join(WORD_TYPES) + ' |')
+    lines.append('|---|---|' + '---|' * len(WORD_TYPES))
+    for w in res['words']:
+        word = '`%s`%s' % (w['word'], ' (unknown)' if w['unknown'] else '')
+        lines.append('| %s | %s | %s |' % (word, w['type'], ' | '.join(
+            '%.2f' % w['types'][t] for t in WORD_TYPES)))
+    return '\n'.join(lines)
+
+
+def explain_image(image, sentence, res):
+    """The explain figure as an RGB array."""
+    from util.explain import explain_figure
+    buf = io.BytesIO()
+    explain_figure(buf, image, sentence, res['words'],
+                   {lv: res['levels'][lv]['prob'] for lv in LEVELS}, res['mask'],
+                   prob=res['prob'])
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert('RGB'))
+
+
+def as_png_mask(mask):
+    return mask.astype(np.uint8) * 255
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+class Demo:
+    """The page's state: the predictor (loaded once) and its limits."""
+
+    def __init__(self, predictor, max_pixels=DEFAULT_MAX_PIXELS, max_sentences=MAX_SENTENCES,
+                 examples=()):
+        self.predictor = predictor
+        self.max_pixels = max_pixels
+        self.max_sentences = max_sentences
+        self.examples = [list(e) for e in examples]
+
+    def segment(self, upload, text, dcrf):
+        """(message, [per slot: visible, markdown, overlay, mask, DenseCRF mask, explain])."""
+        try:
+            image = read_upload(upload, self.max_pixels)
+            self.predictor.check_image(image, os.path.basename(upload))
+            sentences = read_sentences(text, self.max_sentences)
+            if dcrf and not self.predictor.dcrf:
+                raise InputError('DenseCRF is not available with a SavedModel; switch it off, '
+                                 'or start the demo with --checkpoint')
+            results = [self.predictor.predict(image, s, dcrf=bool(dcrf)) for s in sentences]
+        except InputError as e:
+            return 'error: %s' % e, []
+        slots = []
+        for k, (sentence, res) in enumerate(zip(sentences, results)):
+            slots.append({
+                'markdown': describe_result(k, sentence, res, self.predictor.num_steps),
+                'overlay': overlay(image, res['mask']),
+                'mask': as_png_mask(res['mask']),
+                'mask_dcrf': as_png_mask(res['mask_dcrf']) if dcrf else None,
+                'explain': explain_image(image, sentence, res) if self.predictor.levels
+                else None})
+        h, w = image.shape[:2]
+        return ('%d sentence%s on a %dx%d image%s.' % (
+            len(sentences), 's' if len(sentences) > 1 else '', w, h,
+            ', with DenseCRF' if dcrf else '')), slots
+
+    def build(self):
+        """The gr.Blocks page."""
+        import gradio as gr
+        p = self.predictor
+        with gr.Blocks(title='CMPC referring segmentation', analytics_enabled=False) as page:
+            gr.Markdown(
+                '# CMPC: referring image segmentation\n'
+                'Cross-Modal Progressive Comprehension (Huang et al., CVPR 2020). Give an image '
+                'and one expression per line; for each, the page shows the mask of what it '
+                'refers to%s.\n\nModel: %s, input %dx%d, T = %d words. %s'
+                % (', how the model typed each word (entity, attribute, relation, unnecessary) '
+                   'and the score maps of the three feature levels (c3, c4, c5)' if p.levels
+                   else ' and how the model typed each word',
+                   p.describe(), p.settings.W, p.settings.H, p.num_steps, VIDEO_NOTE))
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = gr.File(label='Image (any format PIL reads; %.0f megapixels at '
+                                     'most)' % (self.max_pixels / 1e6), type='filepath',
+                                     elem_id='image-file')
+                    preview = gr.Image(label='Image', interactive=False, elem_id='preview',
+                                       format='png', height=260)
+                with gr.Column(scale=1):
+                    text = gr.Textbox(label='Sentences (one per line, at most %d)'
+                                      % self.max_sentences, lines=4, elem_id='sentences',
+                                      placeholder='the red circle left of the big star')
+                    dcrf = gr.Checkbox(label='DenseCRF refinement' + (
+                        '' if p.dcrf else ' (needs a checkpoint)'), value=False,
+                        interactive=p.dcrf, elem_id='dcrf')
+                    run = gr.Button('Segment', variant='primary', elem_id='segment')
+                    message = gr.Markdown('', elem_id='message')
+            if self.examples:
+                gr.Examples(self.examples, inputs=[upload, text], label='Examples')
+
+            slots = []
+            for k in range(self.max_sentences):
+                with gr.Group(visible=False, elem_id='result-%d' % k) as group:
+                    info = gr.Markdown(elem_id='info-%d' % k)
+                    with gr.Row():
+                        over = gr.Image(label='mask over the image', format='png',
+                                        interactive=False, elem_id='overlay-%d' % k)
+                        mask = gr.Image(label='mask (PNG)', format='png', image_mode='L',
+                                        interactive=False, buttons=['download'],
+                                        elem_id='mask-%d' % k)
+                        crf = gr.Image(label='DenseCRF mask (PNG)', format='png',
+                                       image_mode='L', interactive=False, visible=False,
+                                       buttons=['download'], elem_id='mask-dcrf-%d' % k)
+                    fig = gr.Image(label='how CMPC read it', format='png', interactive=False,
+                                   visible=p.levels, elem_id='explain-%d' % k)
+                slots.append((group, info, over, mask, crf, fig))
+
+            def show_preview(path):
+                """The uploaded image, labelled with its name and size or what is wrong."""
+                if not path:
+                    return gr.Image(value=None, label='Image')
+                try:
+                    image = read_upload(path, self.max_pixels)
+                except InputError as e:
+                    return gr.Image(value=None, label='error: %s' % e)
+                return gr.Image(value=image, label='%s, %dx%d' % (
+                    os.path.basename(path), image.shape[1], image.shape[0]))
+
+            def segment(path, sentences, use_dcrf):
+                msg, results = self.segment(path, sentences, use_dcrf)
+                updates = [msg]
+                for k in range(self.max_sentences):
+                    r = results[k] if k < len(results) else None
+                    updates += [gr.Group(visible=r is not None),
+                                r['markdown'] if r else '',
+                                r['overlay'] if r else None,
+                                r['mask'] if r else None,
+                                gr.Image(value=r['mask_dcrf'] if r else None,
+                                         visible=bool(r and r['mask_dcrf'] is not None)),
+                                r['explain'] if r else None]
+                return updates
+
+            upload.change(show_preview, inputs=upload, outputs=preview)
+            outputs = [message] + [c for slot in slots for c in slot]
+            run.click(segment, inputs=[upload, text, dcrf], outputs=outputs)
+            text.submit(segment, inputs=[upload, text, dcrf], outputs=outputs)
+        return page
+
+    def serve(self, host='127.0.0.1', port=7860, max_upload_mb=50, block=True):
+        """Builds the page and serves it on host:port (never through a share link). With
+        block=False returns the page, serving in a background thread (page.close() stops it)."""
+        import gradio as gr
+        theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
+                                  font_mono=['ui-monospace', 'monospace'])  # no web fonts
+        page = self.build()
+        page.queue(default_concurrency_limit=1)  # one prediction at a time: one model
+        page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                    max_file_size='%dmb' % max_upload_mb, ssr_mode=False, theme=theme,
+                    footer_links=[], prevent_thread_lock=not block, quiet=False)
+        return page
