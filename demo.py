@@ -2,6 +2,7 @@
 
     python demo.py --checkpoint ckpts/synthetic            # the main job's model (newest snapshot)
     python demo.py --saved-model exported/cmpc             # a SavedModel of `-m export`
+    python demo.py --checkpoint ckpts/synthetic_video/video  # the video model: a video in
     # then open http://127.0.0.1:7860
 
 The page serves on 127.0.0.1 only (--host 0.0.0.0 to open it to your network); it never makes a
@@ -14,16 +15,16 @@ import os
 import sys
 
 from util.cli import HelpFormatter, InputError
-from util.demo import DEFAULT_MAX_PIXELS, MAX_SENTENCES, VIDEO_NOTE
+from util.demo import DEFAULT_MAX_PIXELS, MAX_SENTENCES
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=HelpFormatter,
-                                epilog=VIDEO_NOTE)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--checkpoint', type=str,
-                     help='an image-model checkpoint: a prefix (ckpts/unc/unc_iter_700000.tfmodel), '
-                          'one of its files, or a folder (its newest snapshot)')
+                     help='a checkpoint of the image or the video model: a prefix '
+                          '(ckpts/unc/unc_iter_700000.tfmodel), one of its files, or a folder '
+                          '(its newest snapshot); with the video model the page takes a video')
     src.add_argument('--saved-model', type=str,
                      help='a SavedModel folder written by `trainval_model.py -m export` (no '
                           'c3/c4/c5 maps and no DenseCRF: it exports neither)')
@@ -37,7 +38,7 @@ def parse_args(argv=None):
                    help='address to serve on; 0.0.0.0 opens the page to other machines')
     p.add_argument('--port', type=int, default=7860, help='port to serve on')
     p.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
-                   help='larger images are refused with a message in the page')
+                   help='larger images (video frames) are refused with a message in the page')
     p.add_argument('--max-upload-mb', type=int, default=50,
                    help='larger uploads are refused by the server')
     p.add_argument('--max-sentences', type=int, default=MAX_SENTENCES,
@@ -45,6 +46,10 @@ def parse_args(argv=None):
     p.add_argument('--synthetic-examples', type=str, default='data/synthetic',
                    help='the synthetic dataset of make_synthetic_dataset.py whose val images '
                         'and expressions are offered as examples (skipped if absent)')
+    p.add_argument('--synthetic-video-examples', type=str, default='data/synthetic_video',
+                   help='with the video model: the synthetic A2D Sentences of '
+                        'make_synthetic_dataset.py --video whose test videos and queries are '
+                        'offered as examples (skipped if absent)')
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error('--port: expected 1..65535, got %d' % args.port)
@@ -61,18 +66,22 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-    from util.demo import Demo, skimage_examples, synthetic_examples
+    from util.demo import Demo, skimage_examples, synthetic_examples, synthetic_video_examples
     try:
         if args.checkpoint:
             from util.predict import Predictor
-            predictor = Predictor(args.checkpoint, args.vocab, args.num_steps)
+            predictor = Predictor(args.checkpoint, args.vocab, args.num_steps,
+                                  kinds=('image', 'video'))
         else:
             from util.export import SavedModelPredictor
             predictor = SavedModelPredictor(args.saved_model)
         predictor.load()
     except InputError as e:
         sys.exit('error: %s' % e)
-    examples = synthetic_examples(args.synthetic_examples) + skimage_examples()
+    if predictor.video:
+        examples = synthetic_video_examples(args.synthetic_video_examples)
+    else:
+        examples = synthetic_examples(args.synthetic_examples) + skimage_examples()
     demo = Demo(predictor, max_pixels=args.max_pixels, max_sentences=args.max_sentences,
                 examples=examples)
     demo.serve(args.host, args.port, args.max_upload_mb)

@@ -64,13 +64,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from util import im_processing, text_processing  # noqa: E402
+from util.contract import clip_window  # noqa: E402
+from util.data_reader import CLIP_FRAMES  # noqa: E402
 from util.cli import HelpFormatter  # noqa: E402
 from util.io import (atomic_open, check_build_manifest, file_sha1,  # noqa: E402
-                     load_a2d_masks, remove_stale_temps, save_npz_atomic, write_json)
+                     load_a2d_masks, remove_stale_temps, save_npz_atomic, video_frames,
+                     write_json)
 
 T = 20
 INPUT_SIZE = 320
-CLIP = 16  # frames per clip, [frame - 8, frame + 8)
+CLIP = CLIP_FRAMES  # frames per clip, [frame - 8, frame + 8)
 A2D_NAME = 'a2d_sent_new'
 JHMDB_NAME = 'jhmdb_sent'
 MANIFEST = '.build_a2d_batches.json'
@@ -179,11 +182,6 @@ def instance_mask(path, instance_id, any_id, counts):
         return masks[0]
     index = np.flatnonzero(ids == instance_id)
     return masks[index].sum(axis=0) if index.size != 1 else masks[index[0]]
-
-
-def clip_window(frame_id, num_frames):
-    """The clip of an annotated frame: [frame - 8, frame + 8) clamped to 1 .. num_frames."""
-    return [min(max(i, 1), num_frames) for i in range(frame_id - CLIP // 2, frame_id + CLIP // 2)]
 
 
 def frame_count(folder):
@@ -347,7 +345,6 @@ def build_jhmdb(args, vocab_dict, counts):
 def extract_frames(args):
     """Decodes every Release/clips320H/<video>.mp4 into Release/frames/<video>/<n:05d>.png
     (n from 1); a video whose folder holds the .extracted marker is skipped."""
-    import av
     from PIL import Image
     clips = os.path.join(args.a2d_root, 'Release', 'clips320H')
     if not os.path.isdir(clips):
@@ -361,16 +358,10 @@ def extract_frames(args):
         os.makedirs(folder, exist_ok=True)
         remove_stale_temps(folder)
         path = os.path.join(clips, video + '.mp4')
-        try:
-            with av.open(path) as container:
-                n = 0
-                for n, frame in enumerate(container.decode(video=0), 1):
-                    with atomic_open(os.path.join(folder, '%05d.png' % n), 'wb', fsync=False) as f:
-                        Image.fromarray(frame.to_ndarray(format='rgb24')).save(f, format='PNG')
-        except av.error.FFmpegError as e:
-            raise ValueError('%s: cannot be decoded (%s)' % (path, e)) from None
-        if n == 0:
-            raise ValueError('%s: no video frames' % path)
+        n = 0
+        for n, frame in enumerate(video_frames(path), 1):
+            with atomic_open(os.path.join(folder, '%05d.png' % n), 'wb', fsync=False) as f:
+                Image.fromarray(frame).save(f, format='PNG')
         write_json(os.path.join(folder, EXTRACTED), {'frames': n})
         done += 1
     print('%s: %d videos decoded, %d already there' % (clips, done, len(videos) - done))

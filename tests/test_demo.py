@@ -39,22 +39,29 @@ def write_scene(path, h, w, seed=0):
     return path
 
 
+def write_checkpoint(root, model_class, kwargs, dataset, seed):
+    """A tiny model with random biases and a calibrated backbone (so that its masks are
+    neither empty nor full), saved recording its vocabulary: (model, prefix, vocabulary)."""
+    import tensorflow as tf
+    tf.random.set_seed(seed)
+    model = model_class(mode='eval', **kwargs)
+    randomise(model, seed)
+    rng = np.random.RandomState(seed)
+    model.backbone.calibrate((rng.randn(4, TINY['H'], TINY['W'], 3) * 50).astype(np.float32))
+    vocab = write_vocab(os.path.join(root, 'vocab.txt'), TINY['vocab_size'])
+    prefix = os.path.join(root, 'ckpt', '%s_iter_5.tfmodel' % dataset)
+    model.save(prefix, {'vocab': vocab})
+    return model, prefix, vocab
+
+
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     """A tiny checkpoint whose masks are neither empty nor full (random biases and a calibrated
     backbone: about 95 % foreground, different per sentence), its vocabulary, an image, and
     predict mode's output (with -c) for the image and SENTENCES."""
-    import tensorflow as tf
     from CMPC_model import LSTM_model
     root = str(tmp_path_factory.mktemp('demo'))
-    tf.random.set_seed(0)
-    model = LSTM_model(mode='eval', **TINY)
-    randomise(model, 0)
-    rng = np.random.RandomState(0)
-    model.backbone.calibrate((rng.randn(4, TINY['H'], TINY['W'], 3) * 50).astype(np.float32))
-    vocab = write_vocab(os.path.join(root, 'vocab.txt'), TINY['vocab_size'])
-    prefix = os.path.join(root, 'ckpt', 'unc_iter_5.tfmodel')
-    model.save(prefix, {'vocab': vocab})
+    _, prefix, vocab = write_checkpoint(root, LSTM_model, TINY, 'unc', seed=0)
     paths = {'root': root, 'checkpoint': prefix, 'vocab': vocab,
              'image': write_scene(os.path.join(root, 'scene.png'), 90, 130)}
     args = ['-m', 'predict', '--checkpoint', prefix, '--image', paths['image'], '-c',
@@ -152,12 +159,81 @@ def test_saved_model_gives_the_same_masks(workspace, tmp_path):
         SavedModelPredictor(str(tmp_path))
 
 
+@pytest.fixture(scope='module')
+def video_workspace(tmp_path_factory):
+    """A tiny video checkpoint (random biases, calibrated backbone) recording its vocabulary,
+    and a 12-frame 64x80 .mp4 of a square moving right."""
+    from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model
+    from helpers import VIDEO_TINY
+    from util.synthetic_video import write_mp4
+    root = str(tmp_path_factory.mktemp('demo_video'))
+    # seed 3: masks about half the frame
+    model, prefix, vocab = write_checkpoint(root, LSTM_model, VIDEO_TINY, 'a2d_sent_new', seed=3)
+    video = np.random.RandomState(0).randint(0, 100, size=(12, 64, 80, 3)).astype(np.uint8)
+    for f in range(12):
+        video[f, 20:40, 4 * f:4 * f + 20] = (230, 40, 40)
+    path = os.path.join(root, 'clip.mp4')
+    write_mp4(path, video)
+    return {'root': root, 'checkpoint': prefix, 'vocab': vocab, 'video': path, 'model': model}
+
+
+def test_video_checkpoint_segments_the_chosen_frame_of_a_video(video_workspace):
+    """The page's prediction for frame 3 of a 12-frame video is test mode's for the clip
+    [1, 1, 1, 1, 1, 1, 1, 2, 3, ..., 10] (the original's window [3 - 8, 3 + 8) clamped to the
+    video), computed here with the original's pre- and post-processing."""
+    import av
+    import skimage
+    from util import im_processing
+    from util.demo import Demo
+    from util.predict import Predictor
+    from util.text_processing import load_vocab_dict_from_file, preprocess_sentence
+    ws = video_workspace
+    predictor = Predictor(ws['checkpoint'], kinds=('image', 'video'))
+    assert predictor.video
+    demo = Demo(predictor)
+    message, slots = demo.segment(ws['video'], 'the red square moving right\nblorp', False, 3)
+    assert message == '2 sentences on frame 3 of 12 of a 80x64 video.'
+    with av.open(ws['video']) as container:
+        frames = [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
+    clip = [frames[i - 1] for i in [1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    model, vocab = ws['model'], load_vocab_dict_from_file(ws['vocab'])
+    MU = np.array((104.00698793, 116.66876762, 122.67891434))
+    net = np.stack([skimage.img_as_ubyte(im_processing.resize_and_pad(f, model.H, model.W))
+                    .astype(np.float32)[:, :, ::-1] - MU for f in clip]).astype(np.float32)
+    for slot, sentence in zip(slots, ('the red square moving right', 'blorp')):
+        words = np.array(preprocess_sentence(sentence, vocab, model.num_steps), np.int32)
+        up = model.forward(words[None], net[None])['up'][0, :, :, 0]
+        expected = im_processing.resize_and_crop((up >= 1e-9).astype(np.float32), 64, 80) > 0
+        np.testing.assert_array_equal(slot['mask'] > 0, expected)
+        assert 0 < expected.mean() < 1
+        assert slot['explain'].ndim == 3
+    assert '| word | type | entity | attribute | static relation | action | unnecessary |' \
+        in slots[0]['markdown']
+    assert demo.segment(ws['video'], 'the cat', False, 13)[0] == \
+        'error: frame 13: clip.mp4 has frames 1 to 12'
+    assert demo.segment(ws['vocab'], 'the cat', False, 0)[0].startswith(
+        'error: vocab.txt: cannot be decoded as a video')
+    # 0: the middle frame, 6 of 12.
+    assert demo.segment(ws['video'], 'the cat', False, 0)[0].startswith('1 sentence on frame 6 of')
+
+
+def test_synthetic_video_examples(tmp_path):
+    from util.demo import synthetic_video_examples
+    from util.synthetic_video import generate
+    generate(str(tmp_path), train_videos=1, test_videos=4, frames=18)
+    examples = synthetic_video_examples(str(tmp_path))
+    assert examples, 'no test video with twins among 4'
+    for path, sentences, frame in examples:
+        assert os.path.isfile(path) and frame in (6, 12, 18) and len(sentences.split('\n')) == 2
+    assert synthetic_video_examples(str(tmp_path / 'none')) == []
+
+
 @pytest.mark.cli
 def test_demo_refuses_bad_flags_and_checkpoints(tmp_path):
     proc = run_script(['--help'], ROOT, script='demo.py')
     for flag in ('--checkpoint', '--saved-model', '--port', '--host', '--max-pixels'):
         assert flag in proc.stdout
-    assert 'command-line only' in proc.stdout
+    assert 'the video model' in proc.stdout
     proc = run_script(['--checkpoint', str(tmp_path / 'nothing')], ROOT, script='demo.py',
                       check=False)
     assert proc.returncode != 0 and 'error: --checkpoint' in proc.stderr
@@ -210,25 +286,6 @@ def browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
-def shown_png(driver, css):
-    """The PNG an <img> of the page shows, fetched from the server."""
-    from selenium.webdriver.common.by import By
-    src = [img.get_attribute('src') for img in driver.find_elements(By.CSS_SELECTOR, css + ' img')
-           if 'file=' in (img.get_attribute('src') or '')]
-    assert src, 'no image in %s' % css
-    with urllib.request.urlopen(src[0], timeout=30) as r:
-        return np.asarray(Image.open(io.BytesIO(r.read())))
-
-
-def full_page_screenshot(driver, path):
-    for _ in range(3):  # the page reflows to the new width once, then keeps its height
-        height = driver.execute_script('return document.documentElement.scrollHeight')
-        driver.set_window_size(1400, min(height + 160, 8000))
-        time.sleep(1)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    driver.save_screenshot(path)
-
-
 @pytest.fixture(scope='module')
 def page_inputs(workspace):
     """(checkpoint, image, sentences, expected masks or None): the workspace's, or with
@@ -255,95 +312,167 @@ def page_inputs(workspace):
             [(read(k, 'mask'), read(k, 'overlay'), read(k, 'mask_dcrf')) for k in range(2)])
 
 
-@pytest.mark.cli
-def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(workspace, page_inputs,
-                                                                        tmp_path):
+def need_chromium():
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get('CI'):
             pytest.fail('CI needs Debian chromium and chromium-driver (.ci/run installs them)')
         pytest.skip('needs Debian chromium and chromium-driver: apt-get install chromium '
                     'chromium-driver')
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+
+
+class DemoPage:
+    """demo.py serving `args` in tmp_path, and headless Chromium on its page; a context manager
+    that stops both."""
+
+    def __init__(self, args, tmp_path):
+        need_chromium()
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+        self.By = By
+        self.server, url = start_server(args, str(tmp_path))
+        try:
+            self.driver = browser()
+        except Exception:
+            self.stop_server()
+            raise
+        self.wait = WebDriverWait(self.driver, 240)
+        self.driver.get(url)
+        self.wait.until(lambda d: self.find('#image-file input[type=file]'))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.driver.quit()
+        self.stop_server()
+
+    def stop_server(self):
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+
+    def find(self, css):
+        """The elements matching css (a list, empty if none)."""
+        return self.driver.find_elements(self.By.CSS_SELECTOR, css)
+
+    def text(self, css):
+        return self.find(css)[0].text
+
+    def message(self):
+        return self.text('#message')
+
+    def idle(self):
+        """While the server works, the message box shows Gradio's 'processing' tracker."""
+        return 'hide' in self.find('#message [data-testid=status-tracker]')[0].get_attribute(
+            'class')
+
+    def preview_label(self):
+        return self.text('#preview [data-testid=block-label]')
+
+    def submit(self, path, text, dcrf=False, frame=None):
+        """Uploads path (None: keeps the file), sets the frame (video), types text, runs;
+        returns the message once the server has answered (a message other than the last)."""
+        if frame is not None:
+            box = self.find('#frame input')[0]
+            box.clear()
+            box.send_keys(str(frame))
+        if path:
+            clear = self.find('#image-file button[aria-label=Clear]')
+            if clear:  # a file is there: clear it, and wait for the preview to empty
+                clear[0].click()
+                self.wait.until(lambda d: self.preview_label() == 'Image')
+            self.wait.until(lambda d: self.find('#image-file input[type=file]'))
+            self.find('#image-file input[type=file]')[0].send_keys(path)
+            name = os.path.basename(path)
+            self.wait.until(lambda d: name in self.preview_label())
+        box = self.find('#sentences textarea')[0]
+        box.clear()
+        box.send_keys(text)
+        tick = self.find('#dcrf input[type=checkbox]')[0]
+        if tick.is_selected() != dcrf:
+            tick.click()
+        before = self.message()
+        self.find('#segment')[0].click()
+        self.wait.until(lambda d: self.idle() and self.message() != before)
+        return self.message()
+
+    def shown_png(self, css):
+        """The PNG an <img> of the page shows, fetched from the server."""
+        src = [img.get_attribute('src') for img in self.find(css + ' img')
+               if 'file=' in (img.get_attribute('src') or '')]
+        assert src, 'no image in %s' % css
+        with urllib.request.urlopen(src[0], timeout=30) as r:
+            return np.asarray(Image.open(io.BytesIO(r.read())))
+
+    def screenshot(self, path):
+        """The whole page as a PNG (the window grown to the page's height)."""
+        for _ in range(3):  # the page reflows to the new width once, then keeps its height
+            height = self.driver.execute_script('return document.documentElement.scrollHeight')
+            self.driver.set_window_size(1400, min(height + 160, 8000))
+            time.sleep(1)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.driver.save_screenshot(path)
+        self.driver.set_window_size(1400, 1000)
+
+
+@pytest.mark.cli
+def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inputs, tmp_path):
     checkpoint, image, sentences, expected = page_inputs
     main_job = bool(os.environ.get('CMPC_DEMO_CHECKPOINT'))
-    server, url = start_server(['--checkpoint', checkpoint, '--max-pixels',
-                                str(10 ** 6 if main_job else MAX_PIXELS), '--synthetic-examples',
-                                os.path.join(ROOT, 'data', 'synthetic')], str(tmp_path))
-    driver = None
-    try:
-        driver = browser()
-        wait = WebDriverWait(driver, 240)
-        driver.get(url)
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#image-file input[type=file]'))
-        assert 'command-line only' in driver.find_element(By.TAG_NAME, 'body').text
-        message = lambda: driver.find_element(By.ID, 'message').text
-        # While the server works, the message box also shows Gradio's 'processing' tracker.
-        idle = lambda: 'hide' in driver.find_element(
-            By.CSS_SELECTOR, '#message [data-testid=status-tracker]').get_attribute('class')
-        preview_label = lambda: driver.find_element(By.CSS_SELECTOR,
-                                                    '#preview [data-testid=block-label]').text
-
-        def submit(path, text, dcrf=False):
-            """Uploads path (None: keeps the file), types text, runs; returns the message once
-            the server has answered (each call here expects a message other than the last)."""
-            if path:
-                clear = driver.find_elements(By.CSS_SELECTOR, '#image-file button[aria-label=Clear]')
-                if clear:  # a file is there: clear it, and wait for the preview to empty
-                    clear[0].click()
-                    wait.until(lambda d: preview_label() == 'Image')
-                upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR,
-                                                             '#image-file input[type=file]'))
-                upload.send_keys(path)
-                name = os.path.basename(path)
-                wait.until(lambda d: name in preview_label())
-            box = driver.find_element(By.CSS_SELECTOR, '#sentences textarea')
-            box.clear()
-            box.send_keys(text)
-            tick = driver.find_element(By.CSS_SELECTOR, '#dcrf input[type=checkbox]')
-            if tick.is_selected() != dcrf:
-                tick.click()
-            before = message()
-            driver.find_element(By.ID, 'segment').click()
-            wait.until(lambda d: idle() and message() != before)
-            return message()
+    args = ['--checkpoint', checkpoint, '--max-pixels', str(10 ** 6 if main_job else MAX_PIXELS),
+            '--synthetic-examples', os.path.join(ROOT, 'data', 'synthetic')]
+    with DemoPage(args, tmp_path) as page:
+        assert 'CMPC: referring image segmentation' in page.text('body')
 
         # Two sentences, with DenseCRF: two panels whose masks are predict mode's.
-        assert submit(image, '\n'.join(sentences), dcrf=True).startswith('2 sentences on a')
+        assert page.submit(image, '\n'.join(sentences), dcrf=True).startswith('2 sentences on a')
         for k, (mask, over, mask_dcrf) in enumerate(expected):
-            wait.until(lambda d: d.find_element(By.ID, 'info-%d' % k).text.startswith(
+            page.wait.until(lambda d: page.text('#info-%d' % k).startswith(
                 '%d. "%s"' % (k + 1, sentences[k])))
-            np.testing.assert_array_equal(shown_png(driver, '#mask-%d' % k), mask)
-            np.testing.assert_array_equal(shown_png(driver, '#overlay-%d' % k)[:, :, :3], over)
-            np.testing.assert_array_equal(shown_png(driver, '#mask-dcrf-%d' % k), mask_dcrf)
-            assert driver.find_element(By.CSS_SELECTOR, '#explain-%d img' % k).is_displayed()
-        assert not driver.find_elements(By.CSS_SELECTOR, '#result-2 img')
+            np.testing.assert_array_equal(page.shown_png('#mask-%d' % k), mask)
+            np.testing.assert_array_equal(page.shown_png('#overlay-%d' % k)[:, :, :3], over)
+            np.testing.assert_array_equal(page.shown_png('#mask-dcrf-%d' % k), mask_dcrf)
+            assert page.find('#explain-%d img' % k)[0].is_displayed()
+        assert not page.find('#result-2 img')
         if not main_job:
-            assert 'Every word is unknown' in driver.find_element(By.ID, 'info-1').text
-        full_page_screenshot(driver, os.environ.get('CMPC_DEMO_SCREENSHOT',
-                                                    str(tmp_path / 'demo.png')))
-        driver.set_window_size(1400, 1000)
+            assert 'Every word is unknown' in page.text('#info-1')
+        page.screenshot(os.environ.get('CMPC_DEMO_SCREENSHOT', str(tmp_path / 'demo.png')))
 
         # A file that is not an image, then a huge image, then no sentence: messages in the
         # page, and the server goes on serving.
         bad = tmp_path / 'notes.txt'
         bad.write_text('not an image')
-        assert submit(str(bad), 'the cat').startswith(
+        assert page.submit(str(bad), 'the cat').startswith(
             'error: notes.txt: cannot read it as an image')
-        assert not driver.find_elements(By.CSS_SELECTOR, '#result-0 img')
+        assert not page.find('#result-0 img')
         if not main_job:
             big = write_scene(str(tmp_path / 'big.png'), 200, 200)
-            assert submit(big, 'the cat').startswith('error: big.png: 200x200 is 0.0 megapixels')
-        assert submit(image, '   ') == 'error: no sentence: type one referring expression per line'
-        assert submit(None, sentences[0]).startswith('1 sentence on a')
-        np.testing.assert_array_equal(shown_png(driver, '#mask-0'), expected[0][0])
-        assert server.poll() is None
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            assert page.submit(big, 'the cat').startswith(
+                'error: big.png: 200x200 is 0.0 megapixels')
+        assert page.submit(image, '   ') == \
+            'error: no sentence: type one referring expression per line'
+        assert page.submit(None, sentences[0]).startswith('1 sentence on a')
+        np.testing.assert_array_equal(page.shown_png('#mask-0'), expected[0][0])
+        assert page.server.poll() is None
+
+
+@pytest.mark.cli
+def test_browser_page_with_a_video_checkpoint(video_workspace, tmp_path):
+    """A video in, frame 3 chosen: the page's mask is the Predictor's (whose equality with
+    test mode's computation test_video_checkpoint_segments_the_chosen_frame_of_a_video shows)."""
+    from util.demo import Demo
+    from util.predict import Predictor
+    ws = video_workspace
+    sentence = 'the red square moving right'
+    expected = Demo(Predictor(ws['checkpoint'], kinds=('image', 'video'))).segment(
+        ws['video'], sentence, False, 3)[1][0]['mask']
+    with DemoPage(['--checkpoint', ws['checkpoint']], tmp_path) as page:
+        assert 'CMPC: referring video segmentation' in page.text('body')
+        assert page.submit(ws['video'], sentence, frame=3) == \
+            '1 sentence on frame 3 of 12 of a 80x64 video.'
+        assert 'clip.mp4, frame 3 of 12' in page.preview_label()
+        np.testing.assert_array_equal(page.shown_png('#mask-0'), expected)
+        assert 'static relation' in page.text('#info-0')  # the video model's word types

@@ -31,7 +31,8 @@ REQUIRED_KEYS = ('text_batch', 'im_batch', 'mask_batch', 'sent_batch')
 # The video batches of CMPC_video/build_A2D_batches.py: im_batch, the annotated frame, is
 # frames[8] and may be left out (load_batch then adds it).
 VIDEO_REQUIRED_KEYS = ('text_batch', 'frames', 'mask_batch', 'sent_batch')
-ANNOTATED_FRAME = 8
+CLIP_FRAMES = 16     # frames of a video batch, [annotated - 8, annotated + 8)
+ANNOTATED_FRAME = 8  # the annotated frame's index in them
 # What build_batches.py writes, as the error messages state it.
 SPECS = {'text_batch': 'integer [T]', 'im_batch': 'uint8 [h, w, 3] or [h, w]',
          'mask_batch': 'bool or numeric [h, w], the h, w of im_batch',

@@ -2,7 +2,10 @@
 
 Built with Gradio (demo.py starts it). The page runs predict mode's code (util/predict.py's
 Predictor: same image decoding, tokenisation, network and post-processing), so its masks are
-predict mode's, pixel for pixel; the model is loaded once, when the server starts.
+predict mode's, pixel for pixel; the model is loaded once, when the server starts. With a
+checkpoint of the video model the page takes a video and a frame number instead of an image:
+the network sees the 16 frames around that frame (contract.clip_window) and the masks are of
+that frame.
 
 Per sentence the page shows:
   * the image with the mask in red, and the binary mask (0 / 255 PNG, with a download button);
@@ -14,7 +17,7 @@ Per sentence the page shows:
     the level maps nor what DenseCRF needs, so with --saved-model the words' types are listed
     in a table instead.
 A bad input (no image, a file that is not an image, a huge image, no sentence, a sentence
-without words, too many sentences) is reported in the page's message box, in words; the
+without words, too many sentences, a frame the video does not have) is reported in the page's message box, in words; the
 server keeps serving.
 """
 
@@ -25,16 +28,18 @@ import numpy as np
 from PIL import Image
 
 from util.cli import InputError
-from util.predict import LEVELS, WORD_TYPES, load_image, mask_summary, overlay, sentence_words
+from util.contract import clip_window
+from util.data_reader import ANNOTATED_FRAME
+from util.io import video_frames
+from util.predict import LEVELS, load_image, mask_summary, overlay, sentence_words
 
 MAX_SENTENCES = 6
 DEFAULT_MAX_PIXELS = 16_000_000
+MAX_VIDEO_FRAMES = 600  # a clip of 20 s at 30 frames/s, held in memory
 SKIMAGE_EXAMPLES = (  # photographs shipped with scikit-image, and sentences for them
     ('astronaut.png', 'the woman in the white suit\nthe flag on the left'),
     ('coffee.png', 'the cup of coffee\nthe spoon'),
 )
-VIDEO_NOTE = ('The video model (CMPC_video/) is command-line only: '
-              '`python CMPC_video/trainval_video.py -m test ...`.')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +63,31 @@ def synthetic_examples(root, n_images=2, split='val'):
         if len(sentences) >= 2 and os.path.isfile(path):
             examples.append([path, '\n'.join(sentences[:2])])
         if len(examples) == n_images:
+            break
+    return examples
+
+
+def synthetic_video_examples(root, n_videos=2):
+    """[video path, sentences, frame] of the synthetic A2D Sentences' (make_synthetic_dataset.py
+    --video, in root) first n_videos test videos with twins (queries only the action words tell
+    apart); [] if there is none."""
+    import json
+    try:
+        with open(os.path.join(root, 'synthetic_video.json'), encoding='utf-8') as f:
+            samples = json.load(f)['test_samples']
+    except (OSError, ValueError, KeyError):
+        return []
+    by_clip = {}
+    for sample in samples:
+        if sample['category'] == 'motion':
+            by_clip.setdefault((sample['video'], sample['frame']), []).append(sample['query'])
+    examples = []
+    for (video, frame), queries in by_clip.items():
+        path = os.path.join(root, 'A2D-Sentences', 'Release', 'clips320H', video + '.mp4')
+        if len(queries) >= 2 and os.path.isfile(path) and video not in {
+                os.path.basename(e[0])[:-4] for e in examples}:
+            examples.append([path, '\n'.join(queries[:2]), frame])
+        if len(examples) == n_videos:
             break
     return examples
 
@@ -93,6 +123,34 @@ def read_upload(path, max_pixels):
                              '%.1f megapixels (demo.py --max-pixels)'
                              % (name, w, h, w * h / 1e6, max_pixels / 1e6))
     return load_image(path, label=name)[0]
+
+
+def read_video(path, frame, max_pixels, max_frames=MAX_VIDEO_FRAMES):
+    """(clip: the 16 frames of contract.clip_window around `frame`, numbered from 1 (0 or
+    None: the middle frame), its number, the video's frame count) of an uploaded video,
+    decoded as build_A2D_batches.py --extract-frames decodes A2D's (util.io.video_frames)."""
+    if not path:
+        raise InputError('no video: upload one')
+    name = os.path.basename(path)
+    frames = []
+    try:
+        for image in video_frames(path):
+            if image.shape[0] * image.shape[1] > max_pixels:
+                raise InputError('%s: %dx%d frames are %.1f megapixels; this server takes at '
+                                 'most %.1f (demo.py --max-pixels)'
+                                 % (name, image.shape[1], image.shape[0],
+                                    image.shape[0] * image.shape[1] / 1e6, max_pixels / 1e6))
+            if len(frames) == max_frames:
+                raise InputError('%s: longer than %d frames; cut the part to segment out'
+                                 % (name, max_frames))
+            frames.append(image)
+    except ValueError as e:
+        raise InputError(str(e).replace(path, name)) from None
+    n = len(frames)
+    frame = int(frame or 0) or (n + 1) // 2
+    if not 1 <= frame <= n:
+        raise InputError('frame %d: %s has frames 1 to %d' % (frame, name, n))
+    return [frames[i - 1] for i in clip_window(frame, n)], frame, n
 
 
 def read_sentences(text, max_sentences=MAX_SENTENCES):
@@ -131,13 +189,14 @@ def describe_result(k, sentence, res, num_steps):
     if res['dropped']:
         lines.append('**Dropped** (past the first %d words): %s'
                      % (num_steps, ' '.join(res['dropped'])))
+    types = list(res['words'][0]['types'])  # the model's WORD_TYPES
     lines.append('')
-    lines.append('| word | type | ' + ' | '.join(WORD_TYPES) + ' |')
-    lines.append('|---|---|' + '---|' * len(WORD_TYPES))
+    lines.append('| word | type | ' + ' | '.join(types) + ' |')
+    lines.append('|---|---|' + '---|' * len(types))
     for w in res['words']:
         word = '`%s`%s' % (w['word'], ' (unknown)' if w['unknown'] else '')
         lines.append('| %s | %s | %s |' % (word, w['type'], ' | '.join(
-            '%.2f' % w['types'][t] for t in WORD_TYPES)))
+            '%.2f' % w['types'][t] for t in types)))
     return '\n'.join(lines)
 
 
@@ -170,16 +229,30 @@ class Demo:
         self.max_sentences = max_sentences
         self.examples = [list(e) for e in examples]
 
-    def segment(self, upload, text, dcrf):
-        """(message, [per slot: visible, markdown, overlay, mask, DenseCRF mask, explain])."""
-        try:
+    def read_input(self, upload, frame=None):
+        """(the model's input, the image the masks are of, its description): an image, or for
+        the video model the clip around the chosen frame and that frame."""
+        if not self.predictor.video:
             image = read_upload(upload, self.max_pixels)
+            what = 'a %dx%d image' % (image.shape[1], image.shape[0])
+            return image, image, what
+        clip, frame, n = read_video(upload, frame, self.max_pixels)
+        image = clip[ANNOTATED_FRAME]
+        return clip, image, 'frame %d of %d of a %dx%d video' % (frame, n, image.shape[1],
+                                                                 image.shape[0])
+
+    def segment(self, upload, text, dcrf, frame=None):
+        """(message, [per sentence: markdown, overlay, mask, DenseCRF mask, explain]).
+        frame: the video model's frame to segment (numbered from 1; 0: the middle one)."""
+        try:
+            model_input, image, what = self.read_input(upload, frame)
             self.predictor.check_image(image, os.path.basename(upload))
             sentences = read_sentences(text, self.max_sentences)
             if dcrf and not self.predictor.dcrf:
                 raise InputError('DenseCRF is not available with a SavedModel; switch it off, '
                                  'or start the demo with --checkpoint')
-            results = [self.predictor.predict(image, s, dcrf=bool(dcrf)) for s in sentences]
+            results = [self.predictor.predict(model_input, s, dcrf=bool(dcrf))
+                       for s in sentences]
         except InputError as e:
             return 'error: %s' % e, []
         slots = []
@@ -191,30 +264,39 @@ class Demo:
                 'mask_dcrf': as_png_mask(res['mask_dcrf']) if dcrf else None,
                 'explain': explain_image(image, sentence, res) if self.predictor.levels
                 else None})
-        h, w = image.shape[:2]
-        return ('%d sentence%s on a %dx%d image%s.' % (
-            len(sentences), 's' if len(sentences) > 1 else '', w, h,
+        return ('%d sentence%s on %s%s.' % (
+            len(sentences), 's' if len(sentences) > 1 else '', what,
             ', with DenseCRF' if dcrf else '')), slots
 
     def build(self):
         """The gr.Blocks page."""
         import gradio as gr
         p = self.predictor
+        video = p.video
+        what = 'a video and the frame to segment' if video else 'an image'
         with gr.Blocks(title='CMPC referring segmentation', analytics_enabled=False) as page:
             gr.Markdown(
-                '# CMPC: referring image segmentation\n'
-                'Cross-Modal Progressive Comprehension (Huang et al., CVPR 2020). Give an image '
-                'and one expression per line; for each, the page shows the mask of what it '
-                'refers to%s.\n\nModel: %s, input %dx%d, T = %d words. %s'
-                % (', how the model typed each word (entity, attribute, relation, unnecessary) '
-                   'and the score maps of the three feature levels (c3, c4, c5)' if p.levels
+                '# CMPC: referring %s segmentation\n'
+                'Cross-Modal Progressive Comprehension (Huang et al., CVPR 2020). Give %s and '
+                'one expression per line; for each, the page shows the mask of what it refers '
+                'to%s.%s\n\nModel: %s, input %dx%d, T = %d words.'
+                % ('video' if video else 'image', what,
+                   ', how the model typed each word (%s) and the score maps of the three feature '
+                   'levels (c3, c4, c5)' % ', '.join(p.word_types()) if p.levels
                    else ' and how the model typed each word',
-                   p.describe(), p.settings.W, p.settings.H, p.num_steps, VIDEO_NOTE))
+                   ' The video model sees the 16 frames around the chosen one (5 of them through '
+                   'the backbone) and segments that frame.' if video else '',
+                   p.describe(), p.settings.W, p.settings.H, p.num_steps))
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = gr.File(label='Image (any format PIL reads; %.0f megapixels at '
-                                     'most)' % (self.max_pixels / 1e6), type='filepath',
-                                     elem_id='image-file')
+                    upload = gr.File(
+                        label=('Video (any format FFmpeg decodes, at most %d frames)'
+                               % MAX_VIDEO_FRAMES if video else 'Image (any format PIL reads)')
+                        + ', %.0f megapixels at most' % (self.max_pixels / 1e6),
+                        type='filepath', elem_id='image-file')
+                    frame = gr.Number(label='frame to segment (1 = the first; 0 = the middle '
+                                      'one)', value=0, precision=0, minimum=0, visible=video,
+                                      elem_id='frame')
                     preview = gr.Image(label='Image', interactive=False, elem_id='preview',
                                        format='png', height=260)
                 with gr.Column(scale=1):
@@ -227,7 +309,8 @@ class Demo:
                     run = gr.Button('Segment', variant='primary', elem_id='segment')
                     message = gr.Markdown('', elem_id='message')
             if self.examples:
-                gr.Examples(self.examples, inputs=[upload, text], label='Examples')
+                gr.Examples(self.examples, inputs=[upload, text, frame][:len(self.examples[0])],
+                            label='Examples')
 
             slots = []
             for k in range(self.max_sentences):
@@ -246,19 +329,19 @@ class Demo:
                                    visible=p.levels, elem_id='explain-%d' % k)
                 slots.append((group, info, over, mask, crf, fig))
 
-            def show_preview(path):
-                """The uploaded image, labelled with its name and size or what is wrong."""
+            def show_preview(path, frame_number):
+                """The uploaded image (the video's chosen frame), labelled with its name and
+                size or what is wrong."""
                 if not path:
                     return gr.Image(value=None, label='Image')
                 try:
-                    image = read_upload(path, self.max_pixels)
+                    _, image, what = self.read_input(path, frame_number)
                 except InputError as e:
                     return gr.Image(value=None, label='error: %s' % e)
-                return gr.Image(value=image, label='%s, %dx%d' % (
-                    os.path.basename(path), image.shape[1], image.shape[0]))
+                return gr.Image(value=image, label='%s, %s' % (os.path.basename(path), what))
 
-            def segment(path, sentences, use_dcrf):
-                msg, results = self.segment(path, sentences, use_dcrf)
+            def segment(path, sentences, use_dcrf, frame_number):
+                msg, results = self.segment(path, sentences, use_dcrf, frame_number)
                 updates = [msg]
                 for k in range(self.max_sentences):
                     r = results[k] if k < len(results) else None
@@ -271,15 +354,17 @@ class Demo:
                                 r['explain'] if r else None]
                 return updates
 
-            upload.change(show_preview, inputs=upload, outputs=preview)
+            upload.change(show_preview, inputs=[upload, frame], outputs=preview)
+            frame.change(show_preview, inputs=[upload, frame], outputs=preview)
+            inputs = [upload, text, dcrf, frame]
             outputs = [message] + [c for slot in slots for c in slot]
-            run.click(segment, inputs=[upload, text, dcrf], outputs=outputs)
-            text.submit(segment, inputs=[upload, text, dcrf], outputs=outputs)
+            run.click(segment, inputs=inputs, outputs=outputs)
+            text.submit(segment, inputs=inputs, outputs=outputs)
         return page
 
-    def serve(self, host='127.0.0.1', port=7860, max_upload_mb=50, block=True):
-        """Builds the page and serves it on host:port (never through a share link). With
-        block=False returns the page, serving in a background thread (page.close() stops it)."""
+    def serve(self, host='127.0.0.1', port=7860, max_upload_mb=50):
+        """Builds the page and serves it on host:port until interrupted (never through a share
+        link)."""
         import gradio as gr
         theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
                                   font_mono=['ui-monospace', 'monospace'])  # no web fonts
@@ -287,5 +372,4 @@ class Demo:
         page.queue(default_concurrency_limit=1)  # one prediction at a time: one model
         page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
                     max_file_size='%dmb' % max_upload_mb, ssr_mode=False, theme=theme,
-                    footer_links=[], prevent_thread_lock=not block, quiet=False)
-        return page
+                    footer_links=[], quiet=False)

@@ -4,7 +4,8 @@ One figure per prediction (util/predict.py writes it as explain.png):
   top row     the image; the score maps of the three levels (sigmoid of up_c3 / up_c4 / up_c5,
               resized-and-cropped back to the image as the final map is); the final mask;
   bottom row  each word's soft type from the word parser, entity / attribute / relation /
-              unnecessary, as a stacked bar that sums to 1, with the probabilities written in.
+              unnecessary (the video model: entity / attribute / static relation / action /
+              unnecessary), as a stacked bar that sums to 1, with the probabilities written in.
 Entity and attribute words drive entity perception (MUTAN fusion with the visual features),
 relation words drive the graph of relation-aware reasoning; 'unnecessary' words are left out
 of the sentence feature that guides the exchange between levels.
@@ -17,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 TYPE_COLOURS = {'entity': '#1f77b4', 'attribute': '#2ca02c', 'relation': '#d62728',
-                'unnecessary': '#bbbbbb'}
+                'static relation': '#d62728', 'action': '#9467bd', 'unnecessary': '#bbbbbb'}
 LEVEL_TITLES = {'c3': 'c3 (res3 features)', 'c4': 'c4 (res4 features)',
                 'c5': 'c5 (res5 features)'}
 MASK_RGB = np.array([1.0, 0.0, 0.0])
@@ -71,7 +72,9 @@ def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
     labels = [lab + ('  <unk>' if w['unknown'] else '') for lab, w in zip(labels, words)]
     y = np.arange(len(words))
     left = np.zeros(len(words))
-    for t, colour in TYPE_COLOURS.items():
+    types = list(words[0]['types']) if words else []  # the model's WORD_TYPES, in order
+    for t in types:
+        colour = TYPE_COLOURS.get(t, '#17becf')
         p = np.array([w['types'][t] for w in words])
         ax.barh(y, p, left=left, color=colour, edgecolor='white', height=0.75, label=t)
         for yi, (l, pi) in enumerate(zip(left, p)):
@@ -87,6 +90,6 @@ def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
     ax.invert_yaxis()  # first word on top
     ax.set_xlim(0, 1)
     ax.set_xlabel('word type probability (each row sums to 1)')
-    ax.legend(ncol=4, loc='lower center', bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    ax.legend(ncol=max(len(types), 1), loc='lower center', bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
     fig.savefig(path, format='png', dpi=DPI)
     return path

@@ -452,6 +452,7 @@ class SavedModelPredictor(Predictor):
         except (ValueError, KeyError) as e:
             raise InputError('%s: %s' % (info_path, e.args[0] if e.args else e)) from None
         self.prefix = self.vocab_path = export_dir
+        self.video = False
         self.num_steps = self.settings.num_steps
         self.vocab_dict = None  # read from the SavedModel's own table by load()
         self.serve = None

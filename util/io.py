@@ -191,3 +191,18 @@ def load_a2d_masks(path):
         masks = np.asarray(f['reMask'][:])
     masks = masks.reshape((len(ids),) + masks.shape[-2:])  # [n, w, h]
     return ids, masks.transpose(0, 2, 1)
+
+
+def video_frames(path):
+    """The frames of a video file as RGB uint8 [h, w, 3] arrays, in order, decoded with PyAV
+    (FFmpeg). ValueError naming the file if it cannot be decoded or has no video frame."""
+    import av
+    n = 0
+    try:
+        with av.open(path) as container:
+            for n, frame in enumerate(container.decode(video=0), 1):
+                yield frame.to_ndarray(format='rgb24')
+    except (av.error.FFmpegError, IndexError) as e:  # IndexError: no video stream
+        raise ValueError('%s: cannot be decoded as a video (%s)' % (path, e)) from None
+    if n == 0:
+        raise ValueError('%s: no video frames' % path)

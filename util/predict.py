@@ -43,9 +43,10 @@ from PIL import Image, ImageOps
 
 from util import contract
 from util.cli import InputError
+from util.data_reader import ANNOTATED_FRAME
 from util.evaluate import DCRF, PLAIN, image_masks
 from util.io import atomic_open, save_npy_atomic, write_json
-from util.settings import ModelSettings
+from util.settings import SETTINGS_OF, ModelSettings
 from util.snapshots import read_checkpoint_meta, resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 
@@ -156,18 +157,31 @@ def resolve_vocab(vocab, meta, prefix):
                      'model was trained with, e.g. data/vocabulary_Gref.txt)' % prefix)
 
 
-def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoint'):
-    """(prefix, ModelSettings, vocabulary path, {word: id}) without building the model; every
-    mismatch is an InputError naming the file (`flag`: how the user named the checkpoint)."""
+def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoint',
+                        kinds=('image',)):
+    """(prefix, settings, vocabulary path, {word: id}) without building the model; every
+    mismatch is an InputError naming the file (`flag`: how the user named the checkpoint).
+    kinds: the models accepted ('image', 'video'); the settings are of the checkpoint's kind."""
     prefix = resolve_checkpoint(checkpoint, flag)
     meta = read_checkpoint_meta(prefix)
     try:
         if meta is not None and 'model' in meta:
-            settings = ModelSettings.from_json(meta, prefix + '.json')
+            kind = meta['model'].get('kind', 'image') if isinstance(meta['model'], dict) \
+                else 'image'
+            # A kind not accepted: the first accepted kind's from_json says what it is.
+            cls = SETTINGS_OF[kind if kind in kinds and kind in SETTINGS_OF else kinds[0]]
+            settings = cls.from_json(meta, prefix + '.json')
         else:  # a checkpoint of the original code: its tensors say
             from util.checkpoint import checkpoint_shapes  # imports TensorFlow: only here
-            settings = ModelSettings.from_shapes(checkpoint_shapes(prefix),
-                                                 num_steps or DEFAULT_NUM_STEPS)
+            shapes = checkpoint_shapes(prefix)
+            for kind in kinds:
+                try:
+                    settings = SETTINGS_OF[kind].from_shapes(shapes,
+                                                             num_steps or DEFAULT_NUM_STEPS)
+                    break
+                except ValueError:
+                    if kind == kinds[-1]:
+                        raise
     except (ValueError, KeyError) as e:
         raise InputError('%s: %s' % (prefix, e.args[0] if e.args else e)) from None
     except Exception as e:  # tf.errors.OpError: a truncated or corrupt checkpoint
@@ -190,10 +204,9 @@ def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoi
 
 
 def load_model(prefix, settings):
-    """LSTM_model in eval mode with the checkpoint's weights."""
+    """The LSTM_model of the settings' kind in eval mode, with the checkpoint's weights."""
     import tensorflow as tf
-    from CMPC_model import LSTM_model
-    model = LSTM_model.from_settings(settings, mode='eval')
+    model = settings.model_class().from_settings(settings, mode='eval')
     try:
         model.restore(prefix)
     except ValueError as e:  # shape or name mismatch, with the list of tensors
@@ -218,15 +231,30 @@ def bbox_xywh(mask):
 def predict_one(model, image, words, dcrf=False, levels=True):
     """Runs the model on one image and one id sequence, with test mode's post-processing
     (util/evaluate.image_masks). Returns numpy maps at the image's resolution: mask (bool),
-    prob (float32), mask_dcrf (bool or None), levels {c3: {prob, mask}}, word_types [T, 4]."""
-    h, w = image.shape[:2]
+    prob (float32), mask_dcrf (bool or None), levels {c3: {prob, mask}}, word_types [T, types]."""
     proc_im, im = contract.network_input(image, model.H, model.W)
     out = {k: v[0] for k, v in model.forward(words[None], im[None]).items()}
+    return postprocess(out, image, proc_im, dcrf, levels)
+
+
+def predict_clip(model, clip, words, dcrf=False, levels=True):
+    """predict_one for the video model: clip, 16 RGB uint8 frames (contract.clip_window's),
+    each resized and padded as test mode does (util/evaluate.clip_test_sample); the maps are
+    the annotated frame's, clip[ANNOTATED_FRAME]."""
+    inputs = [contract.network_input(frame, model.H, model.W) for frame in clip]
+    net = np.stack([im for _, im in inputs])
+    out = {k: v[0] for k, v in model.forward(words[None], net[None]).items()}
+    return postprocess(out, clip[ANNOTATED_FRAME], inputs[ANNOTATED_FRAME][0], dcrf, levels)
+
+
+def postprocess(out, image, proc_im, dcrf, levels):
+    """The network's outputs of one sample -> predict_one's maps at the image's resolution."""
+    h, w = image.shape[:2]
     masks = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], proc_im, h, w, dcrf)
     result = {
         'mask': masks[PLAIN] > 0,
         'prob': contract.to_image(out['sigm'][:, :, 0], h, w).astype(np.float32),
-        'word_types': out['words_parse'],  # [T, 4]
+        'word_types': out['words_parse'],  # [T, types]
         'mask_dcrf': masks[DCRF] > 0 if dcrf else None, 'levels': {}, 'proc_im': proc_im,
     }
     if levels:
@@ -266,17 +294,18 @@ def level_summary(levels, mask):
     return summary
 
 
-def word_records(kept, unknown, ids, word_types):
+def word_records(kept, unknown, ids, word_types, type_names=WORD_TYPES):
     """One record per kept word, with its id and type probabilities (rows of the last
-    len(kept) steps, the words of a left-padded sentence)."""
+    len(kept) steps, the words of a left-padded sentence); type_names: the model's
+    WORD_TYPES, the columns of word_types."""
     T = len(ids)
     first = T - len(kept)
     records = []
     for k, (word, unk) in enumerate(zip(kept, unknown)):
         row = word_types[first + k]
         records.append({'word': word, 'id': int(ids[first + k]), 'unknown': bool(unk),
-                        'types': {t: float(p) for t, p in zip(WORD_TYPES, row)},
-                        'type': WORD_TYPES[int(np.argmax(row))]})
+                        'types': {t: float(p) for t, p in zip(type_names, row)},
+                        'type': type_names[int(np.argmax(row))]})
     return records
 
 
@@ -296,18 +325,23 @@ def unique_names(paths):
 
 class Predictor:
     """A checkpoint and its vocabulary, the model built once: predict mode's and the demo's
-    (util/demo.py) one way from an image and a sentence to a prediction.
+    (util/demo.py) one way from an image (or, for the video model, a clip) and a sentence to a
+    prediction.
 
     The constructor reads only the checkpoint's settings and the vocabulary (InputError for any
-    mismatch, before TensorFlow is imported); load() builds the model.
+    mismatch, before TensorFlow is imported); load() builds the model. kinds: the models
+    accepted, ('image',) in predict mode; with ('image', 'video') a video checkpoint gives a
+    predictor whose predict() takes a clip of 16 frames.
     """
     levels = True  # the c3 / c4 / c5 maps are available
     dcrf = True    # DenseCRF is available
 
-    def __init__(self, checkpoint, vocab=None, num_steps=None, checkpoint_flag='--checkpoint'):
+    def __init__(self, checkpoint, vocab=None, num_steps=None, checkpoint_flag='--checkpoint',
+                 kinds=('image',)):
         self.prefix, self.settings, self.vocab_path, self.vocab_dict = read_model_settings(
-            checkpoint, vocab, num_steps, checkpoint_flag)
+            checkpoint, vocab, num_steps, checkpoint_flag, kinds)
         self.num_steps = self.settings.num_steps
+        self.video = self.settings.kind == 'video'
         self.model = None
 
     def describe(self):
@@ -319,6 +353,10 @@ class Predictor:
             log('Loading ' + self.describe())
             self.model = load_model(self.prefix, self.settings)
         return self
+
+    def word_types(self):
+        """The model's word types, the columns of word_types (imports TensorFlow)."""
+        return self.settings.model_class().WORD_TYPES
 
     def encode(self, sentence):
         """tokenize_sentence with this checkpoint's vocabulary and T."""
@@ -333,12 +371,14 @@ class Predictor:
                              % (name, image.shape[1], image.shape[0], W, H))
 
     def predict(self, image, sentence, dcrf=False):
-        """predict_one on an image and a sentence, plus 'word_ids', 'words' (word_records),
-        'dropped' and 'all_unknown'."""
+        """predict_one on an image (predict_clip on a clip for the video model) and a
+        sentence, plus 'word_ids', 'words' (word_records), 'dropped' and 'all_unknown'."""
         ids, kept, unknown, dropped = self.encode(sentence)
-        res = predict_one(self.load().model, image, ids, dcrf=dcrf, levels=True)
-        res.update(word_ids=ids, words=word_records(kept, unknown, ids, res['word_types']),
-                   dropped=dropped, all_unknown=all(unknown))
+        run = predict_clip if self.video else predict_one
+        res = run(self.load().model, image, ids, dcrf=dcrf, levels=True)
+        res.update(word_ids=ids, dropped=dropped, all_unknown=all(unknown),
+                   words=word_records(kept, unknown, ids, res['word_types'],
+                                      self.word_types()))
         return res
 
 

@@ -9,7 +9,6 @@ settings, the batch files' keys and how a batch becomes the network's input.
 """
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -33,8 +32,7 @@ from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_m
 class Task:
     """What differs between the image and the video model in training and testing."""
     kind: str
-    model_module: str           # defines LSTM_model
-    settings_cls: type          # ModelSettings or VideoModelSettings
+    settings_cls: type          # ModelSettings or VideoModelSettings (and so the model class)
     required_keys: tuple        # of the batch files
     train_input: object         # (batch, H, W) -> (network input, mask bool [H, W])
     test_sample: object         # (batch, H, W) -> util.evaluate.Sample
@@ -42,7 +40,7 @@ class Task:
 
     def model_class(self):
         # Imported when needed: TensorFlow loads after the flags are checked.
-        return importlib.import_module(self.model_module).LSTM_model
+        return self.settings_cls.model_class()
 
 
 def _image_train_input(batch, H, W):
@@ -53,12 +51,11 @@ def _video_train_input(batch, H, W):
     return contract.train_clip(batch['frames'], batch['mask_batch'], H, W)
 
 
-IMAGE = Task('image', 'CMPC_model', ModelSettings, REQUIRED_KEYS, _image_train_input,
-             test_sample, {'thresholds': EVAL_IOU_THRESHOLDS})
+IMAGE = Task('image', ModelSettings, REQUIRED_KEYS, _image_train_input, test_sample,
+             {'thresholds': EVAL_IOU_THRESHOLDS})
 # The A2D convention: precision at 0.5, 0.55, ..., 0.95 and their mean, mAP.
-VIDEO = Task('video', 'CMPC_video.CMPC_video_mm_tgraph_allvec', VideoModelSettings,
-             VIDEO_REQUIRED_KEYS, _video_train_input, clip_test_sample,
-             {'thresholds': VIDEO_IOU_THRESHOLDS, 'report_map': True})
+VIDEO = Task('video', VideoModelSettings, VIDEO_REQUIRED_KEYS, _video_train_input,
+             clip_test_sample, {'thresholds': VIDEO_IOU_THRESHOLDS, 'report_map': True})
 
 
 # ---------------------------------------------------------------------------------------------

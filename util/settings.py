@@ -18,6 +18,7 @@ rule for a resumed run. `PRESETS` names the configurations the project uses:
 """
 
 import dataclasses
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -67,6 +68,12 @@ class ModelSettings:
 
     kind = 'image'  # written to the JSON; the video model's settings say 'video'
     script = 'trainval_model.py'
+    model_module = 'CMPC_model'  # defines LSTM_model
+
+    @classmethod
+    def model_class(cls):
+        """The LSTM_model class of this kind of model (imports TensorFlow)."""
+        return importlib.import_module(cls.model_module).LSTM_model
 
     def __post_init__(self):
         object.__setattr__(self, 'backbone_blocks', tuple(int(b) for b in self.backbone_blocks))
@@ -180,6 +187,7 @@ class VideoModelSettings(ModelSettings):
 
     kind = 'video'
     script = 'CMPC_video/trainval_video.py'
+    model_module = 'CMPC_video.CMPC_video_mm_tgraph_allvec'
 
     def __post_init__(self):
         super().__post_init__()
