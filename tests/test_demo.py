@@ -140,6 +140,21 @@ def test_segment_gives_predict_modes_masks_and_says_what_it_read(workspace):
         'error: vocab.txt: cannot read it as an image')
 
 
+def test_a_failure_inside_the_model_is_a_message_not_a_traceback(workspace, capsys):
+    from util.demo import Demo
+    from util.predict import Predictor
+
+    class Failing(Predictor):
+        def predict(self, image, sentence, dcrf=False):
+            raise RuntimeError('out of memory')
+
+    demo = Demo(Failing(workspace['checkpoint']))
+    assert demo.segment(workspace['image'], 'the cat', False) == (
+        'error: the model failed on this input (RuntimeError: out of memory); the server log '
+        'has the traceback', [])
+    assert 'Traceback' in capsys.readouterr().err
+
+
 def test_saved_model_gives_the_same_masks(workspace, tmp_path):
     from util.demo import Demo
     from util.export import SavedModelPredictor

@@ -23,6 +23,7 @@ server keeps serving.
 
 import io
 import os
+import traceback
 
 import numpy as np
 from PIL import Image
@@ -81,12 +82,12 @@ def synthetic_video_examples(root, n_videos=2):
     for sample in samples:
         if sample['category'] == 'motion':
             by_clip.setdefault((sample['video'], sample['frame']), []).append(sample['query'])
-    examples = []
+    examples, videos = [], set()
     for (video, frame), queries in by_clip.items():
         path = os.path.join(root, 'A2D-Sentences', 'Release', 'clips320H', video + '.mp4')
-        if len(queries) >= 2 and os.path.isfile(path) and video not in {
-                os.path.basename(e[0])[:-4] for e in examples}:
+        if len(queries) >= 2 and os.path.isfile(path) and video not in videos:
             examples.append([path, '\n'.join(queries[:2]), frame])
+            videos.add(video)
         if len(examples) == n_videos:
             break
     return examples
@@ -190,14 +191,12 @@ def describe_result(k, sentence, res, num_steps):
         lines.append('**Dropped** (past the first %d words): %s'
                      % (num_steps, ' '.join(res['dropped'])))
     types = list(res['words'][0]['types'])  # the model's WORD_TYPES
-    lines.append('')
-    lines.append('| word | type | ' + ' | '.join(types) + ' |')
-    lines.append('|---|---|' + '---|' * len(types))
+    table = ['| word | type | ' + ' | '.join(types) + ' |', '|---|---|' + '---|' * len(types)]
     for w in res['words']:
         word = '`%s`%s' % (w['word'], ' (unknown)' if w['unknown'] else '')
-        lines.append('| %s | %s | %s |' % (word, w['type'], ' | '.join(
+        table.append('| %s | %s | %s |' % (word, w['type'], ' | '.join(
             '%.2f' % w['types'][t] for t in types)))
-    return '\n'.join(lines)
+    return '\n\n'.join(lines + ['\n'.join(table)])  # a paragraph per line, then the table
 
 
 def explain_image(image, sentence, res):
@@ -255,6 +254,10 @@ class Demo:
                        for s in sentences]
         except InputError as e:
             return 'error: %s' % e, []
+        except Exception as e:  # a failure of this code or of TensorFlow: said in the page
+            traceback.print_exc()  # the server's console has the details
+            return ('error: the model failed on this input (%s: %s); the server log has the '
+                    'traceback' % (type(e).__name__, e)), []
         slots = []
         for k, (sentence, res) in enumerate(zip(sentences, results)):
             slots.append({
