@@ -344,14 +344,14 @@ class DemoPage:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
         self.By = By
-        self.server, url = start_server(args, str(tmp_path))
+        self.server, self.url = start_server(args, str(tmp_path))
         try:
             self.driver = browser()
         except Exception:
             self.stop_server()
             raise
         self.wait = WebDriverWait(self.driver, 240)
-        self.driver.get(url)
+        self.driver.get(self.url)
         self.wait.until(lambda d: self.find('#image-file input[type=file]'))
 
     def __enter__(self):
@@ -383,6 +383,11 @@ class DemoPage:
         """While the server works, the message box shows Gradio's 'processing' tracker."""
         return 'hide' in self.find('#message [data-testid=status-tracker]')[0].get_attribute(
             'class')
+
+    def resources(self):
+        """The URLs of everything the page has loaded (scripts, styles, fonts, images, ...)."""
+        return self.driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
 
     def preview_label(self):
         return self.text('#preview [data-testid=block-label]')
@@ -441,6 +446,8 @@ def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inpu
             '--synthetic-examples', os.path.join(ROOT, 'data', 'synthetic')]
     with DemoPage(args, tmp_path) as page:
         assert 'CMPC: referring image segmentation' in page.text('body')
+        # Nothing leaves the machine: no web fonts, scripts or images from elsewhere.
+        assert page.resources() and all(u.startswith(page.url) for u in page.resources())
 
         # Two sentences, with DenseCRF: two panels whose masks are predict mode's.
         assert page.submit(image, '\n'.join(sentences), dcrf=True).startswith('2 sentences on a')
@@ -472,6 +479,7 @@ def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inpu
         assert page.submit(None, sentences[0]).startswith('1 sentence on a')
         np.testing.assert_array_equal(page.shown_png('#mask-0'), expected[0][0])
         assert page.server.poll() is None
+        assert all(u.startswith(page.url) for u in page.resources())
 
 
 @pytest.mark.cli
