@@ -90,6 +90,7 @@ def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
     ax.invert_yaxis()  # first word on top
     ax.set_xlim(0, 1)
     ax.set_xlabel('word type probability (each row sums to 1)')
-    ax.legend(ncol=max(len(types), 1), loc='lower center', bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    ax.legend(ncol=max(len(types), 1), loc='lower center', bbox_to_anchor=(0.5, 1.0),
+              frameon=False, fontsize=9)
     fig.savefig(path, format='png', dpi=DPI)
     return path
