@@ -484,5 +484,5 @@ class SavedModelPredictor(Predictor):
         ids, types = out['word_ids'].numpy(), out['word_types'].numpy()
         return {'mask': out['mask'].numpy() > 0, 'prob': out['probability'].numpy(),
                 'word_types': types, 'mask_dcrf': None, 'levels': {}, 'word_ids': ids,
-                'words': word_records(kept, unknown, ids, types), 'dropped': dropped,
-                'all_unknown': all(unknown)}
+                'words': word_records(kept, unknown, ids, types, self.word_types()),
+                'dropped': dropped, 'all_unknown': all(unknown)}

@@ -50,7 +50,6 @@ from util.settings import SETTINGS_OF, ModelSettings
 from util.snapshots import read_checkpoint_meta, resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 
-WORD_TYPES = ('entity', 'attribute', 'relation', 'unnecessary')  # words_parse's last axis
 LEVELS = ('c3', 'c4', 'c5')
 DEFAULT_NUM_STEPS = ModelSettings.num_steps  # the original's T, for checkpoints without a .json
 OVERLAY_RGB = (255, 0, 0)
@@ -294,10 +293,10 @@ def level_summary(levels, mask):
     return summary
 
 
-def word_records(kept, unknown, ids, word_types, type_names=WORD_TYPES):
+def word_records(kept, unknown, ids, word_types, type_names):
     """One record per kept word, with its id and type probabilities (rows of the last
     len(kept) steps, the words of a left-padded sentence); type_names: the model's
-    WORD_TYPES, the columns of word_types."""
+    WORD_TYPES (Predictor.word_types), the columns of word_types."""
     T = len(ids)
     first = T - len(kept)
     records = []
