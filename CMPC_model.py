@@ -2,7 +2,7 @@
 
 A TensorFlow 2 port of the updated model of github:spyflying/CMPC-Refseg (CMPC_model.py), with
 the same mathematics and the same variable names and shapes, so that checkpoints of the original
-code load unchanged (see util/checkpoint.py).
+code load unchanged (see util/pipeline/checkpoint.py).
 
     model = LSTM_model(mode='eval', H=64, W=64, vf_h=8, vf_w=8, vocab_size=50,
                        rnn_size=32, v_emb_dim=32, mlp_dim=16)
@@ -27,13 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab_resnet import DeepLabResNetModel
-from util.checkpoint import (VariableStore, constant, glorot_uniform, ones, zeros,
+from util.pipeline.checkpoint import (VariableStore, constant, glorot_uniform, ones, zeros,
                              restore_checkpoint, save_checkpoint)
 from util.processing_tools import generate_spatial_batch
-from util.settings import PAPER_BLOCKS, TrainSettings, run_record, split_model_kwargs
-# The optimizer and the loss live in util/trainer.py; LSTM_model(mode='train') builds one, as
+from util.pipeline.settings import PAPER_BLOCKS, TrainSettings, run_record, split_model_kwargs
+# The optimizer and the loss live in util/pipeline/trainer.py; LSTM_model(mode='train') builds one, as
 # the original's constructor built its train_op.
-from util.trainer import Trainer
+from util.pipeline.trainer import Trainer
 
 SCOPE = 'text_objseg/'
 LAYER_NORM_EPSILON = 1e-12  # tf.contrib.layers.layer_norm's
@@ -291,7 +291,7 @@ class LSTM_model(tf.Module):
 
     The keyword arguments are split into the architecture (`self.settings`, a ModelSettings)
     and, in train mode, the training settings (`self.train_settings`, a TrainSettings); see
-    util/settings.py. `LSTM_model.from_settings(settings, ...)` builds from them directly.
+    util/pipeline/settings.py. `LSTM_model.from_settings(settings, ...)` builds from them directly.
     vf_h and vf_w are derived from H and W (output stride 8); when given they must agree.
 
     Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
@@ -310,7 +310,7 @@ class LSTM_model(tf.Module):
     among the replicas and averages their gradients (trainval_model.py's -g and TF_CONFIG).
 
     Public parts: `forward` / `forward_fn` (numpy / tf.function), `train_step` and `trainer`
-    (util/trainer.py, train mode), `save`, `restore`, `restore_backbone`, `store` (variables
+    (util/pipeline/trainer.py, train mode), `save`, `restore`, `restore_backbone`, `store` (variables
     by TF1 name), `model_variables` (the network's, without optimizer state), `backbone`.
     """
 
@@ -533,7 +533,7 @@ class LSTM_model(tf.Module):
         """mask [B, H, W, 1] at the score map's size [B, vf_h, vf_w, 1] (pixel accuracy)."""
         return resize_bilinear(mask, [self.vf_h, self.vf_w])
 
-    # -- training (util/trainer.py) ------------------------------------------------------------
+    # -- training (util/pipeline/trainer.py) ------------------------------------------------------------
 
     def train_step(self, words, im, mask):
         """One Adam update; returns the losses computed before it (numpy), with the learning

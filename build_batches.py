@@ -16,7 +16,7 @@ Exact commands (the original's, run from the repository root with its default pa
   python build_batches.py -d unc+ -t testB
   python build_batches.py -d referit -t trainval  # ReferIt: trainval/test
   python build_batches.py -d referit -t test
-On the built-in synthetic dataset (python make_synthetic_dataset.py), add
+On the built-in synthetic dataset (python -m tools.make_synthetic_dataset), add
 `--synthetic data/synthetic`, e.g.
   python build_batches.py -d unc -t train --synthetic data/synthetic
 A vocabulary from a dataset's training expressions (same special tokens and tokenizer as
@@ -142,7 +142,7 @@ def build_parser():
                         help='output root: writes {out}/{dataset}/{setname}_batch/ '
                              '[default: %s]' % DEFAULT_OUT)
     parser.add_argument('--synthetic', default=None, metavar='DIR',
-                        help='use the synthetic dataset made by make_synthetic_dataset.py in '
+                        help='use the synthetic dataset made by tools/make_synthetic_dataset.py in '
                              'DIR: sets the defaults of every path flag (and --out) to DIR')
     parser.add_argument('-T', '--num_words', type=int, default=T,
                         help='words per expression after truncation/padding')
@@ -172,7 +172,7 @@ def parse_args(argv=None):
     kind = 'referit' if args.dataset == 'referit' else 'coco'
     syn = args.synthetic
     if syn is not None and not os.path.isdir(syn):
-        parser.error('--synthetic %s: no such folder (run make_synthetic_dataset.py first)' % syn)
+        parser.error('--synthetic %s: no such folder (run tools/make_synthetic_dataset.py first)' % syn)
     defaults = {
         'refer_root': (os.path.join(syn, 'refer') if syn else DEFAULT_REFER_ROOT),
         'coco_root': (os.path.join(syn, 'coco', 'images') if syn else DEFAULT_COCO_ROOT),

@@ -1,4 +1,4 @@
-"""A local web page for CMPC: drop an image, type sentences, see the masks (util/demo.py).
+"""A local web page for CMPC: drop an image, type sentences, see the masks (util/inference/demo.py).
 
     python demo.py --checkpoint ckpts/synthetic            # the main job's model (newest snapshot)
     python demo.py --saved-model exported/cmpc             # a SavedModel of `-m export`
@@ -15,7 +15,7 @@ import os
 import sys
 
 from util.cli import HelpFormatter, InputError
-from util.demo import DEFAULT_MAX_PIXELS, MAX_SENTENCES
+from util.inference.demo import DEFAULT_MAX_PIXELS, MAX_SENTENCES
 
 
 def parse_args(argv=None):
@@ -44,11 +44,11 @@ def parse_args(argv=None):
     p.add_argument('--max-sentences', type=int, default=MAX_SENTENCES,
                    help='sentences per request (the page has this many result panels)')
     p.add_argument('--synthetic-examples', type=str, default='data/synthetic',
-                   help='the synthetic dataset of make_synthetic_dataset.py whose val images '
+                   help='the synthetic dataset of tools/make_synthetic_dataset.py whose val images '
                         'and expressions are offered as examples (skipped if absent)')
     p.add_argument('--synthetic-video-examples', type=str, default='data/synthetic_video',
                    help='with the video model: the synthetic A2D Sentences of '
-                        'make_synthetic_dataset.py --video whose test videos and queries are '
+                        'tools/make_synthetic_dataset.py --video whose test videos and queries are '
                         'offered as examples (skipped if absent)')
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
@@ -66,14 +66,14 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-    from util.demo import Demo, skimage_examples, synthetic_examples, synthetic_video_examples
+    from util.inference.demo import Demo, skimage_examples, synthetic_examples, synthetic_video_examples
     try:
         if args.checkpoint:
-            from util.predict import Predictor
+            from util.inference.predict import Predictor
             predictor = Predictor(args.checkpoint, args.vocab, args.num_steps,
                                   kinds=('image', 'video'))
         else:
-            from util.export import SavedModelPredictor
+            from util.inference.export import SavedModelPredictor
             predictor = SavedModelPredictor(args.saved_model)
         predictor.load()
     except InputError as e:

@@ -22,7 +22,7 @@ if [ "${1:-}" = "video" ]; then
   TRAIN_VIDEOS=${TRAIN_VIDEOS:-120}
   TEST_VIDEOS=${TEST_VIDEOS:-30}
   start=$(date +%s)
-  $PY make_synthetic_dataset.py --video --out "$SYN" --train_videos "$TRAIN_VIDEOS" \
+  $PY -m tools.make_synthetic_dataset --video --out "$SYN" --train_videos "$TRAIN_VIDEOS" \
       --test_videos "$TEST_VIDEOS"
   $PY CMPC_video/build_A2D_batches.py --extract-frames --a2d-root "$SYN/A2D-Sentences" --no-progress
   $PY CMPC_video/build_A2D_batches.py --a2d-root "$SYN/A2D-Sentences" --vocab "$SYN/vocabulary.txt" \
@@ -36,7 +36,7 @@ if [ "${1:-}" = "video" ]; then
   $PY CMPC_video/trainval_video.py "${TEST[@]}" -f "$OUT/video" -v --vis-dir "$OUT/video/visualization"
   $PY trainval_model.py "${TRAIN[@]}" -f "$OUT/image"
   $PY trainval_model.py "${TEST[@]}" -f "$OUT/image"
-  $PY synthetic_baselines.py --video "$SYN" --out "$OUT/table.json" \
+  $PY -m tools.synthetic_baselines --video "$SYN" --out "$OUT/table.json" \
       --results "$OUT/video/a2d_sent_new_test_iter_${ITERS}_results.json" \
       --results "$OUT/image/a2d_sent_new_test_iter_${ITERS}_results.json"
   echo
@@ -48,10 +48,10 @@ SYN=${SYN:-data/synthetic}
 OUT=${OUT:-ckpts/synthetic}
 ITERS=${ITERS:-4000}
 TRAIN_IMAGES=${TRAIN_IMAGES:-400}
-SIZE=96  # the synthetic preset's input size (util/settings.py)
+SIZE=96  # the synthetic preset's input size (util/pipeline/settings.py)
 start=$(date +%s)
 
-$PY make_synthetic_dataset.py --out "$SYN" --train_images "$TRAIN_IMAGES"
+$PY -m tools.make_synthetic_dataset --out "$SYN" --train_images "$TRAIN_IMAGES"
 $PY build_batches.py -d unc -t train --synthetic "$SYN" --input_size $SIZE --no_progress
 $PY build_batches.py -d unc -t val --synthetic "$SYN" --no_progress
 
@@ -63,7 +63,7 @@ $PY trainval_model.py -m train -d unc -t train -f "$OUT" --data-root "$SYN" \
 $PY -m tools.plot_training "$OUT" --title "CMPC on the synthetic dataset (main_job.sh)"
 $PY trainval_model.py -m test -d unc -t val -f "$OUT" --data-root "$SYN" -i "$ITERS" -c -v \
     --vis-dir "$OUT/visualization"
-$PY synthetic_baselines.py --synthetic "$SYN" -t val \
+$PY -m tools.synthetic_baselines --synthetic "$SYN" -t val \
     --results "$OUT/unc_val_iter_${ITERS}_results.json" --out "$OUT/table.json"
 
 echo

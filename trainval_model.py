@@ -8,7 +8,7 @@ backbone in data/weights/deeplab_resnet_init.ckpt):
         -f ckpts/unc/cmpc_model
 
 A small model on a CPU (what main_job.sh runs: the synthetic dataset of
-make_synthetic_dataset.py --train_images 400, batches built by build_batches.py --synthetic
+tools/make_synthetic_dataset.py --train_images 400, batches built by build_batches.py --synthetic
 data/synthetic --input_size 96):
 
     python trainval_model.py -m train -d unc -t train -f ckpts/synthetic --data-root data/synthetic \
@@ -19,7 +19,7 @@ data/synthetic --input_size 96):
         -i 4000 -c -v
 
 Several GPUs (MirroredStrategy; -bs is the global batch), several machines (TF_CONFIG on each,
-MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/distribute.py):
+MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/pipeline/distribute.py):
 
     python -u trainval_model.py -m train -d unc -t train -emb -f ckpts/unc -g 0,1,2,3 -bs 32
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
@@ -27,8 +27,8 @@ MultiWorkerMirroredStrategy), or 2 logical CPU devices (util/distribute.py):
         python -u trainval_model.py -m train -d unc -t train -emb -f /shared/ckpts/unc -bs 64
     python trainval_model.py -m train ... -bs 4 --cpu-replicas 2
 
-Your own images and sentences (util/predict.py lists what is written), and a SavedModel that
-does the whole pipeline in the graph (util/export.py):
+Your own images and sentences (util/inference/predict.py lists what is written), and a SavedModel that
+does the whole pipeline in the graph (util/inference/export.py):
 
     python trainval_model.py -m predict --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --image photo.jpg --sentence "the red circle" --sentence "big star" --out-dir predictions
@@ -48,8 +48,8 @@ import os
 import sys
 
 from util.cli import InputError
-from util.runner import IMAGE, build_parser, check_args, test, train
-from util.snapshots import snapshot_prefix
+from util.pipeline.runner import IMAGE, build_parser, check_args, test, train
+from util.pipeline.snapshots import snapshot_prefix
 
 MODEL_NAMES = ('CMPC_model', '')
 
@@ -106,7 +106,7 @@ def checkpoint_arg(args):
 
 
 def predict(args):
-    from util.predict import read_sentences, run_predict
+    from util.inference.predict import read_sentences, run_predict
     checkpoint, flag = checkpoint_arg(args)
     try:
         sentences = read_sentences(args.sentence, args.sentences_file)
@@ -118,12 +118,12 @@ def predict(args):
 
 
 def export(args):
-    from util.predict import read_model_settings
+    from util.inference.predict import read_model_settings
     checkpoint, flag = checkpoint_arg(args)
     try:
-        # Checked before util.export imports TensorFlow, so that bad input fails fast.
+        # Checked before util.inference.export imports TensorFlow, so that bad input fails fast.
         read_model_settings(checkpoint, args.vocab, args.num_steps, flag)
-        from util.export import run_export
+        from util.inference.export import run_export
         return run_export(checkpoint, args.export_dir, vocab=args.vocab,
                           num_steps=args.num_steps, checkpoint_flag=flag)
     except InputError as e:

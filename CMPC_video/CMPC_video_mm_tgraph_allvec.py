@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import CMPC_model  # noqa: E402
 from CMPC_model import Conv, GraphConv, cast, l2_normalize, softmax, weighted_words  # noqa: E402
-from util.settings import VideoModelSettings, split_model_kwargs  # noqa: E402
+from util.pipeline.settings import VideoModelSettings, split_model_kwargs  # noqa: E402
 
 SAMPLED_FRAMES = (0, 4, 8, 12, 15)  # clip indices the backbone sees
 ANNOTATED = 2  # the annotated frame (clip index 8) among them

@@ -65,7 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from util import im_processing, text_processing  # noqa: E402
 from util.cli import HelpFormatter  # noqa: E402
-from util.contract import clip_window  # noqa: E402
+from util.pipeline.contract import clip_window  # noqa: E402
 from util.data_reader import CLIP_FRAMES  # noqa: E402
 from util.io import (atomic_open, check_build_manifest, file_sha1,  # noqa: E402
                      load_a2d_masks, remove_stale_temps, save_npz_atomic, video_frames,

@@ -13,7 +13,7 @@ The original's runs (CMPC_video/train_a2d_new.sh; batches from build_A2D_batches
     python -u CMPC_video/trainval_video.py -m test -d jhmdb_sent -t test -i 360000 -c \
         --checkpoint-dataset a2d_sent_new -f ckpts/a2d_sent_new/deeplab_cmpc_video_mm_tgraph_allvec
 
-Everything else is trainval_model.py's machinery (util/runner.py): snapshots with their
+Everything else is trainval_model.py's machinery (util/pipeline/runner.py): snapshots with their
 settings beside them, exact resume, logs and TensorBoard, validation, several GPUs, the fast
 paths, progress bars and results as JSON. Test prints precision at 0.5, 0.55, ..., 0.95, the
 overall and mean IoU and mAP (the mean of the ten precisions), with DenseCRF too with -c, and
@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util.runner import VIDEO, build_parser, check_args, test, train  # noqa: E402
+from util.pipeline.runner import VIDEO, build_parser, check_args, test, train  # noqa: E402
 
 MODEL_NAMES = ('CMPC_video_mm_tgraph_allvec', '')
 

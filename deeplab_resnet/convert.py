@@ -1,6 +1,6 @@
 """Keras ResNet-101 ImageNet weights -> a `deeplab_resnet_init`-style backbone checkpoint.
 
-The command is convert_keras_resnet.py; this module holds the logic. The source is a weights file
+The command is tools/convert_keras_resnet.py; this module holds the logic. The source is a weights file
 in the `keras.applications.ResNet101` layout (ResNet v1, blocks [3, 4, 23, 3]): the ImageNet file
 that Keras downloads (`resnet101_weights_tf_dim_ordering_tf_kernels[_notop].h5`, legacy HDF5), a
 legacy full-model `.h5`, or a Keras 3 `.weights.h5` / `.keras` saved from that model. Keras is
@@ -53,7 +53,7 @@ import warnings
 
 import numpy as np
 
-from util.checkpoint import save_checkpoint
+from util.pipeline.checkpoint import save_checkpoint
 
 from .model import BN_EPSILON, STAGES, block_names
 

@@ -16,7 +16,7 @@ Caffe conventions kept on purpose:
 
 import tensorflow as tf
 
-from util.checkpoint import VariableStore, he_normal, ones, zeros
+from util.pipeline.checkpoint import VariableStore, he_normal, ones, zeros
 
 BN_EPSILON = 0.001
 

@@ -38,7 +38,7 @@ class Counter:
 def install(fault, n):
     count = Counter(n)
     if fault == 'after-step':
-        from util import trainer
+        from util.pipeline import trainer
         step = trainer.Trainer.train_step
 
         def train_step(self, *args):
@@ -48,7 +48,7 @@ def install(fault, n):
             return out
         trainer.Trainer.train_step = train_step
     elif fault in ('in-snapshot', 'enospc-snapshot'):
-        from util import checkpoint
+        from util.pipeline import checkpoint
         write_json = checkpoint.write_json
 
         def patched(path, obj, **kw):

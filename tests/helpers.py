@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from np_reference import SCOPE
-from util.settings import PRESETS, VideoModelSettings
+from util.pipeline.settings import PRESETS, VideoModelSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The original graph's variables, vars_*.txt: shared/ lies beside the repository.
@@ -191,6 +191,11 @@ def script_env(**extra):
 
 
 def script_command(args, script='trainval_model.py'):
+    """The command that runs `script` (a path from the root) as a user runs it: the tools as
+    `python -m tools.NAME`, the other scripts by their path."""
+    if script.startswith('tools' + os.sep) or script.startswith('tools/'):
+        module = script[:-len('.py')].replace(os.sep, '.').replace('/', '.')
+        return [sys.executable, '-m', module] + list(args)
     return [sys.executable, os.path.join(ROOT, script)] + list(args)
 
 
@@ -305,7 +310,7 @@ class PredictRun:
 
 
 def shown_rgb(path):
-    """The image as it is shown, read independently of util/predict.py."""
+    """The image as it is shown, read independently of util/inference/predict.py."""
     from PIL import Image, ImageOps
     with Image.open(path) as im:
         return np.asarray(ImageOps.exif_transpose(im).convert('RGB'))

@@ -3,7 +3,7 @@
 Written by reading the original code, not the port: github:spyflying/CMPC-Refseg CMPC_model.py
 (build_graph, build_lang_parser, valid_lang, nec_lang, mutan_head/mutan_fusion,
 build_spa_graph/graph_conv, build_lang2vis, global_vec, lang_se, gated_exchange_module,
-gated_exchange_fusion_lstm_2times, train_op), util/cell.py (ConvLSTMCell), util/loss.py,
+gated_exchange_fusion_lstm_2times, train_op), util/cell.py (ConvLSTMCell), util/pipeline/loss.py,
 util/processing_tools.py and trainval_model.py (valid_idx = first non-zero id); the backbone's
 convolution and batch norm from DrSleep/tensorflow-deeplab-resnet kaffe/tensorflow/network.py
 and slim's batch_norm. TF1 semantics throughout (e.g. resize without half-pixel centres).

@@ -1,4 +1,4 @@
-"""benchmark.py --quick, made tiny (small config, 1 batch size, 2 repeats, 8 val expressions),
+"""tools/benchmark.py --quick, made tiny (small config, 1 batch size, 2 repeats, 8 val expressions),
 writes every row kind with positive figures. Timings never decide pass or fail."""
 
 import json
@@ -15,7 +15,7 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     proc = run_script(['--quick', '--configs', 'small', '--batch-sizes', '2', '--precisions',
                        'fp32', '--xla', 'off', '--repeats', '2', '--max-samples', '8',
                        '--workdir', str(tmp_path / 'work'), '--out', str(out)], ROOT,
-                      script='benchmark.py')
+                      script='tools/benchmark.py')
     result = json.loads(out.read_text())
     rows = result['rows']
     kinds = {r['kind'] for r in rows}
@@ -54,7 +54,7 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     run_script(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
                 'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
                 '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
-                '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='benchmark.py')
+                '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']
     rows = json.load(open(tmp_path / 'bench.json'))['rows']
     ref = [r for r in rows if r['path'] == 'fp32 batch 1 (reference)'][0]

@@ -27,7 +27,7 @@ import skimage.transform
 
 import build_batches
 from helpers import ROOT
-from util import synthetic
+from tools import synthetic
 
 SIZE = 64  # the train resize target in these tests (320 in real builds), for speed
 SYN = dict(seed=2, train_images=5, val_images=3, testA_images=3, testB_images=3,

@@ -25,7 +25,7 @@ from helpers import (ID_SENTENCES, NUM_STEPS, TINY, assert_same_variables, build
 from np_reference import (SCOPE, basic_lstm, conv_lstm, l2_normalize as l2n, layer_norm_one,
                           mutan_fusion, reference_forward, resize_bilinear_tf1, softmax, spa_graph,
                           unscoped)
-from util.checkpoint import VariableStore
+from util.pipeline.checkpoint import VariableStore
 
 # Blocks of a few float32 ops against float64: 1e-5 is ~100x the float32 rounding we see.
 BLOCK_RTOL, BLOCK_ATOL = 1e-5, 1e-5
@@ -371,7 +371,7 @@ def test_save_restore_round_trip(model, tmp_path):
 
 
 def test_restore_rejects_a_wrong_shape(model, tmp_path):
-    # Written with the raw SaveV2 op, independently of util/checkpoint.py.
+    # Written with the raw SaveV2 op, independently of util/pipeline/checkpoint.py.
     good = str(tmp_path / 'good')
     model.save(good)
     reader = tf.train.load_checkpoint(good)

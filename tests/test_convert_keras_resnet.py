@@ -1,4 +1,4 @@
-"""convert_keras_resnet.py: Keras ResNet-101 weights -> deeplab_resnet_init checkpoint, no download.
+"""tools/convert_keras_resnet.py: Keras ResNet-101 weights -> deeplab_resnet_init checkpoint, no download.
 
 A `keras.applications.ResNet101(weights=None)` gets random weights everywhere that the folding
 touches (kernels, conv biases, batch-norm gamma, beta, moving mean and moving variance, some
@@ -31,13 +31,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import convert_keras_resnet
+from tools import convert_keras_resnet
 from deeplab_resnet import DeepLabResNetModel
 from deeplab_resnet.convert import (BN_EPSILON, KERAS_BN_EPSILON, ConversionError, fold_conv_bn,
                                     layer_pairs, load_keras_resnet101)
 from helpers import (REFERENCE_DIR, TINY, TINY_FLAGS, read_reference_variables, run_script,
                      write_batches)
-from util.checkpoint import checkpoint_shapes, restore_checkpoint, save_checkpoint
+from util.pipeline.checkpoint import checkpoint_shapes, restore_checkpoint, save_checkpoint
 
 # Keras's get_weights/set_weights on numpy 2 (a Keras matter, not ours).
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')

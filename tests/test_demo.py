@@ -1,4 +1,4 @@
-"""The demo page (demo.py, util/demo.py): its pieces in-process, then the real thing: the server
+"""The demo page (demo.py, util/inference/demo.py): its pieces in-process, then the real thing: the server
 started as a user starts it, driven in headless Chromium (Debian's chromium and chromium-driver,
 with Selenium), its masks compared pixel for pixel with predict mode's files.
 
@@ -83,7 +83,7 @@ def predicted_png(root, k, name):
 # The pieces, in-process
 
 def test_read_sentences():
-    from util.demo import read_sentences
+    from util.inference.demo import read_sentences
     assert read_sentences('  the cat \n\n big dog\n') == ['the cat', 'big dog']
     for text, expected in (('', 'no sentence'), ('\n  \n', 'no sentence'),
                            ('a\nb\nc', '3 sentences: this page shows at most 2'),
@@ -93,7 +93,7 @@ def test_read_sentences():
 
 
 def test_read_upload_refuses_what_is_not_a_usable_image(tmp_path):
-    from util.demo import read_upload
+    from util.inference.demo import read_upload
     text = tmp_path / 'notes.txt'
     text.write_text('not an image')
     with pytest.raises(InputError, match='notes.txt: cannot read it as an image'):
@@ -108,8 +108,8 @@ def test_read_upload_refuses_what_is_not_a_usable_image(tmp_path):
 
 
 def test_segment_gives_predict_modes_masks_and_says_what_it_read(workspace):
-    from util.demo import Demo
-    from util.predict import Predictor
+    from util.inference.demo import Demo
+    from util.inference.predict import Predictor
     demo = Demo(Predictor(workspace['checkpoint']), max_sentences=3)
     message, slots = demo.segment(workspace['image'], '\n'.join(SENTENCES), True)
     assert message == '2 sentences on a 130x90 image, with DenseCRF.'
@@ -141,8 +141,8 @@ def test_segment_gives_predict_modes_masks_and_says_what_it_read(workspace):
 
 
 def test_a_failure_inside_the_model_is_a_message_not_a_traceback(workspace, capsys):
-    from util.demo import Demo
-    from util.predict import Predictor
+    from util.inference.demo import Demo
+    from util.inference.predict import Predictor
 
     class Failing(Predictor):
         def predict(self, image, sentence, dcrf=False):
@@ -156,8 +156,8 @@ def test_a_failure_inside_the_model_is_a_message_not_a_traceback(workspace, caps
 
 
 def test_saved_model_gives_the_same_masks(workspace, tmp_path):
-    from util.demo import Demo
-    from util.export import SavedModelPredictor
+    from util.inference.demo import Demo
+    from util.inference.export import SavedModelPredictor
     export_dir = str(tmp_path / 'exported')
     run_script(['-m', 'export', '--checkpoint', workspace['checkpoint'], '--export-dir',
                 export_dir], workspace['root'])
@@ -180,7 +180,7 @@ def video_workspace(tmp_path_factory):
     and a 12-frame 64x80 .mp4 of a square moving right."""
     from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model
     from helpers import VIDEO_TINY
-    from util.synthetic_video import write_mp4
+    from tools.synthetic_video import write_mp4
     root = str(tmp_path_factory.mktemp('demo_video'))
     # seed 3: masks about half the frame
     model, prefix, vocab = write_checkpoint(root, LSTM_model, VIDEO_TINY, 'a2d_sent_new', seed=3)
@@ -199,8 +199,8 @@ def test_video_checkpoint_segments_the_chosen_frame_of_a_video(video_workspace):
     import av
     import skimage
     from util import im_processing
-    from util.demo import Demo
-    from util.predict import Predictor
+    from util.inference.demo import Demo
+    from util.inference.predict import Predictor
     from util.text_processing import load_vocab_dict_from_file, preprocess_sentence
     ws = video_workspace
     predictor = Predictor(ws['checkpoint'], kinds=('image', 'video'))
@@ -233,8 +233,8 @@ def test_video_checkpoint_segments_the_chosen_frame_of_a_video(video_workspace):
 
 
 def test_synthetic_video_examples(tmp_path):
-    from util.demo import synthetic_video_examples
-    from util.synthetic_video import generate
+    from util.inference.demo import synthetic_video_examples
+    from tools.synthetic_video import generate
     generate(str(tmp_path), train_videos=1, test_videos=4, frames=18)
     examples = synthetic_video_examples(str(tmp_path))
     assert examples, 'no test video with twins among 4'
@@ -311,7 +311,7 @@ def page_inputs(workspace):
             (predicted_png(workspace['root'], k, 'mask'),
              predicted_png(workspace['root'], k, 'overlay'),
              predicted_png(workspace['root'], k, 'mask_dcrf')) for k in range(2)]
-    from util.demo import synthetic_examples
+    from util.inference.demo import synthetic_examples
     image, text = synthetic_examples(os.path.join(ROOT, 'data', 'synthetic'))[0]
     sentences = text.split('\n')
     out = os.path.join(workspace['root'], 'predicted_main')
@@ -486,8 +486,8 @@ def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inpu
 def test_browser_page_with_a_video_checkpoint(video_workspace, tmp_path):
     """A video in, frame 3 chosen: the page's mask is the Predictor's (whose equality with
     test mode's computation test_video_checkpoint_segments_the_chosen_frame_of_a_video shows)."""
-    from util.demo import Demo
-    from util.predict import Predictor
+    from util.inference.demo import Demo
+    from util.inference.predict import Predictor
     ws = video_workspace
     sentence = 'the red square moving right'
     expected = Demo(Predictor(ws['checkpoint'], kinds=('image', 'video'))).segment(

@@ -1,4 +1,4 @@
-"""Data-parallel training (util/distribute.py) against one replica at the same global batch.
+"""Data-parallel training (util/pipeline/distribute.py) against one replica at the same global batch.
 
 Each run is the real train command in its own process: logical CPU devices and the multi-worker
 runtime must be set up before TensorFlow starts. Three runs of 3 steps at global batch 4 from
@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import TINY_FLAGS, run_script, script_env, start_script, write_batches
-from util import distribute
+from util.pipeline import distribute
 from util.data_reader import DataReader
 
 STEPS, GLOBAL_BATCH, LR = 3, 4, 0.001
@@ -167,7 +167,7 @@ def test_reader_shards_partition_each_global_batch(tmp_path):
 
 
 def test_tf_data_shards_partition_each_global_batch(tmp_path):
-    from util.tf_input import train_dataset
+    from util.pipeline.tf_input import train_dataset
     write_batches(str(tmp_path), 'unc_train', 10, (16, 16), seed=0)
     take = lambda ds: np.concatenate([w.numpy() for w, _, _ in ds.take(3)])
     whole = take(train_dataset(str(tmp_path), 'unc_train', 16, 16, 4, seed=5))

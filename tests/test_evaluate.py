@@ -1,12 +1,12 @@
-"""util/evaluate.py, the test-time loop: batching, post-processing and I/U, worked by hand on a
+"""util/pipeline/evaluate.py, the test-time loop: batching, post-processing and I/U, worked by hand on a
 fake forward function, and the same figures through both readers."""
 
 import numpy as np
 import pytest
 
 from helpers import write_batches
-from util import contract
-from util.evaluate import DCRF, PLAIN, Sample, evaluate, image_masks, read_samples
+from util.pipeline import contract
+from util.pipeline.evaluate import DCRF, PLAIN, Sample, evaluate, image_masks, read_samples
 
 H = W = 16
 

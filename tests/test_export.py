@@ -1,4 +1,4 @@
-"""Export mode (-m export, util/export.py): a SavedModel that does predict mode in the graph.
+"""Export mode (-m export, util/inference/export.py): a SavedModel that does predict mode in the graph.
 
 The SavedModel is loaded with plain tf.saved_model.load in a fresh Python process whose path
 holds nothing of this project (cwd elsewhere, no PYTHONPATH), run on predict mode's images
@@ -173,7 +173,7 @@ COMMON_SENTENCES = [
 
 def test_tokenizer_agrees_with_python():
     import tensorflow as tf
-    from util import export
+    from util.inference import export
     from util.text_processing import preprocess_sentence, sentence2words
     vocab = {w: i for i, w in enumerate(
         ['<pad>', '<go>', '<eos>', '<unk>', 'the', 'man', 'on', 'left', 'red', 'ball', 'a', 'b',
@@ -195,7 +195,7 @@ def test_tokenizer_agrees_with_python():
 def test_resize_and_pad_and_crop_agree_bit_for_bit():
     import skimage
     import tensorflow as tf
-    from util import export
+    from util.inference import export
     pad = tf.function(lambda im, H, W: export.tf_img_as_ubyte(
         export.tf_resize_and_pad(export.tf_img_as_float(im), H, W)), reduce_retracing=True)
     crop = tf.function(export.tf_resize_and_crop, reduce_retracing=True)
@@ -218,8 +218,8 @@ def test_resize_and_pad_and_crop_agree_bit_for_bit():
 
 def test_decode_applies_exif_orientation_like_pil(tmp_path):
     import tensorflow as tf
-    from util import export
-    from util.predict import load_image
+    from util.inference import export
+    from util.inference.predict import load_image
     decode = tf.function(export.decode)
     rng = np.random.RandomState(2)
     pixels = rng.randint(0, 255, size=(12, 20, 3)).astype(np.uint8)

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-import build_glove_emb
+from tools import build_glove_emb
 from util.glove import UNKNOWN_STD, build_embedding, check_embedding, read_glove_text
 
 VOCAB = ['<pad>', '<go>', '<eos>', '<unk>', 'red', 'circle', 'zebra']

@@ -47,7 +47,7 @@ def test_no_source_outside_tests_imports_a_script():
 
 def test_importing_the_pipeline_does_not_import_a_script():
     modules = [m for m in pipeline_modules()]
-    assert 'CMPC_model' in modules and 'util.evaluate' in modules
+    assert 'CMPC_model' in modules and 'util.pipeline.evaluate' in modules
     code = ('import importlib, sys\n'
             'for m in %r:\n'
             '    importlib.import_module(m)\n'

@@ -1,4 +1,4 @@
-"""The loss, util/loss.py: the original's util/loss.weighed_logistic_loss with weights 1 (batch
+"""The loss, util/pipeline/loss.py: the original's util/loss.weighed_logistic_loss with weights 1 (batch
 mean of per-image sums of sigmoid cross-entropy), by hand and against np_reference.sigmoid_ce
 (tf.nn.sigmoid_cross_entropy_with_logits written out in float64). The whole cost of a train
 step against the original's is in test_trainer.py.
@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from np_reference import sigmoid_ce
-from util.loss import sigmoid_loss
+from util.pipeline.loss import sigmoid_loss
 
 
 def test_sigmoid_loss_hand_worked():

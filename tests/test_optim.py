@@ -1,4 +1,4 @@
-"""The optimizer's pieces, util/optim.py: the learning-rate schedule (tf.train.polynomial_decay
+"""The optimizer's pieces, util/pipeline/optim.py: the learning-rate schedule (tf.train.polynomial_decay
 as the original called it, power 0.9, end 1e-5, cycle False) worked by hand. TF1 Adam's update
 is checked on a real train step in test_trainer.py.
 
@@ -8,7 +8,7 @@ is checked on a real train step in test_trainer.py.
 import pytest
 import tensorflow as tf
 
-from util.optim import polynomial_decay
+from util.pipeline.optim import polynomial_decay
 
 
 @pytest.mark.parametrize('step, want', [

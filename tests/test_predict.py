@@ -1,8 +1,8 @@
-"""Predict mode (-m predict, util/predict.py) on generated images of several modes and sizes.
+"""Predict mode (-m predict, util/inference/predict.py) on generated images of several modes and sizes.
 
 The CLI runs once on four images (RGB, grey, RGBA, an EXIF-rotated JPEG) and two sentences; its
 masks are checked against `forward` of the same weights plus the original post-processing,
-written out here independently of util/predict.py. Bad inputs run the CLI and must end with a
+written out here independently of util/inference/predict.py. Bad inputs run the CLI and must end with a
 one-line error, no traceback.
 """
 
@@ -99,7 +99,7 @@ def test_all_unknown_sentence_runs_with_a_warning(predicted):
 
 
 def test_load_image_modes(tmp_path):
-    from util.predict import load_image
+    from util.inference.predict import load_image
     rng = np.random.RandomState(1)
     grey16 = rng.randint(0, 65536, size=(5, 7)).astype(np.uint16)
     Image.fromarray(grey16).save(tmp_path / 'g16.png')

@@ -1,4 +1,4 @@
-"""util/settings.py: the architecture and training settings, their presets, JSON, flags,
+"""util/pipeline/settings.py: the architecture and training settings, their presets, JSON, flags,
 tensor shapes and the resume rule. No TensorFlow needed except where a test builds a model."""
 
 import argparse
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from helpers import ROOT
-from util.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings, feature_size,
+from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings, feature_size,
                            resume_settings, run_record, split_model_kwargs)
 
 GOLDEN_JSON = os.path.join(ROOT, 'tests', 'golden', 'pre_refactor_snapshot.json')
@@ -170,7 +170,7 @@ def test_architecture_from_the_tensor_shapes_of_an_original_checkpoint():
 
 
 def test_settings_module_does_not_import_tensorflow():
-    code = 'import sys, util.settings, util.snapshots, util.contract; print("tensorflow" in sys.modules)'
+    code = 'import sys, util.pipeline.settings, util.pipeline.snapshots, util.pipeline.contract; print("tensorflow" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == 'False'

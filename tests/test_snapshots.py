@@ -1,11 +1,11 @@
-"""util/snapshots.py: naming, listing, pruning and resolving snapshots, without TensorFlow."""
+"""util/pipeline/snapshots.py: naming, listing, pruning and resolving snapshots, without TensorFlow."""
 
 import os
 
 import pytest
 
 from util.cli import InputError
-from util.snapshots import (list_snapshots, read_checkpoint_meta, remove_old_snapshots,
+from util.pipeline.snapshots import (list_snapshots, read_checkpoint_meta, remove_old_snapshots,
                             remove_partial_snapshots, resolve_checkpoint, snapshot_prefix)
 
 DATA = '.data-00000-of-00001'

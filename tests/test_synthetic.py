@@ -11,8 +11,8 @@ import pytest
 import scipy.io as sio
 from PIL import Image
 
-import make_synthetic_dataset
-from util import synthetic
+from tools import make_synthetic_dataset
+from tools import synthetic
 from util.glove import check_embedding
 
 SMALL = dict(seed=3, train_images=6, val_images=3, testA_images=3, testB_images=3,

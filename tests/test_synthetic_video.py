@@ -1,4 +1,4 @@
-"""util/synthetic_video.py (make_synthetic_dataset.py --video) and synthetic_baselines.py
+"""tools/synthetic_video.py (tools/make_synthetic_dataset.py --video) and tools/synthetic_baselines.py
 --video: the files are in the A2D release's formats, the actions are what the queries say
 (checked on the annotated masks' centroids), twins differ only in their action, and the
 baselines are scored by query category.
@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from util import synthetic_video
+from tools import synthetic_video
 
 
 @pytest.fixture(scope='module')
@@ -78,7 +78,7 @@ def test_motion_queries_have_a_twin_that_differs_only_in_its_action(dataset):
 
 
 def test_video_baselines_by_category(dataset, capsys):
-    import synthetic_baselines
+    from tools import synthetic_baselines
     out, summary = dataset
     table = synthetic_baselines.main(['--video', out, '--out', os.path.join(out, 't.json')])
     samples = summary['test_samples']

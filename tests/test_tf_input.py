@@ -1,4 +1,4 @@
-"""util/tf_input.py gives exactly the arrays of the Python path (DataReader's load_batch +
+"""util/pipeline/tf_input.py gives exactly the arrays of the Python path (DataReader's load_batch +
 util/contract.train_sample, and test mode's proc_im), every file once per epoch."""
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import skimage
 
 from helpers import write_batches
-from util.contract import MU, train_sample
+from util.pipeline.contract import MU, train_sample
 from util import im_processing
 from util.data_reader import BatchFileError, load_batch
-from util import tf_input  # not its test_dataset by name: pytest would collect it
-from util.tf_input import list_batch_files, train_dataset
+from util.pipeline import tf_input  # not its test_dataset by name: pytest would collect it
+from util.pipeline.tf_input import list_batch_files, train_dataset
 
 H = W = 32
 N = 7

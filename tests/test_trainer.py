@@ -1,4 +1,4 @@
-"""One train step, util/trainer.py (LSTM_model.train_step calls it): the losses against
+"""One train step, util/pipeline/trainer.py (LSTM_model.train_step calls it): the losses against
 np_reference.py (the numpy re-implementation of the ORIGINAL graph and its train_op, float64,
 batch 1; see test_cmpc_model.py), the learning-rate schedule, the step counters and the frozen
 backbone, TF1 Adam's update against float64 finite differences of the reference's cost; a small

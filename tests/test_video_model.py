@@ -23,8 +23,8 @@ from helpers import (ENDPOINTS, ID_SENTENCES, NUM_STEPS, TINY, VIDEO_TINY,
 from np_reference import (SCOPE, cls_losses, l2_normalize as l2n, reference_forward_video,
                           softmax, temp_ctx, temp_graph, unscoped, weight_decay_loss)
 from test_cmpc_model import ATOL, BLOCK_ATOL, BLOCK_RTOL, OUTPUTS, RTOL, randomise_store
-from util.checkpoint import VariableStore
-from util.settings import ModelSettings, VideoModelSettings
+from util.pipeline.checkpoint import VariableStore
+from util.pipeline.settings import ModelSettings, VideoModelSettings
 
 FRAMES = 16
 

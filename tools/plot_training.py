@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from util import run_log
+from util.pipeline import run_log
 from util.cli import HelpFormatter
 
 

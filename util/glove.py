@@ -139,6 +139,6 @@ def check_embedding(emb_path, vocab_path):
                                 % (emb_path, vocab_size, EMB_DIM, vocab_path)) from None
     if emb.ndim != 2 or emb.shape[0] != vocab_size:
         raise ValueError('embedding %s has shape %s but vocabulary %s has %d words: it needs '
-                         'one row per vocabulary line (rebuild it with build_glove_emb.py)'
+                         'one row per vocabulary line (rebuild it with tools/build_glove_emb.py)'
                          % (emb_path, tuple(emb.shape), vocab_path, vocab_size))
     return vocab_size, emb.shape[1]

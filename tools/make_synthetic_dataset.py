@@ -1,9 +1,9 @@
 """Generate the built-in synthetic referring dataset in the real datasets' formats.
 
 Exact commands:
-  python make_synthetic_dataset.py                      # data/synthetic, seed 0, ~5 s on 2 cores
-  python make_synthetic_dataset.py --video --out data/synthetic_video   # A2D Sentences format
-  python make_synthetic_dataset.py --out /tmp/syn --seed 3 --train_images 400
+  python -m tools.make_synthetic_dataset                      # data/synthetic, seed 0, ~5 s on 2 cores
+  python -m tools.make_synthetic_dataset --video --out data/synthetic_video   # A2D Sentences format
+  python -m tools.make_synthetic_dataset --out /tmp/syn --seed 3 --train_images 400
   # then, for each format (see build_batches.py):
   python build_batches.py -d unc -t train --synthetic data/synthetic
   python build_batches.py -d unc -t val --synthetic data/synthetic
@@ -12,14 +12,14 @@ Exact commands:
   python build_batches.py -d Gref_umd -t test --synthetic data/synthetic
   python build_batches.py -d referit -t trainval --synthetic data/synthetic
 
-Writes under --out (layout and formats in util/synthetic.py): refer/refcoco{,+,g}/ with
+Writes under --out (layout and formats in tools/synthetic.py): refer/refcoco{,+,g}/ with
 instances.json and refs(unc|google|umd).p, coco/images/train2014/*.jpg, referit/{images,
 mask}/, referit_query_{trainval,test}.json, vocabulary_synthetic.txt, synthetic_emb.npy
 (float32 [vocab size, --emb_dim]) and synthetic.json (settings and expression counts).
 The same settings always give the same bytes; a folder already generated with the same
 settings is left as is (--force regenerates).
 
-With --video: a synthetic A2D Sentences for the video model (util/synthetic_video.py: moving
+With --video: a synthetic A2D Sentences for the video model (tools/synthetic_video.py: moving
 shapes, queries that need the action words), built into batches by
 CMPC_video/build_A2D_batches.py (--extract-frames first: the videos are .mp4 files).
 """
@@ -29,7 +29,7 @@ import json
 import os
 import sys
 
-from util import synthetic, synthetic_video
+from tools import synthetic, synthetic_video
 from util.cli import HelpFormatter
 
 DEFAULT_OUT = 'data/synthetic'
@@ -62,7 +62,7 @@ def build_parser():
         parser.add_argument('--' + key, type=type(default), default=default, help=_HELP[key])
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if --out already holds this dataset')
-    v = parser.add_argument_group('video (util/synthetic_video.py)')
+    v = parser.add_argument_group('video (tools/synthetic_video.py)')
     v.add_argument('--video', action='store_true',
                    help='write the synthetic A2D Sentences (videos) instead; uses --seed, '
                         '--emb_dim and the flags below')

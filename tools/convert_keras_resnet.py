@@ -9,7 +9,7 @@ the ImageNet ResNet-101 (about 170 MB without the classifier):
 
 then convert it and train from it:
 
-    python convert_keras_resnet.py \
+    python -m tools.convert_keras_resnet \
         -i ~/.keras/models/resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5 \
         -o data/weights/resnet101_imagenet_init.ckpt
     python -u trainval_model.py -m train -d unc -t train -n CMPC_model -emb \
@@ -70,7 +70,7 @@ def main(argv=None):
         return 0
 
     from deeplab_resnet import DeepLabResNetModel
-    from util.checkpoint import restore_checkpoint
+    from util.pipeline.checkpoint import restore_checkpoint
     backbone = DeepLabResNetModel()
     restore_checkpoint(prefix, backbone.store.variables)
     worst = 0.0

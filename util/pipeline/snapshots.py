@@ -1,9 +1,9 @@
 """Where snapshots are and what they hold, without TensorFlow: naming, listing and pruning the
 snapshots of a training run, resolving what the user named as a checkpoint, and reading the
-settings saved beside it (`{prefix}.json`, see util/settings.py).
+settings saved beside it (`{prefix}.json`, see util/pipeline/settings.py).
 
 A snapshot is a TF1 V2 checkpoint `{folder}/{dataset}_iter_{N}.tfmodel` (`.index` and
-`.data-*`; util/checkpoint.py writes and reads it) with its `.json`. Its `.index` is renamed
+`.data-*`; util/pipeline/checkpoint.py writes and reads it) with its `.json`. Its `.index` is renamed
 into place last, so a snapshot whose `.index` exists is complete.
 """
 

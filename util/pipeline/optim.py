@@ -8,7 +8,7 @@ so the moments of `text_objseg/score/DW` are `text_objseg/text_objseg/score/DW/A
 
 import tensorflow as tf
 
-from util.checkpoint import constant, zeros
+from util.pipeline.checkpoint import constant, zeros
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 END_LEARNING_RATE = 0.00001

@@ -1,6 +1,6 @@
 """A small synthetic A2D Sentences, written in the release's formats, for the video model.
 
-Each video (96 x 96, 24 frames by default) holds 2-3 shapes (util/synthetic.py's kinds and
+Each video (96 x 96, 24 frames by default) holds 2-3 shapes (tools/synthetic.py's kinds and
 colours) over a noisy gradient, each in its own horizontal band and doing one action:
   moving left, moving right   2 px per frame along its band,
   jumping                     hops of 10 px, a hop every 8 frames,
@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from util.glove import build_embedding
 from util.io import atomic_open, save_npy_atomic, save_str_list, write_json
-from util.synthetic import COLOURS, shape_polygon
+from tools.synthetic import COLOURS, shape_polygon
 from util.text_processing import build_vocab
 
 DEFAULTS = dict(seed=0, train_videos=120, test_videos=30, size=96, frames=24, emb_dim=50)

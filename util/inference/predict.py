@@ -23,7 +23,7 @@ size the image is shown at), grey is repeated to RGB, alpha is dropped (as PIL's
 and TF's decoders do, so the exported model sees the same pixels), 16-bit images keep their
 high byte (as TF's PNG decoder does).
 
-Pre- and post-processing are test mode's (util/contract.py, util/evaluate.image_masks): the
+Pre- and post-processing are test mode's (util/pipeline/contract.py, util/evaluate.image_masks): the
 network sees img_as_ubyte(resize_and_pad(image, H, W)) in BGR minus the Caffe mean; the upsampled
 logits are thresholded at 1e-9, and that 0/1 map is resized-and-cropped back to the image, where
 a pixel is foreground when its value is > 0 (the original's IoU counted any non-zero value).
@@ -41,13 +41,13 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-from util import contract
+from util.pipeline import contract
 from util.cli import InputError
 from util.data_reader import ANNOTATED_FRAME
-from util.evaluate import DCRF, PLAIN, image_masks
+from util.pipeline.evaluate import DCRF, PLAIN, image_masks
 from util.io import atomic_open, save_npy_atomic, write_json
-from util.settings import SETTINGS_OF, ModelSettings
-from util.snapshots import read_checkpoint_meta, resolve_checkpoint
+from util.pipeline.settings import SETTINGS_OF, ModelSettings
+from util.pipeline.snapshots import read_checkpoint_meta, resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 
 LEVELS = ('c3', 'c4', 'c5')
@@ -171,7 +171,7 @@ def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoi
             cls = SETTINGS_OF[kind if kind in kinds and kind in SETTINGS_OF else kinds[0]]
             settings = cls.from_json(meta, prefix + '.json')
         else:  # a checkpoint of the original code: its tensors say
-            from util.checkpoint import checkpoint_shapes  # imports TensorFlow: only here
+            from util.pipeline.checkpoint import checkpoint_shapes  # imports TensorFlow: only here
             shapes = checkpoint_shapes(prefix)
             for kind in kinds:
                 try:
@@ -324,7 +324,7 @@ def unique_names(paths):
 
 class Predictor:
     """A checkpoint and its vocabulary, the model built once: predict mode's and the demo's
-    (util/demo.py) one way from an image (or, for the video model, a clip) and a sentence to a
+    (util/inference/demo.py) one way from an image (or, for the video model, a clip) and a sentence to a
     prediction.
 
     The constructor reads only the checkpoint's settings and the vocabulary (InputError for any
@@ -405,7 +405,7 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
     # -- model
     predictor.load(log)
     if explain:
-        from util.explain import explain_figure
+        from util.inference.explain import explain_figure
 
     records = []
     for path, name, (image, orientation) in zip(images, unique_names(images), loaded):

@@ -1,4 +1,4 @@
-"""The training loss (the original's util/loss.py and the loss part of CMPC_model.train_op).
+"""The training loss (the original's util/pipeline/loss.py and the loss part of CMPC_model.train_op).
 
 Four sigmoid cross-entropy losses, one on the final score map and one on each level's own map,
 all at the input resolution, plus L2 weight decay on the conv weights:

@@ -4,7 +4,7 @@
         --vocab data/synthetic/vocabulary_synthetic.txt --export-dir exported/cmpc
 
 The SavedModel holds the model's weights and the vocabulary, and does every step of predict
-mode (util/predict.py) inside the graph, so a serving system needs nothing from this project:
+mode (util/inference/predict.py) inside the graph, so a serving system needs nothing from this project:
 
     m = tf.saved_model.load('exported/cmpc')
     out = m.signatures['serving_default'](image_bytes=tf.constant(jpeg_bytes),
@@ -62,11 +62,11 @@ import numpy as np
 import tensorflow as tf
 
 from util.cli import InputError
-from util.contract import MU, SCORE_THRESH
+from util.pipeline.contract import MU, SCORE_THRESH
 from util.io import write_json
-from util.predict import (Predictor, load_model, read_model_settings, tokenize_sentence,
+from util.inference.predict import (Predictor, load_model, read_model_settings, tokenize_sentence,
                           word_records)
-from util.settings import ModelSettings
+from util.pipeline.settings import ModelSettings
 from util.text_processing import PAD_IDENTIFIER, UNK_IDENTIFIER
 
 SERVING_KEY = 'serving_default'
@@ -317,7 +317,7 @@ def to_rgb(im):
 
 
 def decode(contents):
-    """Encoded image bytes -> uint8 [h, w, 3] as util.predict.load_image gives them."""
+    """Encoded image bytes -> uint8 [h, w, 3] as util.inference.predict.load_image gives them."""
     # TF's default JPEG IDCT is the fast one; PIL (libjpeg-turbo) uses the accurate one, and with
     # it both decoders give the same pixels.
     im = tf.cond(tf.io.is_jpeg(contents),
@@ -431,7 +431,7 @@ def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
 # The other way round: a SavedModel behind predict mode's interface (the demo's --saved-model)
 
 class SavedModelPredictor(Predictor):
-    """An exported SavedModel with util.predict.Predictor's interface: the same mask,
+    """An exported SavedModel with util.inference.predict.Predictor's interface: the same mask,
     probability and word types (the signature serve_image, whose pixels predict mode's
     load_image decodes). Not exported, so not available: the c3 / c4 / c5 maps and DenseCRF
     (which needs the network-resolution image)."""

@@ -1,6 +1,6 @@
 """How CMPC read a sentence: the paper's Figure 1 for your own image and sentence.
 
-One figure per prediction (util/predict.py writes it as explain.png):
+One figure per prediction (util/inference/predict.py writes it as explain.png):
   top row     the image; the score maps of the three levels (sigmoid of up_c3 / up_c4 / up_c5,
               resized-and-cropped back to the image as the final map is); the final mask;
   bottom row  each word's soft type from the word parser, entity / attribute / relation /
@@ -34,7 +34,7 @@ def _overlay(image, mask):
 def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
     """Writes the figure as a PNG to `path`.
 
-    image uint8 [h, w, 3]; words: util.predict.word_records (word, unknown, types);
+    image uint8 [h, w, 3]; words: util.inference.predict.word_records (word, unknown, types);
     level_probs {'c3': [h, w] probability, ...}; mask bool [h, w]; prob [h, w] (optional, for
     the final panel's title).
     """

@@ -1,9 +1,9 @@
 """The test-time loop, once: read samples, run the model in batches, map each prediction back
-to its image (util/contract.py), optionally refine it with DenseCRF, and count I and U.
+to its image (util/pipeline/contract.py), optionally refine it with DenseCRF, and count I and U.
 
 Test mode, the benchmark and predict mode all use it; validation during training can too:
 
-    from util.evaluate import evaluate, read_samples
+    from util.pipeline.evaluate import evaluate, read_samples
     num, samples = read_samples(folder, prefix, model.H, model.W)
     result = evaluate(model.forward, samples, num, batch_size=8, dcrf=True)
     print(result.format()); write_json(path, result.to_dict())
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from util import contract, im_processing
+from util.pipeline import contract
+from util import im_processing
 from util.data_reader import REQUIRED_KEYS, DataReader
 from util.eval_tools import EVAL_IOU_THRESHOLDS, SegEvaluator, compute_mask_IU
 
@@ -59,7 +60,7 @@ def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False, make_sam
                  required_keys=REQUIRED_KEYS):
     """(number of samples, iterator of Samples) of `{folder}/{prefix}_{n}.npz` in file order,
     the first max_samples of them if given; tf_data reads and preprocesses them ahead in the
-    tf.data pipeline of util/tf_input.py (the same arrays; images only). make_sample(batch, H,
+    tf.data pipeline of util/pipeline/tf_input.py (the same arrays; images only). make_sample(batch, H,
     W) turns a file's arrays into a Sample (clip_test_sample for video batches)."""
     reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys)
     num = reader.num_batch if max_samples is None else min(max_samples, reader.num_batch)
@@ -70,7 +71,7 @@ def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False, make_sam
                 yield make_sample(reader.read_batch(is_log=False), H, W)
 
     def from_tf_data():
-        from util.tf_input import test_dataset  # imports TensorFlow: only when asked for
+        from util.pipeline.tf_input import test_dataset  # imports TensorFlow: only when asked for
         reader.close()  # it only counted the files
         for s in test_dataset(folder, prefix, H, W, max_samples=num):
             yield Sample(words=s['words'].numpy(), image=s['raw_im'].numpy(),

@@ -4,9 +4,9 @@ The Python path (util/data_reader.DataReader + util/contract.train_sample) reads
 time on one thread; here the files are read and decoded in parallel (np.load inside
 tf.numpy_function, num_parallel_calls=AUTOTUNE) and prefetched, so that reading overlaps with
 the training or test step. The arrays are exactly those of the Python path (tested in
-tests/test_tf_input.py): the preprocessing is util/contract.py's itself, run in numpy.
+tests/test_tf_input.py): the preprocessing is util/pipeline/contract.py's itself, run in numpy.
 
-    from util.tf_input import train_dataset, test_dataset
+    from util.pipeline.tf_input import train_dataset, test_dataset
     ds = train_dataset('work/synthetic/unc/train_batch', 'unc_train', 64, 64, batch_size=8,
                        seed=0)
     for words, im, mask in ds:   # int32 [B, T], float32 [B, H, W, 3], float32 [B, H, W, 1]
@@ -20,9 +20,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from util import contract
+from util.pipeline import contract
 from util.data_reader import count_batches, load_batch
-from util.evaluate import test_sample
+from util.pipeline.evaluate import test_sample
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -67,7 +67,7 @@ def load_train_sample(path, H, W, T):
 
 
 def load_test_sample(path, H, W, T):
-    """One test sample as util.evaluate.test_sample builds it, as a tuple: (words, proc_im,
+    """One test sample as util.pipeline.evaluate.test_sample builds it, as a tuple: (words, proc_im,
     im, the stored image RGB uint8, the mask at the image's own size, the sentence)."""
     path = _path_str(path)
     batch = load_batch(path)

@@ -1,11 +1,11 @@
 """Benchmark of CMPC's fast paths (issue 5): speed, achieved FLOP/s and fidelity.
 
 Exact commands:
-    python benchmark.py --quick --out docs/benchmark_cpu.json        # a CPU, a few minutes
-    python benchmark.py --out docs/benchmark_gpu.json                # the full grid (a GPU)
-    python benchmark.py --quick --configs small --batch-sizes 2 --precisions fp32 --xla off \
+    python -m tools.benchmark --quick --out docs/benchmark_cpu.json        # a CPU, a few minutes
+    python -m tools.benchmark --out docs/benchmark_gpu.json                # the full grid (a GPU)
+    python -m tools.benchmark --quick --configs small --batch-sizes 2 --precisions fp32 --xla off \
         --repeats 2 --max-samples 8 --out /tmp/b.json         # tests/test_benchmark.py, ~2 min
-    python benchmark.py --configs paper --batch-sizes 16,32 --precisions fp32,bf16 \
+    python -m tools.benchmark --configs paper --batch-sizes 16,32 --precisions fp32,bf16 \
         --xla on --out docs/benchmark_h100.json                      # the H100 figures of issue 5
 
 Rows (all in the JSON under "rows", printed as one table):
@@ -32,7 +32,7 @@ Machine: the first line printed and the JSON's "machine" entry name the CPU (mod
 process may use, clock, and the ISA features of the fast paths: AVX2, FMA, AVX-512F, AVX-512
 BF16 / FP16, AMX), or the GPUs (name, count) and their host CPU, with the software versions.
 
-Data: a synthetic dataset (util/synthetic.py) is generated and its batches built under --workdir
+Data: a synthetic dataset (tools/synthetic.py) is generated and its batches built under --workdir
 (a temporary folder unless given). Weights are random, with the backbone's batch norms
 calibrated on a few synthetic training images (DeepLabResNetModel.calibrate) so that features
 have unit scale, unless --checkpoint names a trained small-config checkpoint (the fidelity and
@@ -52,12 +52,12 @@ import time
 
 import numpy as np
 
-from util import contract
+from util.pipeline import contract
 from util.cli import HelpFormatter
-from util.evaluate import PLAIN
-from util.settings import PRESETS
+from util.pipeline.evaluate import PLAIN
+from util.pipeline.settings import PRESETS
 
-# The tests' configuration and the paper's (util/settings.py).
+# The tests' configuration and the paper's (util/pipeline/settings.py).
 CONFIGS = {'small': PRESETS['tiny'], 'paper': PRESETS['paper']}
 COUNTED_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul',
                'BatchMatMulV2', 'BatchMatMulV3', 'DepthwiseConv2dNative')
@@ -376,8 +376,8 @@ class Bench:
         instead of the config's, for rows that read its expressions (--checkpoint's own
         settings there for the small config)."""
         if self.args.checkpoint and config == 'small' and real_words:
-            from util.settings import ModelSettings
-            from util.snapshots import read_checkpoint_meta
+            from util.pipeline.settings import ModelSettings
+            from util.pipeline.snapshots import read_checkpoint_meta
             meta = read_checkpoint_meta(self.args.checkpoint)
             if meta is None:
                 sys.exit('error: --checkpoint %s: no %s.json with the model settings (a '
@@ -405,7 +405,7 @@ class Bench:
         made once and saved under --workdir."""
         from CMPC_model import LSTM_model
         from util.data_reader import DataReader
-        from util.trainer import calibrate_backbone
+        from util.pipeline.trainer import calibrate_backbone
         if self.args.checkpoint and config == 'small' and real_words:
             return self.args.checkpoint
         key = (config, settings.vocab_size)
@@ -478,7 +478,7 @@ class Bench:
 
     def input_rows(self, config):
         from util.data_reader import DataReader
-        from util.tf_input import train_dataset
+        from util.pipeline.tf_input import train_dataset
         H = W = CONFIGS[config].H
         folder, prefix = self.data['train_' + config]
         B, T = PIPELINE_BATCH, 20
@@ -503,10 +503,10 @@ class Bench:
                        'pipeline': 'tf.data'}, t / B)
 
     def run_test(self, model, B, dcrf, pipeline='python DataReader', keep_up=False):
-        """Test mode's loop (util/evaluate.py: read, resize-and-pad, batched forward,
+        """Test mode's loop (util/pipeline/evaluate.py: read, resize-and-pad, batched forward,
         resize-and-crop, IoU; DenseCRF with dcrf) on the synthetic val split: (seconds,
         samples, {name: SegEvaluator}, [up maps] with keep_up)."""
-        from util.evaluate import evaluate, read_samples
+        from util.pipeline.evaluate import evaluate, read_samples
         ups = []
         start = time.perf_counter()
         num, samples = read_samples(*self.data['val'], model.H, model.W,
@@ -591,7 +591,7 @@ class Bench:
         """A small synthetic dataset and its batches: val at full image size, train at each
         config's input size."""
         import build_batches
-        from util import synthetic
+        from tools import synthetic
         self.workdir = self.args.workdir or tempfile.mkdtemp(prefix='cmpc_bench_')
         root = os.path.join(self.workdir, 'synthetic')
         summary = synthetic.load_summary(root)
@@ -684,7 +684,8 @@ TABLE_HEAD = ('| kind            | setting                                      
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # build_batches.py lives at the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     started = time.time()
     bench = Bench(args)
     try:
@@ -692,7 +693,7 @@ def main(argv=None):
     finally:
         if args.workdir is None and getattr(bench, 'workdir', None):
             shutil.rmtree(bench.workdir, ignore_errors=True)  # a paper checkpoint is 100s of MB
-    result = {'command': 'python benchmark.py ' + ' '.join(sys.argv[1:] if argv is None
+    result = {'command': 'python -m tools.benchmark ' + ' '.join(sys.argv[1:] if argv is None
                                                             else argv),
               'machine': machine_info(bench.dev), 'device': bench.dev,
               'counted_ops': list(COUNTED_OPS),

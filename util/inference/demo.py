@@ -1,6 +1,6 @@
 """The demo page: drop an image, type sentences, see CMPC's masks and how it read each sentence.
 
-Built with Gradio (demo.py starts it). The page runs predict mode's code (util/predict.py's
+Built with Gradio (demo.py starts it). The page runs predict mode's code (util/inference/predict.py's
 Predictor: same image decoding, tokenisation, network and post-processing), so its masks are
 predict mode's, pixel for pixel; the model is loaded once, when the server starts. With a
 checkpoint of the video model the page takes a video and a frame number instead of an image:
@@ -12,7 +12,7 @@ Per sentence the page shows:
     with DenseCRF switched on, the refined mask too;
   * the mask's area and bounding box, the words as the vocabulary saw them (unknown words
     flagged, words past the T-th listed as dropped);
-  * with a checkpoint: the explain figure (util/explain.py): the word types' bars and the
+  * with a checkpoint: the explain figure (util/inference/explain.py): the word types' bars and the
     c3 / c4 / c5 score maps, the paper's Figure 1 for this input. A SavedModel exports neither
     the level maps nor what DenseCRF needs, so with --saved-model the words' types are listed
     in a table instead.
@@ -29,10 +29,10 @@ import numpy as np
 from PIL import Image
 
 from util.cli import InputError
-from util.contract import clip_window
+from util.pipeline.contract import clip_window
 from util.data_reader import ANNOTATED_FRAME
 from util.io import video_frames
-from util.predict import LEVELS, load_image, mask_summary, overlay, sentence_words
+from util.inference.predict import LEVELS, load_image, mask_summary, overlay, sentence_words
 
 MAX_SENTENCES = 6
 DEFAULT_MAX_PIXELS = 16_000_000
@@ -48,7 +48,7 @@ SKIMAGE_EXAMPLES = (  # photographs shipped with scikit-image, and sentences for
 
 def synthetic_examples(root, n_images=2, split='val'):
     """[image path, sentences] of the first n_images of the synthetic dataset's split that have
-    two or more expressions (make_synthetic_dataset.py's output in root); [] if there is none."""
+    two or more expressions (tools/make_synthetic_dataset.py's output in root); [] if there is none."""
     from util.refer import Refer
     try:
         refer = Refer(os.path.join(root, 'refer'), 'refcoco', 'unc')
@@ -69,7 +69,7 @@ def synthetic_examples(root, n_images=2, split='val'):
 
 
 def synthetic_video_examples(root, n_videos=2):
-    """[video path, sentences, frame] of the synthetic A2D Sentences' (make_synthetic_dataset.py
+    """[video path, sentences, frame] of the synthetic A2D Sentences' (tools/make_synthetic_dataset.py
     --video, in root) first n_videos test videos with twins (queries only the action words tell
     apart); [] if there is none."""
     import json
@@ -108,7 +108,7 @@ def skimage_examples():
 # Inputs
 
 def read_upload(path, max_pixels):
-    """The uploaded image as predict mode reads it (util.predict.load_image), after a size
+    """The uploaded image as predict mode reads it (util.inference.predict.load_image), after a size
     check that needs only the header."""
     if not path:
         raise InputError('no image: upload one or pick an example')
@@ -201,7 +201,7 @@ def describe_result(k, sentence, res, num_steps):
 
 def explain_image(image, sentence, res):
     """The explain figure as an RGB array."""
-    from util.explain import explain_figure
+    from util.inference.explain import explain_figure
     buf = io.BytesIO()
     explain_figure(buf, image, sentence, res['words'],
                    {lv: res['levels'][lv]['prob'] for lv in LEVELS}, res['mask'],

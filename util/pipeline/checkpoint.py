@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from util.io import write_json
-from util.snapshots import checkpoint_exists, checkpoint_files
+from util.pipeline.snapshots import checkpoint_exists, checkpoint_files
 
 
 class VariableStore:
@@ -98,7 +98,7 @@ def save_checkpoint(prefix, tensors, meta=None):
     index last: a checkpoint whose `.index` exists is complete. `meta`, if given, is written as
     `prefix.json` (the settings that the checkpoint was made with). A write that fails (a full
     disk) removes what it wrote and raises; other checkpoints in the folder are untouched. One
-    killed half-way leaves files that util.snapshots.remove_partial_snapshots recognises.
+    killed half-way leaves files that util.pipeline.snapshots.remove_partial_snapshots recognises.
     """
     folder = os.path.dirname(prefix) or '.'
     os.makedirs(folder, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Training a CMPC model: one step (the loss of util/loss.py, TF1 Adam and the learning-rate
-schedule of util/optim.py, fp16 loss scaling, data-parallel replicas of util/distribute.py),
+"""Training a CMPC model: one step (the loss of util/pipeline/loss.py, TF1 Adam and the learning-rate
+schedule of util/pipeline/optim.py, fp16 loss scaling, data-parallel replicas of util/pipeline/distribute.py),
 and the batch-norm calibration of a random backbone.
 
 LSTM_model(mode='train') builds a Trainer for itself and `model.train_step` calls it; a new
@@ -10,8 +10,8 @@ batch in, the losses out, no I/O.
 import numpy as np
 import tensorflow as tf
 
-from util import contract, distribute, loss, optim
-from util.checkpoint import zeros
+from util.pipeline import contract, distribute, loss, optim
+from util.pipeline.checkpoint import zeros
 
 BACKBONE_TRAINED_WITH_CONV5 = ('res3', 'res4', 'res5')
 CALIBRATION_IMAGES = 16

@@ -1,12 +1,12 @@
 """Trivial baselines on the synthetic dataset, printed next to the model's test results.
 
-    python synthetic_baselines.py --synthetic data/synthetic -t val \
+    python -m tools.synthetic_baselines --synthetic data/synthetic -t val \
         --results ckpts/synthetic/unc_val_iter_1500_results.json
-    python synthetic_baselines.py --video data/synthetic_video \
+    python -m tools.synthetic_baselines --video data/synthetic_video \
         --results ckpts/synthetic_video/a2d_sent_new_test_iter_2000_results.json \
         --results ckpts/synthetic_video_image/a2d_sent_new_test_iter_2000_results.json
 
-With --video (the synthetic A2D Sentences of util/synthetic_video.py, test split) the rows are
+With --video (the synthetic A2D Sentences of tools/synthetic_video.py, test split) the rows are
 split by query: 'motion' queries have a twin of the same kind and colour that only the action
 words tell apart, 'appearance' queries do not; the baselines are the whole frame and the union
 of all objects of the annotated frame.
@@ -119,13 +119,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=HelpFormatter)
     p.add_argument('--synthetic', default='data/synthetic',
-                   help='folder written by make_synthetic_dataset.py')
+                   help='folder written by tools/make_synthetic_dataset.py')
     p.add_argument('-t', '--split', default='val', help='split of refs(unc).p to score')
     p.add_argument('--results', action='append', default=[],
                    help='results JSON of trainval_model.py -m test (repeatable)')
     p.add_argument('--out', default=None, help='write the table as JSON here')
     p.add_argument('--video', default=None, metavar='DIR',
-                   help='score the synthetic video dataset in DIR (util/synthetic_video.py) '
+                   help='score the synthetic video dataset in DIR (tools/synthetic_video.py) '
                         'instead, by query category')
     args = p.parse_args(argv)
     if args.video:

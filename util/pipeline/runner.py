@@ -4,7 +4,7 @@ TensorBoard, validation and the best snapshot, tf.distribute, the fast paths, pr
 results as JSON. A `Task` says what differs between the two models: the model class, its
 settings, the batch files' keys and how a batch becomes the network's input.
 
-    from util.runner import IMAGE, train, test
+    from util.pipeline.runner import IMAGE, train, test
     train(args, IMAGE)   # args: trainval_model.py's flags
 """
 
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from util import contract, run_log
+from util.pipeline import contract, run_log
 from util.cli import HelpFormatter, InputError
 from util.data_reader import REQUIRED_KEYS, VIDEO_REQUIRED_KEYS
-from util.evaluate import clip_test_sample, test_sample
+from util.pipeline.evaluate import clip_test_sample, test_sample
 from util.eval_tools import EVAL_IOU_THRESHOLDS, VIDEO_IOU_THRESHOLDS
-from util.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings,
+from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings,
                            resume_settings)
-from util.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_meta,
+from util.pipeline.snapshots import (checkpoint_exists, list_snapshots, read_checkpoint_meta,
                             remove_old_snapshots, remove_partial_snapshots, snapshot_prefix)
 
 
@@ -35,7 +35,7 @@ class Task:
     settings_cls: type          # ModelSettings or VideoModelSettings (and so the model class)
     required_keys: tuple        # of the batch files
     train_input: object         # (batch, H, W) -> (network input, mask bool [H, W])
-    test_sample: object         # (batch, H, W) -> util.evaluate.Sample
+    test_sample: object         # (batch, H, W) -> util.pipeline.evaluate.Sample
     metrics: dict = field(default_factory=dict)  # evaluate()'s thresholds and mAP
 
     def model_class(self):
@@ -147,7 +147,7 @@ def build_parser(task, description, modes, dataset_default):
     g.add_argument('--seed', type=int, default=None,
                    help='seed of the weight initialisation and of the batch order')
     g.add_argument('--tf-data', default=False, action='store_true',
-                   help='read the batch files with the tf.data pipeline of util/tf_input.py '
+                   help='read the batch files with the tf.data pipeline of util/pipeline/tf_input.py '
                         '(parallel reading and preprocessing, prefetch) instead of DataReader')
     g.add_argument('--max-test', type=int, default=None,
                    help='test: evaluate only the first N expressions of the split')
@@ -189,7 +189,7 @@ def build_parser(task, description, modes, dataset_default):
                    help='test: fold the frozen batch norms into the backbone conv weights')
 
     d = p.add_argument_group(
-        'distributed training (added by the port; util/distribute.py)',
+        'distributed training (added by the port; util/pipeline/distribute.py)',
         'Several GPUs: -g 0,1,2,3 (MirroredStrategy). Several machines: set TF_CONFIG on each '
         '(MultiWorkerMirroredStrategy). -bs is the global batch, split equally among all '
         'replicas; the learning rate follows global steps; only the chief writes snapshots and '
@@ -199,7 +199,7 @@ def build_parser(task, description, modes, dataset_default):
                         'MirroredStrategy over them (multi-replica training without GPUs)')
 
     s = p.add_argument_group(
-        "model size (util/settings.py; --preset values, the paper's by default; a checkpoint "
+        "model size (util/pipeline/settings.py; --preset values, the paper's by default; a checkpoint "
         'records them, so test, predict and export need none of these)')
     s.add_argument('--preset', choices=sorted(PRESETS), default='paper',
                    help='named model size: paper (320, ResNet-101, LSTM 1000, MLP 500), tiny '
@@ -257,7 +257,7 @@ def check_args(p, args):
 
 
 # ---------------------------------------------------------------------------------------------
-# Predict and export (util/predict.py, util/export.py)
+# Predict and export (util/inference/predict.py, util/inference/export.py)
 
 
 
@@ -265,7 +265,7 @@ def check_args(p, args):
 # Settings and batches
 
 def flag_model_settings(args, task):
-    """The architecture the flags ask for (util/settings.py); exits with the message when
+    """The architecture the flags ask for (util/pipeline/settings.py); exits with the message when
     --vocab names no file."""
     try:
         return task.settings_cls.from_flags(args)
@@ -313,7 +313,7 @@ def run_seed(args, dist, run_state):
 
 
 class Validation:
-    """Validation during training on --val-split with test mode's loop (util/evaluate.py),
+    """Validation during training on --val-split with test mode's loop (util/pipeline/evaluate.py),
     and the best snapshot by overall IoU ({-f}/{dataset}_best.tfmodel)."""
 
     def __init__(self, args, task, model, run_state):
@@ -328,7 +328,7 @@ class Validation:
     def run(self, step, summaries):
         """Evaluates the current weights; logs the figures and images at `step`; returns the
         JSON log's row."""
-        from util.evaluate import PLAIN, evaluate, image_masks, read_samples
+        from util.pipeline.evaluate import PLAIN, evaluate, image_masks, read_samples
         args, model = self.args, self.model
         num, samples = read_samples(self.folder, self.prefix, model.H, model.W,
                                     max_samples=args.val_max, make_sample=self.task.test_sample,
@@ -364,7 +364,7 @@ class Validation:
                 'best': best}
 
     def save_best(self, step, meta):
-        from util.snapshots import remove_snapshot
+        from util.pipeline.snapshots import remove_snapshot
         prefix = snapshot_prefix(self.args.folder, self.args.dataset, 'best')
         remove_snapshot(prefix)  # the new one is complete when its .index is renamed in
         self.model.save(prefix, dict(meta, best={'iter': step, 'overall_iou': self.best_iou,
@@ -374,7 +374,7 @@ class Validation:
 def train(args, task):
     """Trains task's model as the flags say (trainval_model.py's and trainval_video.py's -m
     train)."""
-    from util import distribute
+    from util.pipeline import distribute
     try:  # before TensorFlow runs anything (logical devices, the multi-worker runtime)
         dist = distribute.setup(args.gpu, args.cpu_replicas)
     except ValueError as e:
@@ -383,9 +383,9 @@ def train(args, task):
     from tqdm import tqdm
     from util.data_reader import BatchFileError, DataReader
     from util.functions import MovingAverage
-    from util.loss import LOGGED_TERMS
+    from util.pipeline.loss import LOGGED_TERMS
     from util.processing_tools import compute_accuracy
-    from util.trainer import calibrate_backbone
+    from util.pipeline.trainer import calibrate_backbone
 
     if args.batch_size % dist.num_replicas:
         sys.exit('error: -bs %d (the global batch) must be a multiple of the number of '
@@ -425,7 +425,7 @@ def train(args, task):
     if args.emb and not snapshots:
         emb_file = args.emb_file or 'data/%s_emb.npy' % settings.emb_name
         if not os.path.isfile(emb_file):
-            sys.exit('error: -emb: embedding file %s not found (build it with build_glove_emb.py '
+            sys.exit('error: -emb: embedding file %s not found (build it with tools/build_glove_emb.py '
                      'or pass --emb-file)' % emb_file)
         glove = np.load(emb_file)
         if glove.ndim != 2 or glove.shape[0] != settings.vocab_size:
@@ -474,7 +474,7 @@ def train(args, task):
                             required_keys=task.required_keys) as calibration:
                 calibrate_backbone(model, calibration)
         if args.tf_data:
-            from util.tf_input import train_dataset
+            from util.pipeline.tf_input import train_dataset
             reader = None
             batches = iter(train_dataset(folder, prefix, model.H, model.W, args.batch_size,
                                          seed=seed, start=start_iter * args.batch_size, **shard))
@@ -615,7 +615,7 @@ def train(args, task):
 def test(args, task):
     """Tests a snapshot of task's model as the flags say (-m test); returns the results."""
     from util.data_reader import BatchFileError
-    from util.evaluate import evaluate, read_samples
+    from util.pipeline.evaluate import evaluate, read_samples
     from util.io import write_json
 
     # The snapshots' dataset name: -d's, or another's (J-HMDB tested with the A2D model).

@@ -3,15 +3,15 @@
 Replaces the Baidu-drive download of Gref_emb.npy / referit_emb.npy. Exact commands:
 
   # the original vocabularies, from GloVe 840B (nlp.stanford.edu/data/glove.840B.300d.zip)
-  python build_glove_emb.py --vocab data/vocabulary_Gref.txt --name Gref \
+  python -m tools.build_glove_emb --vocab data/vocabulary_Gref.txt --name Gref \
       --glove data/glove.840B.300d.txt
-  python build_glove_emb.py --vocab data/vocabulary_referit.txt --name referit \
+  python -m tools.build_glove_emb --vocab data/vocabulary_referit.txt --name referit \
       --glove data/glove.840B.300d.txt
   # or from a spaCy package with GloVe Common Crawl vectors (pip install en_core_web_lg,
   # or a pipeline / vocab / vectors directory saved with to_disk)
-  python build_glove_emb.py --vocab data/vocabulary_Gref.txt --name Gref --spacy en_core_web_lg
+  python -m tools.build_glove_emb --vocab data/vocabulary_Gref.txt --name Gref --spacy en_core_web_lg
   # check that an embedding fits a vocabulary (exit status 1 and a message otherwise)
-  python build_glove_emb.py --vocab data/vocabulary_Gref.txt --name Gref --check
+  python -m tools.build_glove_emb --vocab data/vocabulary_Gref.txt --name Gref --check
 
 Writes (atomically: temporary file, then rename):
   {out_dir}/{name}_emb.npy   float32 [vocab_size, dim]; row i is the word on line i of

@@ -1,0 +1,3 @@
+"""The TensorFlow pipeline of the port: settings and snapshots, checkpoints, the input/output
+contract, the loss, the optimizer and the train step, tf.data, tf.distribute, evaluation,
+logs, and the train and test loops that the command lines run."""
