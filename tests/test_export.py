@@ -147,6 +147,9 @@ def test_saved_model_errors_and_info(exported):
     assert '1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels' in errors['five channels']
     info = json.load(open(os.path.join(export_dir, 'assets.extra', 'cmpc_export.json')))
     assert info['model']['H'] == 64 and info['model']['vocab_size'] == 50
+    # the image model's four word types, named from the model rather than typed out
+    assert info['signatures']['outputs']['word_types'] == (
+        'float32 [T, 4] entity, attribute, relation, unnecessary')
     assert not [f for f in os.listdir(os.path.dirname(export_dir)) if '.tmp' in f or '.old' in f]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from util.visualize import MAX_NAME_BYTES, sentence_dirname, visualize_seg
+from util.visualize import GREEN, MAX_NAME_BYTES, overlay, sentence_dirname, visualize_seg
 
 # 2x2 image; gt.png is (170, 0, 0) on the mask, (0, 0, 170) elsewhere; pred.png is
 # trunc(im / 2) with +100 red where uint8(predicts) == 1.
@@ -61,3 +61,17 @@ def test_bad_inputs(tmp_path):
         visualize_seg(IM, MASK * 255, PRED, 's', str(tmp_path))
     with pytest.raises(ValueError, match='suffix'):
         visualize_seg(IM, MASK, PRED, 's', str(tmp_path), suffix='/x')
+
+
+def test_overlay_blends_the_colour_into_the_masked_pixels_only():
+    # Worked by hand: 0.5 * (101, 50, 4) + 0.5 * (255, 0, 0) = (178, 25, 2);
+    # 0.5 * (100, 51, 4) + 0.5 * (0, 255, 0) = (50, 153, 2).
+    mask = np.zeros((2, 3), bool)
+    mask[1, 2] = True
+    red = overlay(np.full((2, 3, 3), (101, 50, 4), np.uint8), mask)
+    assert red.dtype == np.uint8
+    assert red[1, 2].tolist() == [178, 25, 2]
+    assert (red[~mask] == (101, 50, 4)).all()
+    green = overlay(np.full((2, 3, 3), (100, 51, 4), np.uint8), mask, GREEN)
+    assert green[1, 2].tolist() == [50, 153, 2]
+    assert (green[~mask] == (100, 51, 4)).all()

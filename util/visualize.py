@@ -10,6 +10,16 @@ GT_FG = (170, 0, 0)     # ground truth: red object ...
 GT_BG = (0, 0, 170)     # ... on blue background
 PRED_RED_BOOST = 100    # prediction: image at half brightness, +100 red on the object
 MAX_NAME_BYTES = 200    # folder name cap, below the usual 255-byte file-name limit
+RED, GREEN = (255, 0, 0), (0, 255, 0)  # the overlays' prediction and ground truth
+OVERLAY_ALPHA = 0.5
+
+
+def overlay(image, mask, colour=RED, alpha=OVERLAY_ALPHA):
+    """uint8 [h, w, 3]: the image with `mask` (bool [h, w]) blended in `colour`; the overlay of
+    predict mode, the demo, the explain figure and the validation images."""
+    out = np.asarray(image).astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array(colour, np.float32)
+    return np.round(out).astype(np.uint8)
 
 
 def sentence_dirname(sent):

@@ -29,10 +29,11 @@ import numpy as np
 from PIL import Image
 
 from util.cli import InputError
-from util.pipeline.contract import clip_window
 from util.data_reader import ANNOTATED_FRAME
+from util.inference.predict import LEVELS, load_image, mask_summary, sentence_words
 from util.io import video_frames
-from util.inference.predict import LEVELS, load_image, mask_summary, overlay, sentence_words
+from util.pipeline.contract import clip_window
+from util.visualize import overlay
 
 MAX_SENTENCES = 6
 DEFAULT_MAX_PIXELS = 16_000_000

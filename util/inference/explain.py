@@ -17,18 +17,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from util.visualize import overlay
+
 TYPE_COLOURS = {'entity': '#1f77b4', 'attribute': '#2ca02c', 'relation': '#d62728',
                 'static relation': '#d62728', 'action': '#9467bd', 'unnecessary': '#bbbbbb'}
 LEVEL_TITLES = {'c3': 'c3 (res3 features)', 'c4': 'c4 (res4 features)',
                 'c5': 'c5 (res5 features)'}
-MASK_RGB = np.array([1.0, 0.0, 0.0])
 DPI = 100
-
-
-def _overlay(image, mask):
-    out = image.astype(np.float64) / 255
-    out[mask] = 0.5 * out[mask] + 0.5 * MASK_RGB
-    return out
 
 
 def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
@@ -57,7 +52,7 @@ def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
                      % (LEVEL_TITLES[lv], 100 * np.mean(level_probs[lv] >= 0.5),
                         level_probs[lv].max()), fontsize=10)
     fig.colorbar(shown, cax=fig.add_subplot(grid[0, 4]), label='level probability')
-    panels[4].imshow(_overlay(image, mask))
+    panels[4].imshow(overlay(image, mask))
     title = 'final mask: %.1f%% of the image' % (100 * mask.mean())
     if prob is not None and mask.any():
         title += '\nmean p inside %.2f' % prob[mask].mean()

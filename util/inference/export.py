@@ -14,7 +14,8 @@ mode (util/inference/predict.py) inside the graph, so a serving system needs not
     out['probability']  float32 [h, w] sigmoid of the score map, at the input's resolution
     out['tokens']       string [T]     the words as the vocabulary saw them, '' for padding
     out['word_ids']     int32 [T]      their ids (left-padded with <pad>, <unk> for unknown)
-    out['word_types']   float32 [T, 4] entity / attribute / relation / unnecessary per word
+    out['word_types']   float32 [T, types]: the model's WORD_TYPES per word (image: entity /
+                        attribute / relation / unnecessary)
 
 In the graph, in this order (each step is the numpy path's, see the functions below):
   decode (serving_default only; JPEG EXIF orientation applied as PIL's exif_transpose does),
@@ -419,8 +420,8 @@ def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
                                        'sentence': 'string []'}},
                 'outputs': {'mask': 'uint8 [h, w] 0/1', 'probability': 'float32 [h, w]',
                             'tokens': 'string [T]', 'word_ids': 'int32 [T]',
-                            'word_types': 'float32 [T, 4] entity, attribute, relation, '
-                                          'unnecessary'}}}
+                            'word_types': 'float32 [T, %d] %s' % (
+                                len(model.WORD_TYPES), ', '.join(model.WORD_TYPES))}}}
     log('Tracing and writing the SavedModel ...')
     export_saved_model(model, vocab_dict, export_dir, MU, SCORE_THRESH, info)
     log('SavedModel written to %s (signatures %s, %s)' % (export_dir, SERVING_KEY, IMAGE_KEY))

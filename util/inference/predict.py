@@ -41,19 +41,18 @@ import sys
 import numpy as np
 from PIL import Image, ImageOps
 
-from util.pipeline import contract
 from util.cli import InputError
 from util.data_reader import ANNOTATED_FRAME
-from util.pipeline.evaluate import DCRF, PLAIN, image_masks
 from util.io import atomic_open, save_npy_atomic, write_json
+from util.pipeline import contract
+from util.pipeline.evaluate import DCRF, PLAIN, image_masks
 from util.pipeline.settings import SETTINGS_OF, ModelSettings
 from util.pipeline.snapshots import read_checkpoint_meta, resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
+from util.visualize import overlay
 
 LEVELS = ('c3', 'c4', 'c5')
 DEFAULT_NUM_STEPS = ModelSettings.num_steps  # the original's T, for checkpoints without a .json
-OVERLAY_RGB = (255, 0, 0)
-OVERLAY_ALPHA = 0.5
 MAX_SLUG = 40
 
 
@@ -263,13 +262,6 @@ def postprocess(out, image, proc_im, dcrf, levels):
                 'prob': contract.to_image(contract.sigmoid(logits).astype(np.float32), h, w),
                 'mask': contract.to_image(contract.threshold(logits), h, w) > 0}
     return result
-
-
-def overlay(image, mask):
-    """The image with the mask blended in red."""
-    out = image.astype(np.float32)
-    out[mask] = (1 - OVERLAY_ALPHA) * out[mask] + OVERLAY_ALPHA * np.array(OVERLAY_RGB)
-    return np.round(out).astype(np.uint8)
 
 
 def slug(sentence):

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from util.io import atomic_open
+from util.visualize import GREEN, RED, overlay
 
 EVENTS_GLOB = 'events.out.tfevents.*'
 
@@ -130,14 +131,10 @@ class Summaries:
                 writer.close()
 
 
-def side_by_side(image, pred, gt, alpha=0.5):
+def side_by_side(image, pred, gt):
     """uint8 [h, 2w, 3]: the image with the predicted mask in red, then with the ground truth
     in green."""
-    def tint(mask, colour):
-        out = image.astype(np.float32)
-        out[mask] = (1 - alpha) * out[mask] + alpha * np.array(colour, np.float32)
-        return np.round(out).astype(np.uint8)
-    return np.concatenate([tint(pred > 0, (255, 0, 0)), tint(gt > 0, (0, 255, 0))], axis=1)
+    return np.concatenate([overlay(image, pred > 0, RED), overlay(image, gt > 0, GREEN)], axis=1)
 
 
 def plot(rows, path, title=None):
