@@ -1,5 +1,8 @@
 """Write one .npz per referring expression, in the original CMPC layout, from public files.
 
+The command line of util/datasets/: refcoco.py and referit.py read the releases and yield the
+samples, batches.py owns the format below and writes it (add a dataset there, not here).
+
 Exact commands (the original's, run from the repository root with its default paths):
   python build_batches.py -d Gref -t train        # RefCOCOg, Google split (the paper)
   python build_batches.py -d Gref -t val

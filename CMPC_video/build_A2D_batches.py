@@ -1,6 +1,9 @@
 """Write one .npz per (query, annotated frame) of A2D Sentences, and of J-HMDB Sentences, in the
 layout of the original CMPC_video/build_A2D_batches.py, from the public releases.
 
+The command line of util/datasets/: a2d.py and jhmdb.py read the releases and yield the samples,
+batches.py owns the format below (and the clip window) and writes it.
+
 Commands (run from the repository root; paths default to the layout below):
   python CMPC_video/build_A2D_batches.py --extract-frames    # Release/clips320H/*.mp4 -> PNGs
   python CMPC_video/build_A2D_batches.py                     # a2d_sent_new/{train,test}_batch

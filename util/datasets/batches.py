@@ -38,7 +38,7 @@ import json
 import multiprocessing
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import skimage
@@ -204,12 +204,11 @@ class ImageEntry:
     """What an image dataset module yields: one image and referred object with its expressions,
     numbered consecutively in the order yielded. load() -> (im uint8 [h, w(, 3)], mask [h, w])
     reads the release's files (a module-level function or functools.partial of one: entries go
-    to worker processes); errors name `what`. `texts` are the strings tokenised into
-    text_batch, when they differ from `sents`, which sent_batch stores."""
+    to worker processes); errors name `what`. Each sentence is stored as given (sent_batch) and
+    tokenised into text_batch."""
     sents: list
     load: Callable
     what: str
-    texts: Optional[list] = None
 
 
 _CFG = {}
@@ -224,14 +223,13 @@ def _write_entry(job):
     """Write the missing files of one entry; returns how many were written."""
     n0, entry = job
     cfg, writer = _CFG, _CFG['writer']
-    texts = entry.texts or entry.sents
     todo = [n for n in range(n0, n0 + len(entry.sents)) if writer.todo(n)]
     if not todo:
         return 0
     im, mask = stored_image(*entry.load(), cfg['train'], cfg['size'])
     for n in todo:
         try:
-            words = encode(texts[n - n0], cfg['vocab_dict'], cfg['num_words'])
+            words = encode(entry.sents[n - n0], cfg['vocab_dict'], cfg['num_words'])
         except ValueError as e:
             raise ValueError('%s, sentence %d: %s' % (entry.what, n - n0, e)) from None
         writer.save(n, image_sample(words, im, mask, entry.sents[n - n0]))
