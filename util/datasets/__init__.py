@@ -3,8 +3,9 @@
 
   batches.py   the sample and batch format (keys, dtypes, shapes: IMAGE_KEYS, VIDEO_KEYS, SPECS),
                the clip geometry (CLIP_FRAMES, ANNOTATED_FRAME, clip_window), the one writer
-               (SplitWriter: atomic, resumable, a settings manifest; write_image_split,
-               write_clip) and train_input, a stored sample as the network trains on it
+               (SplitWriter: atomic, resumable, a settings manifest; build_image_split,
+               write_clip) and train_input, a stored sample as the network trains on it (the
+               runner, tf_input, the backbone calibration and the benchmark all call it)
   refcoco.py   unc, unc+, Gref, Gref_umd (refer release + COCO train2014) -> ImageEntry
   referit.py   referit (query json + images/ + mask/*.mat)                 -> ImageEntry
   a2d.py       A2D Sentences (query csv, .h5 masks, frames; extract_frames) -> ClipEntry
@@ -29,9 +30,7 @@ A new dataset is one module that yields samples. For images:
 and its batches are written by the one writer:
 
     from util.datasets import batches
-    writer = batches.SplitWriter(out, 'mydata', split, '.build_batches.json', settings)
-    batches.write_image_split(writer, mydata.entries(split, root), vocab_dict, batches.T,
-                              train='train' in split, size=batches.INPUT_SIZE)
+    batches.build_image_split(out, 'mydata', split, mydata.entries(split, root), vocab_file)
 
 which gives {out}/mydata/{split}_batch/mydata_{split}_{n}.npz; `trainval_model.py -d mydata -t
 SPLIT --data-root out` trains and tests on it (any name works once its folder exists).
