@@ -1,5 +1,8 @@
 """Write one .npz per referring expression, in the original CMPC layout, from public files.
 
+The command line of util/datasets/: refcoco.py and referit.py read the releases and yield the
+samples, batches.py owns the format below and writes it (add a dataset there, not here).
+
 Exact commands (the original's, run from the repository root with its default paths):
   python build_batches.py -d Gref -t train        # RefCOCOg, Google split (the paper)
   python build_batches.py -d Gref -t val
@@ -73,43 +76,29 @@ Differences from files the 2018 original wrote under Python 2 on another machine
 """
 
 import argparse
-import multiprocessing
 import os
 import pickle
 import sys
 
-import numpy as np
-import skimage
-import skimage.io
-from tqdm import tqdm
-
-from util import im_processing, text_processing
-from util.io import (check_build_manifest, file_sha1, load_json, load_referit_gt_mask,
-                     remove_stale_temps, save_npz_atomic, save_str_list)
-from util.refer import Refer, segmentation_mask
+from util import text_processing
 from util.cli import HelpFormatter
+from util.datasets import batches, refcoco, referit
+from util.io import save_str_list
 
-# dataset flag -> (refer dataset, split_by)
-COCO_DATASETS = {
-    'unc': ('refcoco', 'unc'),
-    'unc+': ('refcoco+', 'unc'),
-    'Gref': ('refcocog', 'google'),
-    'Gref_umd': ('refcocog', 'umd'),
-}
-DATASETS = tuple(COCO_DATASETS) + ('referit',)
+COCO_DATASETS = refcoco.DATASETS  # dataset flag -> (refer dataset, split_by)
+DATASETS = tuple(COCO_DATASETS) + (referit.NAME,)
 DEFAULT_DATASET = 'referit'
 DEFAULT_SETNAME = 'trainval'
-T = 20
-INPUT_SIZE = 320
+T = batches.T
+INPUT_SIZE = batches.INPUT_SIZE
 DEFAULT_REFER_ROOT = './external/refer/data'
 DEFAULT_COCO_ROOT = './data/coco/images'
-COCO_IM_TYPE = 'train2014'
+COCO_IM_TYPE = refcoco.IM_TYPE
 DEFAULT_REFERIT_ROOT = './data/referit'
 DEFAULT_QUERY_DIR = './data'
 DEFAULT_VOCAB = {'coco': './data/vocabulary_Gref.txt', 'referit': './data/vocabulary_referit.txt'}
 DEFAULT_OUT = '.'
 DEFAULT_WORKERS = min(os.cpu_count() or 1, 8)
-MANIFEST = '.build_batches.json'
 
 
 def build_parser():
@@ -193,113 +182,13 @@ def parse_args(argv=None):
     return args
 
 
-# --------------------------------------------------------------------------- samples
+# --------------------------------------------------------------------------- build
 
-def collect_coco_tasks(args):
-    """One task per ref of the split, in refer.Refs order; n0 numbers its first sentence."""
-    dataset, split_by = COCO_DATASETS[args.dataset]
-    refer = Refer(args.refer_root, dataset=dataset, split_by=split_by)
-    refs = refer.refs_in_split(args.setname)
-    if not refs:
-        raise ValueError('-t %s: %s holds no ref of that split; splits present: %s'
-                         % (args.setname, refer.ref_file, ', '.join(refer.splits())))
-    tasks, n0 = [], 0
-    for ref in refs:
-        im_name = 'COCO_%s_%012d.jpg' % (COCO_IM_TYPE, ref['image_id'])
-        sents = [s['sent'] for s in ref['sentences']]
-        tasks.append({'n0': n0, 'sents': sents,
-                      'image': os.path.join(args.coco_root, COCO_IM_TYPE, im_name),
-                      'coco_seg': refer.segmentation(ref),
-                      'what': '%s ref %s (ann %s)' % (refer.ref_file, ref['ref_id'],
-                                                      ref['ann_id'])})
-        n0 += len(sents)
-    return tasks
-
-
-def referit_query_file(args):
-    return os.path.join(args.query_dir, 'referit_query_%s.json' % args.setname)
-
-
-def collect_referit_tasks(args):
-    """One task per query key, in the json's key order (the original's samples order)."""
-    query_file = referit_query_file(args)
-    if not os.path.isfile(query_file):
-        raise FileNotFoundError('%s not found: -t %s needs referit_query_%s.json in --query_dir'
-                                % (query_file, args.setname, args.setname))
-    query_dict = load_json(query_file)
-    if not isinstance(query_dict, dict):
-        raise ValueError('%s: expected {"<image id>_<n>": [sentence, ...]}' % query_file)
-    tasks, n0 = [], 0
-    for name, sents in query_dict.items():
-        if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
-            raise ValueError('%s: entry %r must be a list of sentences' % (query_file, name))
-        im_name = name.split('_', 1)[0] + '.jpg'
-        tasks.append({'n0': n0, 'sents': sents,
-                      'image': os.path.join(args.referit_root, 'images', im_name),
-                      'referit_mask': os.path.join(args.referit_root, 'mask', name + '.mat'),
-                      'what': '%s entry %s' % (query_file, name)})
-        n0 += len(sents)
-    return tasks
-
-
-# --------------------------------------------------------------------------- writing
-
-_CFG = {}
-
-
-def _init_worker(cfg):
-    _CFG.clear()
-    _CFG.update(cfg)
-
-
-def batch_path(folder, prefix, n):
-    return os.path.join(folder, '%s_%d.npz' % (prefix, n))
-
-
-def _read_image(path, what):
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s: image of %s not found' % (path, what))
-    return skimage.io.imread(path)
-
-
-def write_task(task):
-    """Write the missing files of one ref / query entry; returns how many were written."""
-    cfg = _CFG
-    todo = [(n, sent) for n, sent in enumerate(task['sents'], task['n0'])
-            if cfg['overwrite'] or not os.path.exists(batch_path(cfg['folder'], cfg['prefix'], n))]
-    if not todo:
-        return 0
-    im = _read_image(task['image'], task['what'])  # uint8 [H, W(, 3)]
-    try:
-        if 'coco_seg' in task:
-            mask = segmentation_mask(task['coco_seg'], im.shape[0], im.shape[1])
-        else:
-            mask = load_referit_gt_mask(task['referit_mask'])
-            if mask.shape != im.shape[:2]:
-                raise ValueError('mask %s does not match image %s of shape %s'
-                                 % (mask.shape, task['image'], im.shape))
-    except (ValueError, TypeError) as e:
-        raise ValueError('%s: bad mask (%s)' % (task['what'], e)) from None
-    mask = mask.astype(np.float32)  # [H, W]
-
-    if cfg['train']:
-        h = w = cfg['input_size']
-        im = skimage.img_as_ubyte(im_processing.resize_and_pad(im, h, w))  # [h, w(, 3)]
-        mask = im_processing.resize_and_pad(mask, h, w)  # [h, w] float
-    im = im_processing.as_rgb(im)  # [h, w, 3]
-
-    for n, sent in todo:
-        try:
-            text = text_processing.preprocess_sentence(sent, cfg['vocab_dict'], cfg['T'])
-        except ValueError as e:
-            raise ValueError('%s, sentence %d: %s' % (task['what'], n - task['n0'], e)) from None
-        save_npz_atomic(batch_path(cfg['folder'], cfg['prefix'], n),
-                        compressed=cfg['compressed'],
-                        text_batch=np.asarray(text, dtype=np.int64),  # [T]
-                        im_batch=im,                                  # [h, w, 3] uint8
-                        mask_batch=(mask > 0),                        # [h, w] bool
-                        sent_batch=[sent])                            # [1] str
-    return len(todo)
+def entries(args):
+    """The dataset module's entries of -d/-t (util/datasets/)."""
+    if args.dataset == referit.NAME:
+        return referit.entries(args.setname, args.query_dir, args.referit_root)
+    return refcoco.entries(args.dataset, args.setname, args.refer_root, args.coco_root)
 
 
 def build_batches(args):
@@ -307,62 +196,16 @@ def build_batches(args):
     if not os.path.isfile(args.vocab):
         raise FileNotFoundError('%s: vocabulary not found (bring the original vocabulary file, '
                                 'or make one with --build_vocab)' % args.vocab)
-    vocab_dict = text_processing.load_vocab_dict_from_file(args.vocab)
-    tasks = (collect_referit_tasks(args) if args.dataset == 'referit'
-             else collect_coco_tasks(args))
-    total = sum(len(t['sents']) for t in tasks)
-
-    folder = os.path.join(args.out, args.dataset, args.setname + '_batch')
-    prefix = '%s_%s' % (args.dataset, args.setname)
-    os.makedirs(folder, exist_ok=True)
-    settings = {'dataset': args.dataset, 'setname': args.setname, 'T': args.num_words,
-                'input_size': args.input_size, 'vocab_sha1': file_sha1(args.vocab),
-                'expressions': total}
-    check_build_manifest(os.path.join(folder, MANIFEST), settings, args.overwrite)
-    remove_stale_temps(folder, prefix + '_')
-
-    existing = set() if args.overwrite else set(os.listdir(folder))
-    pending = [t for t in tasks
-               if any('%s_%d.npz' % (prefix, n) not in existing
-                      for n in range(t['n0'], t['n0'] + len(t['sents'])))]
-    kept = sum(('%s_%d.npz' % (prefix, n)) in existing for n in range(total))
-    cfg = {'folder': folder, 'prefix': prefix, 'vocab_dict': vocab_dict, 'T': args.num_words,
-           'input_size': args.input_size, 'train': 'train' in args.setname,
-           'compressed': not args.uncompressed, 'overwrite': args.overwrite}
-
-    written = 0
-    with tqdm(total=total, initial=kept, unit='expr', desc=prefix, dynamic_ncols=True,
-              disable=args.no_progress) as bar:
-        if args.workers <= 1 or len(pending) <= 1:
-            _init_worker(cfg)
-            for task in pending:
-                k = write_task(task)
-                written += k
-                bar.update(k)
-        else:
-            with multiprocessing.Pool(args.workers, initializer=_init_worker,
-                                      initargs=(cfg,)) as pool:
-                for k in pool.imap_unordered(write_task, pending, chunksize=1):
-                    written += k
-                    bar.update(k)
-    missing = [n for n in range(total) if not os.path.isfile(batch_path(folder, prefix, n))]
-    if missing:
-        raise RuntimeError('%s: %d expression files missing after the build (first: %s)'
-                           % (folder, len(missing), batch_path(folder, prefix, missing[0])))
-    return written, kept, total
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-def split_sentences(args):
-    """All expressions of -d/-t in build order."""
-    tasks = (collect_referit_tasks(args) if args.dataset == 'referit'
-             else collect_coco_tasks(args))
-    return [s for t in tasks for s in t['sents']]
+    return batches.build_image_split(
+        args.out, args.dataset, args.setname, entries(args), args.vocab, args.num_words,
+        args.input_size, overwrite=args.overwrite, compressed=not args.uncompressed,
+        workers=args.workers, progress=not args.no_progress)
 
 
 def build_vocab_file(args):
-    words = text_processing.build_vocab(split_sentences(args), args.min_count)
+    """A vocabulary of all expressions of -d/-t, in build order."""
+    words = text_processing.build_vocab([s for e in entries(args) for s in e.sents],
+                                        args.min_count)
     folder = os.path.dirname(os.path.abspath(args.build_vocab))
     os.makedirs(folder, exist_ok=True)
     save_str_list(words, args.build_vocab)
@@ -387,7 +230,7 @@ def _run(args):
                  len(words) - len(text_processing.SPECIAL_TOKENS), args.dataset, args.setname))
         return 0
     written, kept, total = build_batches(args)
-    folder = os.path.join(args.out, args.dataset, args.setname + '_batch')
+    folder = batches.split_folder(args.out, args.dataset, args.setname)
     print('%s: %d expressions (%d written, %d kept from an earlier run)'
           % (folder, total, written, kept))
     return 0

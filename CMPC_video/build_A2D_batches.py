@@ -1,6 +1,9 @@
 """Write one .npz per (query, annotated frame) of A2D Sentences, and of J-HMDB Sentences, in the
 layout of the original CMPC_video/build_A2D_batches.py, from the public releases.
 
+The command line of util/datasets/: a2d.py and jhmdb.py read the releases and yield the samples,
+batches.py owns the format below (and the clip window) and writes it.
+
 Commands (run from the repository root; paths default to the layout below):
   python CMPC_video/build_A2D_batches.py --extract-frames    # Release/clips320H/*.mp4 -> PNGs
   python CMPC_video/build_A2D_batches.py                     # a2d_sent_new/{train,test}_batch
@@ -53,32 +56,23 @@ that mask as the original silently did), all-zero masks (skipped, as the origina
 """
 
 import argparse
-import csv
+import itertools
 import os
-import re
 import sys
 from collections import Counter
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util import im_processing, text_processing  # noqa: E402
+from util import text_processing  # noqa: E402
 from util.cli import HelpFormatter  # noqa: E402
-from util.pipeline.contract import clip_window  # noqa: E402
-from util.data_reader import CLIP_FRAMES  # noqa: E402
-from util.io import (atomic_open, check_build_manifest, file_sha1,  # noqa: E402
-                     load_a2d_masks, remove_stale_temps, save_npz_atomic, video_frames,
-                     write_json)
+from util.datasets import a2d, batches, jhmdb  # noqa: E402
+from util.io import file_sha1, write_json  # noqa: E402
 
-T = 20
-INPUT_SIZE = 320
-CLIP = CLIP_FRAMES  # frames per clip, [frame - 8, frame + 8)
-A2D_NAME = 'a2d_sent_new'
-JHMDB_NAME = 'jhmdb_sent'
-MANIFEST = '.build_a2d_batches.json'
-EXTRACTED = '.extracted'  # written in a frame folder once all its frames are there
-SENTENCE_SPLIT_REGEX = re.compile(r'(\W+)')
+T = batches.T
+INPUT_SIZE = batches.INPUT_SIZE
+CLIP = batches.CLIP_FRAMES  # frames per clip, [frame - 8, frame + 8)
+A2D_NAME = a2d.NAME
+JHMDB_NAME = jhmdb.NAME
 
 
 def parse_args(argv=None):
@@ -123,248 +117,55 @@ def progress(iterable, args, **kw):
     return tqdm(iterable, disable=args.no_progress or None, dynamic_ncols=True, **kw)
 
 
-# --------------------------------------------------------------------------- queries and masks
+# --------------------------------------------------------------------------- build
 
-def query_words(query, T):
-    """(sent, n_sent): the lower-case query as sent_batch holds it, and the original's
-    cleaned sentence that is tokenised (split at non-word characters, final '.' dropped, at
-    most T words)."""
-    sent = query.lower()
-    words = [w for w in SENTENCE_SPLIT_REGEX.split(sent.strip()) if len(w.strip()) > 0]
-    if words and words[-1] == '.':
-        words = words[:-1]
-    return sent, ' '.join(words[:T])
-
-
-def read_csv_rows(path, what, columns):
-    """The rows after the header of a CSV file, each with at least `columns` fields."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s: %s not found' % (path, what))
-    with open(path, newline='', encoding='utf-8') as f:
-        rows = list(csv.reader(f))
-    body = [r for r in rows[1:] if r]
-    for k, r in enumerate(body, 2):
-        if len(r) < columns:
-            raise ValueError('%s, line %d: expected %d columns, got %r' % (path, k, columns, r))
-    return body
-
-
-def read_videoset(path):
-    """{video id: 0 train / 1 test} of Release/videoset.csv (no header; split last)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s: Release/videoset.csv not found' % path)
-    with open(path, newline='', encoding='utf-8') as f:
-        return {r[0]: int(r[-1]) for r in csv.reader(f) if r}
-
-
-def instance_id_of(text, counts):
-    """The query row's instance id; a row like '1 (copy)' gives 1 with a counted warning."""
-    try:
-        return int(text)
-    except ValueError:
-        m = re.match(r'\s*(\d+)', text)
-        if not m:
-            raise ValueError('instance id %r is not a number' % text) from None
-        counts['instance id not a number (its leading number used)'] += 1
-        return int(m.group(1))
-
-
-def instance_mask(path, instance_id, any_id, counts):
-    """The [h, w] mask of `instance_id` in one annotation .h5 (None when skipped): reMask is
-    stored transposed; several matching instances are summed, as the original."""
-    ids, masks = load_a2d_masks(path)  # [n], [n, h, w]
-    if len(ids) == 1:
-        if ids[0] != instance_id:
-            counts['one-instance .h5 of another id (%s)'
-                   % ('used, --single-instance-any-id' if any_id else 'skipped')] += 1
-            if not any_id:
-                return None
-        return masks[0]
-    index = np.flatnonzero(ids == instance_id)
-    return masks[index].sum(axis=0) if index.size != 1 else masks[index[0]]
-
-
-def frame_count(folder):
-    """Frames of a video folder: the largest <frame:05d>.png number."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError('%s: frame folder not found (run with --extract-frames to decode '
-                                'the videos)' % folder)
-    ids = [int(n[:-4]) for n in os.listdir(folder) if n.endswith('.png') and n[:-4].isdigit()]
-    if not ids:
-        raise FileNotFoundError('%s: no <frame:05d>.png frames' % folder)
-    return max(ids)
-
-
-# --------------------------------------------------------------------------- samples
-
-class Writer:
-    """Numbers, resumes and writes the samples of one split folder."""
-
-    def __init__(self, args, name, split, settings):
-        self.args, self.split = args, split
-        self.folder = os.path.join(args.out, name, split + '_batch')
-        self.prefix = '%s_%s' % (name, split)
-        os.makedirs(self.folder, exist_ok=True)
-        check_build_manifest(os.path.join(self.folder, MANIFEST), dict(settings, split=split),
-                             args.overwrite)
-        remove_stale_temps(self.folder, self.prefix + '_')
-        self.n = self.written = 0
-        self.train = split == 'train'
-
-    def path(self, n):
-        return os.path.join(self.folder, '%s_%d.npz' % (self.prefix, n))
-
-    def add(self, text, sent, frame_id, mask, frame_paths):
-        """Writes sample n (unless it exists); frame_paths are the clip's 16 PNGs."""
-        path, self.n = self.path(self.n), self.n + 1
-        if os.path.exists(path) and not self.args.overwrite:
-            return
-        import skimage
-        import skimage.io
-        frames = []
-        for fp in frame_paths:
-            if not os.path.isfile(fp):
-                raise FileNotFoundError('%s: frame not found' % fp)
-            frames.append(im_processing.as_rgb(skimage.io.imread(fp)))
-        mask = mask.astype(np.float32)
-        if mask.shape != frames[0].shape[:2]:
-            raise ValueError('%s: mask of frame %d is %s, the frames are %s'
-                             % (frame_paths[CLIP // 2], frame_id, list(mask.shape),
-                                list(frames[0].shape[:2])))
-        if self.train:
-            size = self.args.size
-            frames = [skimage.img_as_ubyte(im_processing.resize_and_pad(f, size, size))
-                      for f in frames]
-            mask = im_processing.resize_and_pad(mask, size, size)
-        arrays = dict(text_batch=np.asarray(text, np.int64), mask_batch=mask > 0,
-                      sent_batch=[sent], frame_id=np.int64(frame_id),
-                      frames=np.stack(frames).astype(np.uint8))
-        if self.args.original_layout:
-            arrays['im_batch'] = arrays['frames'][CLIP // 2]
-        save_npz_atomic(path, compressed=not self.args.original_layout, **arrays)
-        self.written += 1
-
-
-def build_a2d(args, vocab_dict, counts):
-    root = args.a2d_root
-    queries = read_csv_rows(os.path.join(root, 'a2d_annotation.txt'), 'A2D query file', 3)
-    split_of = read_videoset(os.path.join(root, 'Release', 'videoset.csv'))
-    settings = {'dataset': A2D_NAME, 'T': args.num_words, 'size': args.size,
-                'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
-                'single_instance_any_id': args.single_instance_any_id}
-    writers = {s: Writer(args, A2D_NAME, s, settings) for s in ('train', 'test')}
-    anno_dir = os.path.join(root, 'a2d_annotation_with_instances')
-    frame_dir = os.path.join(root, 'Release', 'frames')
-    for row in progress(queries, args, desc='A2D queries', unit='query'):
-        video = row[0]
-        if video not in split_of:
-            counts['query of a video missing from videoset.csv (skipped)'] += 1
-            continue
-        writer = writers['test' if split_of[video] == 1 else 'train']
-        instance = instance_id_of(row[1], counts)
-        sent, n_sent = query_words(row[2], args.num_words)
-        try:
-            text = text_processing.preprocess_sentence(n_sent, vocab_dict, args.num_words)
-        except ValueError as e:
-            raise ValueError('a2d_annotation.txt, video %s instance %s: %s' % (video, row[1], e))
-        folder = os.path.join(anno_dir, video)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError('%s: annotation folder not found' % folder)
-        num_frames = None
-        for name in sorted(os.listdir(folder)):
-            if not name.endswith('.h5'):
-                continue
-            frame_id = int(name[:-3])
-            mask = instance_mask(os.path.join(folder, name), instance, args.single_instance_any_id,
-                                 counts)
-            if mask is None:
-                continue
-            if not mask.any():
-                counts['all-zero mask (skipped)'] += 1
-                continue
-            if num_frames is None:
-                num_frames = frame_count(os.path.join(frame_dir, video))
-            paths = [os.path.join(frame_dir, video, '%05d.png' % i)
-                     for i in clip_window(frame_id, num_frames)]
-            writer.add(text, sent, frame_id, mask, paths)
+def build(args, dataset, module, vocab_dict, counts, settings, **kw):
+    """Writes every sample of a video dataset module with the one writer; {split: writer}."""
+    desc = '%s queries' % kw.pop('desc')
+    samples = module.samples(kw.pop('root'), args.num_words, counts, **kw,
+                             progress=lambda rows: progress(rows, args, desc=desc, unit='query'))
+    # The first sample reads the release's index files: a missing one is reported before any
+    # output folder is made.
+    first = next(samples, None)
+    writers = {s: batches.SplitWriter(args.out, dataset, s, batches.VIDEO_MANIFEST,
+                                      dict(settings, split=s), overwrite=args.overwrite,
+                                      compressed=not args.original_layout)
+               for s in module.SPLITS}
+    for split, entry in itertools.chain([first] if first else [], samples):
+        batches.write_clip(writers[split], entry, vocab_dict, args.num_words,
+                           train=split == 'train', size=args.size,
+                           original_layout=args.original_layout)
     return writers
 
 
-def jhmdb_videos(root):
-    """{video: action} of Rename_Images/<action>/<video>/."""
-    images = os.path.join(root, 'Rename_Images')
-    if not os.path.isdir(images):
-        raise FileNotFoundError('%s: J-HMDB Rename_Images folder not found' % images)
-    return {v: a for a in sorted(os.listdir(images)) if os.path.isdir(os.path.join(images, a))
-            for v in sorted(os.listdir(os.path.join(images, a)))}
+def build_a2d(args, vocab_dict, counts):
+    settings = {'dataset': A2D_NAME, 'T': args.num_words, 'size': args.size,
+                'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
+                'single_instance_any_id': args.single_instance_any_id}
+    return build(args, A2D_NAME, a2d, vocab_dict, counts, settings, desc='A2D',
+                 root=args.a2d_root, any_id=args.single_instance_any_id)
 
 
 def build_jhmdb(args, vocab_dict, counts):
-    import scipy.io
-    root = args.jhmdb_root
-    queries = read_csv_rows(os.path.join(root, 'jhmdb_annotation.txt'), 'J-HMDB query file', 2)
-    action_of = jhmdb_videos(root)
     settings = {'dataset': JHMDB_NAME, 'T': args.num_words, 'vocab_sha1': file_sha1(args.vocab),
                 'original_layout': args.original_layout, 'seed': args.seed,
                 'frames_per_video': args.jhmdb_frames}
-    writer = Writer(args, JHMDB_NAME, 'test', settings)
-    rng = np.random.RandomState(args.seed)
     chosen = {}
-    for row in progress(queries, args, desc='J-HMDB queries', unit='query'):
-        video = row[0]
-        if video not in action_of:
-            raise FileNotFoundError('%s: video %s of jhmdb_annotation.txt has no frame folder'
-                                    % (os.path.join(root, 'Rename_Images', '*', video), video))
-        action = action_of[video]
-        mat = os.path.join(root, 'puppet_mask', action, video, 'puppet_mask.mat')
-        if not os.path.isfile(mat):
-            raise FileNotFoundError('%s: puppet mask not found' % mat)
-        part_mask = scipy.io.loadmat(mat)['part_mask']  # [h, w, frames]
-        folder = os.path.join(root, 'Rename_Images', action, video)
-        num_frames = min(part_mask.shape[2], frame_count(folder))
-        # Drawn in query order from one generator: the same seed gives the same frames.
-        picks = sorted(int(i) + 1 for i in rng.choice(num_frames, min(args.jhmdb_frames,
-                                                                      num_frames), replace=False))
-        chosen[video] = picks
-        sent, n_sent = query_words(row[1], args.num_words)
-        text = text_processing.preprocess_sentence(n_sent, vocab_dict, args.num_words)
-        for frame_id in picks:
-            mask = part_mask[:, :, frame_id - 1]
-            if not mask.any():
-                counts['all-zero mask (skipped)'] += 1
-                continue
-            paths = [os.path.join(folder, '%05d.png' % i) for i in clip_window(frame_id, num_frames)]
-            writer.add(text, sent, frame_id, mask, paths)
-    write_json(os.path.join(writer.folder, 'annotated_frames.json'),
+    writers = build(args, JHMDB_NAME, jhmdb, vocab_dict, counts, settings, desc='J-HMDB',
+                    root=args.jhmdb_root, frames_per_video=args.jhmdb_frames, seed=args.seed,
+                    chosen=chosen)
+    write_json(os.path.join(writers['test'].folder, 'annotated_frames.json'),
                {'seed': args.seed, 'frames_per_video': args.jhmdb_frames, 'frames': chosen})
-    return {'test': writer}
+    return writers
 
-
-# --------------------------------------------------------------------------- frames
 
 def extract_frames(args):
-    """Decodes every Release/clips320H/<video>.mp4 into Release/frames/<video>/<n:05d>.png
-    (n from 1); a video whose folder holds the .extracted marker is skipped."""
-    from PIL import Image
-    clips = os.path.join(args.a2d_root, 'Release', 'clips320H')
-    if not os.path.isdir(clips):
-        raise FileNotFoundError('%s: folder of the .mp4 videos not found' % clips)
-    videos = sorted(n[:-4] for n in os.listdir(clips) if n.endswith('.mp4'))
-    done = 0
-    for video in progress(videos, args, desc='decoding', unit='video'):
-        folder = os.path.join(args.a2d_root, 'Release', 'frames', video)
-        if os.path.isfile(os.path.join(folder, EXTRACTED)) and not args.overwrite:
-            continue
-        os.makedirs(folder, exist_ok=True)
-        remove_stale_temps(folder)
-        path = os.path.join(clips, video + '.mp4')
-        n = 0
-        for n, frame in enumerate(video_frames(path), 1):
-            with atomic_open(os.path.join(folder, '%05d.png' % n), 'wb', fsync=False) as f:
-                Image.fromarray(frame).save(f, format='PNG')
-        write_json(os.path.join(folder, EXTRACTED), {'frames': n})
-        done += 1
-    print('%s: %d videos decoded, %d already there' % (clips, done, len(videos) - done))
+    """Decodes every Release/clips320H/<video>.mp4 into Release/frames/<video>/<n:05d>.png."""
+    done, found = a2d.extract_frames(
+        args.a2d_root, args.overwrite,
+        progress=lambda videos: progress(videos, args, desc='decoding', unit='video'))
+    print('%s: %d videos decoded, %d already there'
+          % (os.path.join(args.a2d_root, 'Release', 'clips320H'), done, found - done))
 
 
 def main(argv=None):

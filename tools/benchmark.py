@@ -12,11 +12,13 @@ Rows (all in the JSON under "rows", printed as one table):
   forward         model forward (model.forward_fn) per sample, per config / batch / precision /
                   XLA / folded batch norm
   train           one train step (model.trainer.step_fn) per sample
-  input_pipeline  samples/s of the input alone: the Python DataReader + contract.train_sample,
-                  and util/tf_input.train_dataset (tf.data), at batch 8
+  input_pipeline  samples/s of the input alone: the Python DataReader + batches.train_input,
+                  and util/pipeline/tf_input.train_dataset (tf.data), at batch 8
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
                   synthetic val split, samples/s, with the Python reader and with tf.data
-  build_batches   build_batches.py on a small synthetic split, expressions/s (one worker)
+  build_batches   the writer of build_batches.py (util/datasets: refcoco's entries,
+                  batches.build_image_split) on a small synthetic split, expressions/s (one
+                  worker)
   fidelity        each fast path against fp32 batch 1 on the synthetic val split, same weights:
                   overall IoU, its difference in points, max |up| difference
 Every time is the median of --repeats runs after --warmup runs (the warm-up traces and, with
@@ -52,8 +54,8 @@ import time
 
 import numpy as np
 
-from util.pipeline import contract
 from util.cli import HelpFormatter
+from util.datasets import batches, refcoco
 from util.pipeline.evaluate import PLAIN
 from util.pipeline.settings import PRESETS
 
@@ -67,6 +69,17 @@ GPU_PEAKS = {'H100': {'fp32': 67e12, 'bf16': 989e12, 'fp16': 989e12},
 PIPELINE_BATCH = 8
 SYNTHETIC = dict(train_images=8, val_images=6, testA_images=1, testB_images=1)
 CALIBRATION_IMAGES = 8
+
+
+def build_synthetic_unc(root, split, out, input_size, overwrite=False):
+    """The batches of the synthetic dataset's unc split under out/unc/{split}_batch/, as
+    `build_batches.py -d unc -t SPLIT --synthetic ROOT -o OUT --input_size N -j 1` writes them
+    (the same dataset module and writer); returns (written, kept, total)."""
+    entries = refcoco.entries('unc', split, os.path.join(root, 'refer'),
+                              os.path.join(root, 'coco', 'images'))
+    return batches.build_image_split(out, 'unc', split, entries,
+                                     os.path.join(root, 'vocabulary_synthetic.txt'),
+                                     input_size=input_size, overwrite=overwrite)
 
 
 def parse_args(argv=None):
@@ -481,7 +494,7 @@ class Bench:
         from util.pipeline.tf_input import train_dataset
         H = W = CONFIGS[config].H
         folder, prefix = self.data['train_' + config]
-        B, T = PIPELINE_BATCH, 20
+        B, T = PIPELINE_BATCH, batches.T
         reader = DataReader(folder, prefix, seed=self.args.seed)
         words = np.zeros((B, T), np.int32)
         ims = np.zeros((B, H, W, 3), np.float32)
@@ -490,8 +503,7 @@ class Bench:
         def python_batch():  # the input section of trainval_model.py's train loop
             for n in range(B):
                 batch = reader.read_batch(is_log=False)
-                im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
-                words[n], ims[n], masks[n, :, :, 0] = batch['text_batch'], im, mask
+                words[n], ims[n], masks[n, :, :, 0] = batches.train_input(batch, H, W)
         t = median_time(python_batch, self.args.warmup, self.args.repeats)
         reader.close()
         self.add_rate({'kind': 'input_pipeline', 'config': config, 'batch': B,
@@ -535,18 +547,13 @@ class Bench:
                                'precision': 'fp32', 'xla': False}, t / counts[-1], key)
 
     def build_rows(self):
-        import build_batches
-        syn = self.data['root']
-        for split, extra in (('val', []), ('train', ['--input_size', '64'])):
+        for split, size in (('val', batches.INPUT_SIZE), ('train', 64)):
             counts = []
 
-            def once():
-                argv = ['-d', 'unc', '-t', split, '--synthetic', syn, '--no_progress', '-j', '1',
-                        '-o', os.path.join(self.workdir, 'build_timing'), '--overwrite'] + extra
-                if build_batches.main(argv) != 0:
-                    raise RuntimeError('build_batches failed: %s' % ' '.join(argv))
-                folder = os.path.join(self.workdir, 'build_timing', 'unc', split + '_batch')
-                counts.append(sum(f.endswith('.npz') for f in os.listdir(folder)))
+            def once():  # what build_batches.py -d unc --synthetic ... -j 1 --overwrite does
+                out = os.path.join(self.workdir, 'build_timing')
+                counts.append(build_synthetic_unc(self.data['root'], split, out, size,
+                                                  overwrite=True)[2])
             t = median_time(once, self.args.warmup, self.args.repeats)
             self.add_rate({'kind': 'build_batches', 'split': split, 'samples': counts[-1],
                            'workers': 1, 'note': 'expressions/s = samples_per_s'},
@@ -590,7 +597,6 @@ class Bench:
     def make_data(self):
         """A small synthetic dataset and its batches: val at full image size, train at each
         config's input size."""
-        import build_batches
         from tools import synthetic
         self.workdir = self.args.workdir or tempfile.mkdtemp(prefix='cmpc_bench_')
         root = os.path.join(self.workdir, 'synthetic')
@@ -603,10 +609,7 @@ class Bench:
             if name == 'train_paper' and 'paper' not in self.args.configs:
                 continue
             out = os.path.join(self.workdir, name)
-            argv = ['-d', 'unc', '-t', split, '--synthetic', root, '--no_progress', '-j', '1',
-                    '-o', out, '--input_size', str(size)]
-            if build_batches.main(argv) != 0:
-                raise RuntimeError('build_batches failed: %s' % ' '.join(argv))
+            build_synthetic_unc(root, split, out, size)
             self.data[name] = (os.path.join(out, 'unc', split + '_batch'), 'unc_' + split)
         self.data['train'] = self.data['train_small']
         if self.args.val_batches:
@@ -684,8 +687,6 @@ TABLE_HEAD = ('| kind            | setting                                      
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    # build_batches.py lives at the repository root
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     started = time.time()
     bench = Bench(args)
     try:

@@ -1,9 +1,9 @@
 """Prefetching reader of the per-expression batch files written by build_batches.py.
 
-Each file `{folder}/{prefix}_{n}.npz`, n = 0 .. num_batch - 1, holds one referring
-expression: text_batch, im_batch, mask_batch, sent_batch; a video sample
-(CMPC_video/build_A2D_batches.py) also frames, the clip, and im_batch may be left out: it is
-the annotated frame, frames[8], which load_batch then adds (so the image model reads video
+Each file `{folder}/{prefix}_{n}.npz`, n = 0 .. num_batch - 1, holds one sample in the format
+of util/datasets/batches.py: text_batch, im_batch, mask_batch, sent_batch; a video sample
+also frames, the clip, and im_batch may be left out: it is the annotated frame,
+frames[ANNOTATED_FRAME], which load_batch then adds (so the image model reads video
 batches as images of their annotated frames). A daemon thread loads files
 ahead into a bounded queue, reshuffling the order at the start of every epoch.
 
@@ -27,17 +27,13 @@ import zlib
 
 import numpy as np
 
-REQUIRED_KEYS = ('text_batch', 'im_batch', 'mask_batch', 'sent_batch')
-# The video batches of CMPC_video/build_A2D_batches.py: im_batch, the annotated frame, is
-# frames[8] and may be left out (load_batch then adds it).
-VIDEO_REQUIRED_KEYS = ('text_batch', 'frames', 'mask_batch', 'sent_batch')
-CLIP_FRAMES = 16     # frames of a video batch, [annotated - 8, annotated + 8)
-ANNOTATED_FRAME = 8  # the annotated frame's index in them
-# What build_batches.py writes, as the error messages state it.
-SPECS = {'text_batch': 'integer [T]', 'im_batch': 'uint8 [h, w, 3] or [h, w]',
-         'mask_batch': 'bool or numeric [h, w], the h, w of im_batch',
-         'sent_batch': 'str or bytes, non-empty (the sentence at [0])',
-         'frames': 'uint8 [16, h, w, 3], the h, w of mask_batch'}
+from util.datasets.batches import (ANNOTATED_FRAME, FRAMES, IMAGE, IMAGE_KEYS, MASK, SENT, SPECS,
+                                   TEXT, VIDEO_KEYS)
+
+# The keys a file must hold (the format is util/datasets/batches.py's): an image sample's, or a
+# video sample's, whose im_batch, the annotated frame, may be left out (load_batch adds it).
+REQUIRED_KEYS = IMAGE_KEYS
+VIDEO_REQUIRED_KEYS = VIDEO_KEYS
 EXPECTED = 'an .npz with %s as build_batches.py writes' % ', '.join(REQUIRED_KEYS)
 # What np.load and reading a member raise on a file that is not a whole .npz archive.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
@@ -113,25 +109,25 @@ def _check_arrays(path, batch):
     def refuse(k, expected=None):
         raise BatchFileError('%s: %s is %s; expected %s'
                              % (path, k, _describe(batch[k]), expected or SPECS[k]))
-    text, im = batch.get('text_batch'), batch.get('im_batch')
-    mask, sent = batch.get('mask_batch'), batch.get('sent_batch')
+    text, im = batch.get(TEXT), batch.get(IMAGE)
+    mask, sent = batch.get(MASK), batch.get(SENT)
     if text is not None and not (text.ndim == 1 and text.size and text.dtype.kind in 'iu'):
-        refuse('text_batch')
+        refuse(TEXT)
     if im is not None and not (im.dtype == np.uint8 and min(im.shape, default=0) > 0 and (
             im.ndim == 2 or (im.ndim == 3 and im.shape[2] == 3))):
-        refuse('im_batch')
+        refuse(IMAGE)
     if mask is not None and not (mask.ndim == 2 and mask.dtype.kind in 'biuf' and (
             mask.shape == im.shape[:2] if im is not None else min(mask.shape) > 0)):
-        refuse('mask_batch', None if im is None else
+        refuse(MASK, None if im is None else
                'bool or numeric %s, the h, w of im_batch' % list(im.shape[:2]))
     if sent is not None and not (sent.size and sent.dtype.kind in 'US'):
-        refuse('sent_batch')
-    frames = batch.get('frames')
+        refuse(SENT)
+    frames = batch.get(FRAMES)
     if frames is not None and not (
             frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME
             and frames.shape[3] == 3 and min(frames.shape) > 0
             and (mask is None or frames.shape[1:3] == mask.shape)):
-        refuse('frames', None if mask is None else
+        refuse(FRAMES, None if mask is None else
                'uint8 [16, %d, %d, 3], the h, w of mask_batch' % mask.shape)
 
 
@@ -139,10 +135,10 @@ def load_batch(path, required_keys=REQUIRED_KEYS):
     """Load one batch file into a dict of arrays (bytes sentences decoded to str), checked
     against SPECS; BatchFileError, naming the file, for anything else."""
     batch = _read_arrays(path)
-    if 'frames' in batch and 'im_batch' not in batch:  # a video sample: its annotated frame
-        frames = batch['frames']
+    if FRAMES in batch and IMAGE not in batch:  # a video sample: its annotated frame
+        frames = batch[FRAMES]
         if frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME:
-            batch['im_batch'] = frames[ANNOTATED_FRAME]
+            batch[IMAGE] = frames[ANNOTATED_FRAME]
     missing = [k for k in required_keys if k not in batch]
     if missing:
         expected = (EXPECTED if tuple(required_keys) == REQUIRED_KEYS else
@@ -152,8 +148,8 @@ def load_batch(path, required_keys=REQUIRED_KEYS):
                              % (path, ', '.join(missing), ', '.join(sorted(batch)) or 'nothing',
                                 expected))
     _check_arrays(path, batch)
-    if 'sent_batch' in batch:
-        batch['sent_batch'] = _decode_bytes(batch['sent_batch'])
+    if SENT in batch:
+        batch[SENT] = _decode_bytes(batch[SENT])
     return batch
 
 

@@ -101,21 +101,6 @@ def file_sha1(path):
         return hashlib.sha1(f.read()).hexdigest()
 
 
-def check_build_manifest(path, settings, overwrite):
-    """A batch builder's record of its settings (JSON at `path`): a folder built with other
-    settings is refused (its files would mix) unless overwrite; then `settings` is written."""
-    if os.path.isfile(path) and not overwrite:
-        with open(path, encoding='utf-8') as f:
-            old = json.load(f)
-        diff = sorted(k for k in settings if old.get(k) != settings[k])
-        if diff:
-            raise ValueError('%s was built with other settings (%s: %s, now %s); rerun with '
-                             '--overwrite to rebuild it'
-                             % (os.path.dirname(path), ', '.join(diff), [old.get(k) for k in diff],
-                                [settings[k] for k in diff]))
-    write_json(path, settings, sort_keys=True)
-
-
 def save_npy_atomic(path, array):
     with atomic_open(path, 'wb') as f:
         np.save(f, array)

@@ -4,7 +4,7 @@ Built with Gradio (demo.py starts it). The page runs predict mode's code (util/i
 Predictor: same image decoding, tokenisation, network and post-processing), so its masks are
 predict mode's, pixel for pixel; the model is loaded once, when the server starts. With a
 checkpoint of the video model the page takes a video and a frame number instead of an image:
-the network sees the 16 frames around that frame (contract.clip_window) and the masks are of
+the network sees the 16 frames around that frame (batches.clip_window) and the masks are of
 that frame.
 
 Per sentence the page shows:
@@ -29,10 +29,9 @@ import numpy as np
 from PIL import Image
 
 from util.cli import InputError
-from util.data_reader import ANNOTATED_FRAME
+from util.datasets.batches import ANNOTATED_FRAME, clip_window
 from util.inference.predict import LEVELS, load_image, mask_summary, sentence_words
 from util.io import video_frames
-from util.pipeline.contract import clip_window
 from util.visualize import overlay
 
 MAX_SENTENCES = 6
@@ -128,7 +127,7 @@ def read_upload(path, max_pixels):
 
 
 def read_video(path, frame, max_pixels, max_frames=MAX_VIDEO_FRAMES):
-    """(clip: the 16 frames of contract.clip_window around `frame`, numbered from 1 (0 or
+    """(clip: the 16 frames of batches.clip_window around `frame`, numbered from 1 (0 or
     None: the middle frame), its number, the video's frame count) of an uploaded video,
     decoded as build_A2D_batches.py --extract-frames decodes A2D's (util.io.video_frames)."""
     if not path:

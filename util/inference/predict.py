@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from util.cli import InputError
-from util.data_reader import ANNOTATED_FRAME
+from util.datasets.batches import ANNOTATED_FRAME
 from util.io import atomic_open, save_npy_atomic, write_json
 from util.pipeline import contract
 from util.pipeline.evaluate import DCRF, PLAIN, image_masks
@@ -236,7 +236,7 @@ def predict_one(model, image, words, dcrf=False, levels=True):
 
 
 def predict_clip(model, clip, words, dcrf=False, levels=True):
-    """predict_one for the video model: clip, 16 RGB uint8 frames (contract.clip_window's),
+    """predict_one for the video model: clip, 16 RGB uint8 frames (batches.clip_window's),
     each resized and padded as test mode does (util/evaluate.clip_test_sample); the maps are
     the annotated frame's, clip[ANNOTATED_FRAME]."""
     inputs = [contract.network_input(frame, model.H, model.W) for frame in clip]

@@ -17,7 +17,6 @@ import numpy as np
 import skimage
 
 from util import im_processing
-from util.data_reader import ANNOTATED_FRAME, CLIP_FRAMES
 
 MU = np.array((104.00698793, 116.66876762, 122.67891434))  # BGR mean of the Caffe backbone
 SCORE_THRESH = 1e-9
@@ -46,13 +45,6 @@ def train_clip(frames, mask, H, W):
     the annotated frame's mask bool [H, W]); each frame as train_sample."""
     clip = np.stack([train_sample(f, None, H, W)[0] for f in frames])
     return clip, train_mask(mask, H, W)
-
-
-def clip_window(frame_id, num_frames):
-    """The clip of an annotated frame (numbered from 1, as A2D's): frame numbers
-    [frame - 8, frame + 8) clamped to 1 .. num_frames; the annotated frame is at ANNOTATED_FRAME."""
-    return [min(max(i, 1), num_frames)
-            for i in range(frame_id - ANNOTATED_FRAME, frame_id + CLIP_FRAMES - ANNOTATED_FRAME)]
 
 
 def network_input(image, H, W):

@@ -20,6 +20,7 @@ import numpy as np
 from util.pipeline import contract
 from util import im_processing
 from util.data_reader import REQUIRED_KEYS, DataReader
+from util.datasets.batches import FRAMES, IMAGE, MASK, SENT, TEXT
 from util.eval_tools import EVAL_IOU_THRESHOLDS, SegEvaluator, compute_mask_IU
 
 PLAIN, DCRF = 'without DenseCRF', 'with DenseCRF'
@@ -40,11 +41,10 @@ class Sample:
 
 def test_sample(batch, H, W):
     """A Sample from a batch file's arrays (util.data_reader.load_batch)."""
-    image = im_processing.as_rgb(batch['im_batch'])
+    image = im_processing.as_rgb(batch[IMAGE])
     proc_im, net_im = contract.network_input(image, H, W)
-    return Sample(words=np.asarray(batch['text_batch']), image=image, proc_im=proc_im,
-                  net_im=net_im, mask=batch['mask_batch'].astype(np.float32),
-                  sent=str(batch['sent_batch'][0]))
+    return Sample(words=np.asarray(batch[TEXT]), image=image, proc_im=proc_im, net_im=net_im,
+                  mask=batch[MASK].astype(np.float32), sent=str(batch[SENT][0]))
 
 
 def clip_test_sample(batch, H, W):
@@ -52,7 +52,7 @@ def clip_test_sample(batch, H, W):
     float32 [16, H, W, 3], each frame resized and padded as the original's test()."""
     sample = test_sample(batch, H, W)
     sample.net_im = np.stack([contract.network_input(im_processing.as_rgb(f), H, W)[1]
-                              for f in batch['frames']])
+                              for f in batch[FRAMES]])
     return sample
 
 

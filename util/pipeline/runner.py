@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from util.pipeline import contract, run_log
+from util.pipeline import run_log
 from util.cli import HelpFormatter, InputError
 from util.data_reader import REQUIRED_KEYS, VIDEO_REQUIRED_KEYS
+from util.datasets.batches import train_input
 from util.pipeline.evaluate import clip_test_sample, test_sample
 from util.eval_tools import EVAL_IOU_THRESHOLDS, VIDEO_IOU_THRESHOLDS
 from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings,
@@ -34,7 +35,7 @@ class Task:
     kind: str
     settings_cls: type          # ModelSettings or VideoModelSettings (and so the model class)
     required_keys: tuple        # of the batch files
-    train_input: object         # (batch, H, W) -> (network input, mask bool [H, W])
+    train_input: object         # (batch, H, W) -> (words, network input, mask bool [H, W])
     test_sample: object         # (batch, H, W) -> util.pipeline.evaluate.Sample
     metrics: dict = field(default_factory=dict)  # evaluate()'s thresholds and mAP
 
@@ -44,11 +45,11 @@ class Task:
 
 
 def _image_train_input(batch, H, W):
-    return contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
+    return train_input(batch, H, W)
 
 
 def _video_train_input(batch, H, W):
-    return contract.train_clip(batch['frames'], batch['mask_batch'], H, W)
+    return train_input(batch, H, W, clip=True)
 
 
 IMAGE = Task('image', ModelSettings, REQUIRED_KEYS, _image_train_input, test_sample,
@@ -529,8 +530,8 @@ def train(args, task):
             else:
                 for n in range(bs):
                     batch = reader.read_batch(is_log=(n == 0 and n_iter % args.log_every == 0))
-                    visual, mask = task.train_input(batch, H, W)
-                    text_batch[n] = batch['text_batch']
+                    words, visual, mask = task.train_input(batch, H, W)
+                    text_batch[n] = words
                     visual_batch[n] = visual
                     mask_batch[n, :, :, 0] = mask
         except (BatchFileError, tf.errors.OpError) as e:

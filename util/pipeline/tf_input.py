@@ -1,10 +1,10 @@
 """tf.data input pipelines for the per-expression batch folders of build_batches.py.
 
-The Python path (util/data_reader.DataReader + util/contract.train_sample) reads one .npz at a
-time on one thread; here the files are read and decoded in parallel (np.load inside
+The Python path (util/data_reader.DataReader + util/datasets/batches.train_input) reads one .npz
+at a time on one thread; here the files are read and decoded in parallel (np.load inside
 tf.numpy_function, num_parallel_calls=AUTOTUNE) and prefetched, so that reading overlaps with
 the training or test step. The arrays are exactly those of the Python path (tested in
-tests/test_tf_input.py): the preprocessing is util/pipeline/contract.py's itself, run in numpy.
+tests/test_tf_input.py): the preprocessing is batches.train_input itself, run in numpy.
 
     from util.pipeline.tf_input import train_dataset, test_dataset
     ds = train_dataset('work/synthetic/unc/train_batch', 'unc_train', 64, 64, batch_size=8,
@@ -20,8 +20,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from util.pipeline import contract
 from util.data_reader import count_batches, load_batch
+from util.datasets.batches import TEXT, train_input
 from util.pipeline.evaluate import test_sample
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -36,7 +36,7 @@ def list_batch_files(folder, prefix):
 
 def _num_words(path):
     """T of the text_batch in one file: the datasets need static shapes."""
-    words = load_batch(path)['text_batch']
+    words = load_batch(path)[TEXT]
     if words.ndim != 1:
         raise ValueError('%s: text_batch must be [T], got shape %s' % (path, list(words.shape)))
     return int(words.shape[0])
@@ -48,7 +48,7 @@ def _path_str(path):
 
 
 def _words(batch, path, T):
-    words = np.asarray(batch['text_batch'])
+    words = np.asarray(batch[TEXT])
     if words.shape != (T,):
         raise ValueError('%s: text_batch has shape %s, expected [%d] like the first file'
                          % (path, list(words.shape), T))
@@ -56,14 +56,12 @@ def _words(batch, path, T):
 
 
 def load_train_sample(path, H, W, T):
-    """One training sample as the Python path builds it (contract.train_sample), the mask as
+    """One training sample as the Python path builds it (batches.train_input), the mask as
     float32 [H, W, 1]. Returns (words int32 [T], im float32 [H, W, 3], mask)."""
     path = _path_str(path)
     batch = load_batch(path)
-    im, mask = contract.train_sample(batch['im_batch'], batch['mask_batch'], H, W)
-    # float64 - MU in train_sample; the Python path stores it into a float32 batch array.
-    return (_words(batch, path, T), im.astype(np.float32),
-            np.asarray(mask, dtype=np.float32)[:, :, None])
+    _, im, mask = train_input(batch, H, W)
+    return _words(batch, path, T), im, np.asarray(mask, dtype=np.float32)[:, :, None]
 
 
 def load_test_sample(path, H, W, T):

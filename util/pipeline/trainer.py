@@ -10,7 +10,8 @@ batch in, the losses out, no I/O.
 import numpy as np
 import tensorflow as tf
 
-from util.pipeline import contract, distribute, loss, optim
+from util.datasets.batches import train_input
+from util.pipeline import distribute, loss, optim
 from util.pipeline.checkpoint import zeros
 
 BACKBONE_TRAINED_WITH_CONV5 = ('res3', 'res4', 'res5')
@@ -98,7 +99,7 @@ def calibrate_backbone(model, reader, n=CALIBRATION_IMAGES):
     """A random backbone's batch norms get the statistics of n training images (see
     DeepLabResNetModel.calibrate); a pretrained one keeps its own."""
     n = min(n, reader.num_batch)
-    ims = np.stack([contract.train_sample(reader.read_batch(is_log=False)['im_batch'], None,
-                                          model.H, model.W)[0] for _ in range(n)])
+    ims = np.stack([train_input(reader.read_batch(is_log=False), model.H, model.W)[1]
+                    for _ in range(n)])
     model.backbone.calibrate(ims)
     print('Backbone: random weights, batch-norm statistics from %d training images' % n)
