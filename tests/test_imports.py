@@ -1,5 +1,6 @@
 """The command-line scripts are leaves: no module of the pipeline imports trainval_model.py or
-the video scripts, neither in its source nor by importing something that does."""
+the video scripts, neither in its source nor by importing something that does. The models import
+nothing of training (the trainer, the optimizer, the loss)."""
 
 import ast
 import glob
@@ -56,3 +57,24 @@ def test_importing_the_pipeline_does_not_import_a_script():
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == '[]'
+
+
+TRAINING_MODULES = ('util.pipeline.trainer', 'util.pipeline.optim', 'util.pipeline.loss')
+
+
+def test_the_models_do_not_import_training():
+    # The model module knows nothing about optimizers (STYLE.md lesson 14): predict, export and
+    # the demo run a forward without loading the loss or the optimizer, even transitively.
+    code = ('import sys\n'
+            'import CMPC_model, CMPC_video.CMPC_video_mm_tgraph_allvec\n'
+            'print(sorted(m for m in %r if m in sys.modules))\n'
+            'import util.pipeline.trainer\n'
+            'print(sorted(m for m in %r if m in sys.modules))'
+            % (TRAINING_MODULES, TRAINING_MODULES))
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert out.returncode == 0, out.stderr[-3000:]
+    models, trainer = out.stdout.strip().splitlines()[-2:]
+    assert models == '[]'
+    # The check sees those modules when they are loaded.
+    assert trainer == str(sorted(TRAINING_MODULES))
