@@ -1,7 +1,7 @@
-"""One train step, util/pipeline/trainer.py (Trainer(model, settings).train_step): the losses against
-np_reference.py (the numpy re-implementation of the ORIGINAL graph and its train_op, float64,
-batch 1; see test_cmpc_model.py), the learning-rate schedule, the step counters and the frozen
-backbone, TF1 Adam's update against float64 finite differences of the reference's cost; a small
+"""One train step, util/pipeline/trainer.py (Trainer(model, settings).train_step): the losses
+against np_reference.py (the numpy re-implementation of the ORIGINAL graph and its train_op,
+float64, batch 1; see test_cmpc_model.py), the learning-rate schedule, the step counters and the
+frozen backbone, TF1 Adam's update against float64 finite differences of the reference's cost; a small
 model fits one batch; the train step's fast paths (XLA, bf16/fp16 with loss scaling) against
 the faithful one; a train snapshot restores the optimizer's state and step; the optimizer comes
 from optim.OPTIMIZERS.
