@@ -9,6 +9,14 @@ code load unchanged (see util/pipeline/checkpoint.py).
     model.restore('ckpts/unc/unc_iter_700000.tfmodel')
     out = model.forward(words, im)  # words int32 [B, T] left-padded; im [B, H, W, 3] BGR - mean
 
+Training is not in this module (no optimizer, no loss): util/pipeline/trainer.py wraps the network,
+
+    from util.pipeline.trainer import Trainer
+    model = LSTM_model(mode='train', H=64, W=64, vocab_size=50, rnn_size=32, v_emb_dim=32,
+                       mlp_dim=16, start_lr=0.003)
+    trainer = Trainer(model, model.train_settings)  # or any TrainSettings
+    losses = trainer.train_step(words, im, mask)  # mask float32 [B, H, W, 1]; numpy losses
+
 The paper's components and where they are:
 - word features: GloVe embedding + LSTM (`WordEncoder`), and the word parser that gives each word
   soft types entity / attribute / relation / unnecessary (`WordParser`);
@@ -28,12 +36,9 @@ import tensorflow as tf
 
 from deeplab_resnet import DeepLabResNetModel
 from util.pipeline.checkpoint import (VariableStore, constant, glorot_uniform, ones, zeros,
-                             restore_checkpoint, save_checkpoint)
-from util.processing_tools import generate_spatial_batch
+                                      restore_checkpoint, save_checkpoint)
 from util.pipeline.settings import PAPER_BLOCKS, TrainSettings, run_record, split_model_kwargs
-# The optimizer and the loss live in util/pipeline/trainer.py; LSTM_model(mode='train') builds one, as
-# the original's constructor built its train_op.
-from util.pipeline.trainer import Trainer
+from util.processing_tools import generate_spatial_batch
 
 SCOPE = 'text_objseg/'
 LAYER_NORM_EPSILON = 1e-12  # tf.contrib.layers.layer_norm's
@@ -293,10 +298,13 @@ class LSTM_model(tf.Module):
     and, in train mode, the training settings (`self.train_settings`, a TrainSettings); see
     util/pipeline/settings.py. `LSTM_model.from_settings(settings, ...)` builds from them directly.
     vf_h and vf_w are derived from H and W (output stride 8); when given they must agree.
+    The model does not use the training settings: they are kept for whoever trains it,
+    `Trainer(model, model.train_settings)` (util/pipeline/trainer.py), which passes the
+    dropout keep-probabilities to `build_graph`. mode='train' also refuses fold_bn.
 
     Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
     path; random when None: in eval mode the embedding comes from the checkpoint).
-    `batch_size` is kept for compatibility: forward and train_step take any batch size.
+    `batch_size` is kept for compatibility: forward and a train step take any batch size.
     `backbone_blocks`: blocks per ResNet stage, (3, 4, 23, 3) = ResNet-101 as the paper; fewer
     (e.g. (1, 1, 1, 1)) give a small backbone for CPU experiments.
 
@@ -306,12 +314,12 @@ class LSTM_model(tf.Module):
     the frozen batch norms into the backbone's conv weights.
 
     Data-parallel training: built inside a tf.distribute strategy's `scope()` (MirroredStrategy,
-    MultiWorkerMirroredStrategy), the variables are mirrored and train_step splits the batch
-    among the replicas and averages their gradients (trainval_model.py's -g and TF_CONFIG).
+    MultiWorkerMirroredStrategy), the variables are mirrored and the Trainer's train_step splits
+    the batch among the replicas and averages their gradients (trainval_model.py's -g, TF_CONFIG).
 
-    Public parts: `forward` / `forward_fn` (numpy / tf.function), `train_step` and `trainer`
-    (util/pipeline/trainer.py, train mode), `save`, `restore`, `restore_backbone`, `store` (variables
-    by TF1 name), `model_variables` (the network's, without optimizer state), `backbone`.
+    Public parts: `forward` / `forward_fn` (numpy / tf.function), `build_graph` (tensors, for a
+    train step), `check_inputs`, `save`, `restore`, `restore_backbone`, `store` (variables by TF1
+    name; a Trainer adds the optimizer's), `model_variables` (the network's), `backbone`.
     """
 
     scope = SCOPE
@@ -355,8 +363,8 @@ class LSTM_model(tf.Module):
         self.settings, self.mode = settings, mode
         self.train_settings = train_settings if mode == 'train' else None
         self.precision, self.xla, self.fold_bn = precision, xla, fold_bn
-        # Built inside `strategy.scope()`, the variables are mirrored on its replicas and
-        # train_step runs data-parallel; otherwise the default (single-replica) strategy.
+        # Built inside `strategy.scope()`, the variables are mirrored on its replicas and a
+        # Trainer's train_step runs data-parallel; otherwise the default (single-replica) strategy.
         self.strategy = tf.distribute.get_strategy()
         if xla and self.strategy.num_replicas_in_sync > 1:
             raise ValueError('xla is not supported with several replicas (%d)'
@@ -394,11 +402,8 @@ class LSTM_model(tf.Module):
             self.backbone.fold_batch_norm()
 
         self.forward_fn = tf.function(
-            lambda words, visual: self.build_graph(words, visual, False), jit_compile=xla,
+            lambda words, visual: self.build_graph(words, visual), jit_compile=xla,
             input_signature=self.input_signature)
-        self.trainer = None
-        if mode == 'train':
-            self.trainer = Trainer(self, train_settings, precision=precision, xla=xla)
 
     # -- what a subclass (the video model) changes ---------------------------------------------
 
@@ -430,11 +435,13 @@ class LSTM_model(tf.Module):
 
     # -- the network ---------------------------------------------------------------------------
 
-    def build_graph(self, words, im, training=False):
-        """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps)."""
+    def build_graph(self, words, im, keep_probs=None):
+        """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps).
+        keep_probs: (keep_prob_emb, keep_prob_rnn), the word encoder's dropout in a train step
+        (the Trainer passes its settings'); None at inference, no dropout."""
         B = tf.shape(words)[0]
         visual = self.backbone(cast(im, self.compute_dtype))
-        words_feat, words_parse, valid = self.encode_words(words, training)
+        words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
         valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
@@ -446,9 +453,10 @@ class LSTM_model(tf.Module):
             fusion[lv] = self.fuse(lv, [vis_la_sp, graph], valid_lang, spatial)
         return self.decode(fusion, self.necessary_lang(words_feat, words_parse), words_parse)
 
-    def encode_words(self, words, training):
+    def encode_words(self, words, keep_probs=None):
         """words [B, T] -> words_feat [B, 1, T, rnn] (l2-normalised), words_parse
-        [B, 1, T, types] (zero before the first real word) and valid [B, T]."""
+        [B, 1, T, types] (zero before the first real word) and valid [B, T]; keep_probs as
+        build_graph's."""
         T = self.num_steps
         # Words from the first real token on take part (all of them for an all-pad sentence,
         # where the original's valid_idx stayed 0).
@@ -457,8 +465,7 @@ class LSTM_model(tf.Module):
         first = tf.where(leading_pads == T, 0, leading_pads)  # [B]
         valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
 
-        keep_emb = self.train_settings.keep_prob_emb if training else 1.0
-        keep_rnn = self.train_settings.keep_prob_rnn if training else 1.0
+        keep_emb, keep_rnn = keep_probs if keep_probs is not None else (1.0, 1.0)
         words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
         words_feat = cast(l2_normalize(words_feat, 2)[:, None], self.compute_dtype)
         return words_feat, self.parser(words_feat, valid), valid
@@ -503,10 +510,12 @@ class LSTM_model(tf.Module):
 
     def forward(self, words, im):
         """numpy in, numpy out: pred, up, sigm, up_c3, up_c4, up_c5, words_parse."""
-        words, im = self._check_inputs(words, im)
+        words, im = self.check_inputs(words, im)
         return {k: v.numpy() for k, v in self.forward_fn(words, im).items()}
 
-    def _check_inputs(self, words, im, mask=None):
+    def check_inputs(self, words, im, mask=None):
+        """The numpy inputs of a forward (and the mask of a train step) checked against the
+        model's sizes and vocabulary, as int32 / float32; ValueError names the bad one."""
         words = np.asarray(words)
         im = np.asarray(im, dtype=np.float32)
         want = tuple(self.input_signature[1].shape[1:])
@@ -533,34 +542,19 @@ class LSTM_model(tf.Module):
         """mask [B, H, W, 1] at the score map's size [B, vf_h, vf_w, 1] (pixel accuracy)."""
         return resize_bilinear(mask, [self.vf_h, self.vf_w])
 
-    # -- training (util/pipeline/trainer.py) ------------------------------------------------------------
-
-    def train_step(self, words, im, mask):
-        """One Adam update; returns the losses computed before it (numpy), with the learning
-        rate used, `pred` and the mask resized to the score map (`target`).
-
-        Under tf.distribute (the model built in `strategy.scope()`), the arrays are this
-        worker's share of the global batch, split equally among its replicas in order; the
-        losses returned are the global batch's, and pred / target hold every sample."""
-        if self.trainer is None:
-            raise RuntimeError("train_step needs a model built with mode='train'")
-        return self.trainer.train_step(*self._check_inputs(words, im, mask))
-
-    @property
-    def step(self):
-        return self.trainer.step if self.trainer is not None else 0
-
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, prefix, meta=None):
-        """Writes every variable (with optimizer state in train mode) under its TF1 name, and
-        the model's settings as prefix.json."""
-        info = run_record(self.settings, self.train_settings, self.step, **(meta or {}))
+    def save(self, prefix, meta=None, train_settings=None, step=0):
+        """Writes every variable of the store (with a Trainer's optimizer state) under its TF1
+        name, and prefix.json: the model's settings, `meta`, and for a train snapshot the
+        training settings and step (Trainer.save passes them)."""
+        info = run_record(self.settings, train_settings, step, **(meta or {}))
         return save_checkpoint(prefix, dict(self.store.variables), info)
 
     def restore(self, prefix):
         """Restores a checkpoint of this port or of the original code. Strict for the model's
-        variables; optimizer state and step are restored when the checkpoint has them."""
+        variables; optimizer state and step (of a Trainer built before) are restored when the
+        checkpoint has them."""
         required = list(self.model_variables)
         restored, missing, unused = restore_checkpoint(prefix, self.store.variables, required)
         if self.fold_bn:

@@ -16,7 +16,8 @@ hook of the image model:
   annotated frame attends to those nodes (`TemporalContext`); the spatial relation graph runs
   on the annotated frame; the fusion conv takes [lateral feature, spatial graph, temporal
   context, words, spatial grid] of the annotated frame;
-- the rest (text-guided exchange twice, ConvLSTM, the four losses, Adam) is the image model's.
+- the rest (text-guided exchange twice, ConvLSTM) is the image model's, and so is training
+  (util/pipeline/trainer.py: the four losses, Adam).
 
 Batches. The original only ran at batch size 1: it took the annotated frame as row 2 of the
 flattened [B * 5] frames and tiled MUTAN's words so that frames met another sample's sentence.
@@ -96,9 +97,10 @@ class TemporalContext:
 
 class LSTM_model(CMPC_model.LSTM_model):
     """The video CMPC with the original's constructor arguments (`frames=16`, `finetune` to train
-    res3-res5 as the image model's conv5) and the image model's API: forward(words, clip),
-    train_step(words, clip, mask) with mask [B, H, W, 1] of the annotated frame, save, restore.
-    The other keyword arguments, the fast paths and tf.distribute are the image model's."""
+    res3-res5 as the image model's conv5) and the image model's API: forward(words, clip), save,
+    restore; trained by util/pipeline/trainer.py's Trainer as the image model, its
+    train_step(words, clip, mask) taking mask [B, H, W, 1] of the annotated frame. The other
+    keyword arguments, the fast paths and tf.distribute are the image model's."""
 
     WORD_TYPES = ('entity', 'attribute', 'static relation', 'action', 'unnecessary')
     input_name = 'clip'
@@ -127,12 +129,12 @@ class LSTM_model(CMPC_model.LSTM_model):
         words = super().input_signature[0]
         return [words, tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
 
-    def build_graph(self, words, clip, training=False):
+    def build_graph(self, words, clip, keep_probs=None):
         """words int32 [B, T], clip float32 [B, frames, H, W, 3] -> dict of tensors (logits and
-        maps of the annotated frame)."""
+        maps of the annotated frame); keep_probs as the image model's."""
         B, F = tf.shape(words)[0], len(SAMPLED_FRAMES)
         visual = self.backbone(cast(sample_frames(clip), self.compute_dtype))  # B * F frames
-        words_feat, words_parse, valid = self.encode_words(words, training)
+        words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
         spatial_frames = tf.repeat(spatial, F, axis=0)  # [BF, h, w, 8]
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]

@@ -182,6 +182,19 @@ def build_restored(prefix, **kw):
     return model
 
 
+def build_trainer(prefix=None, **kw):
+    """A Trainer (util/pipeline/trainer.py) of a TINY train-mode LSTM_model (keywords overridden
+    by kw, training ones included), built before restoring `prefix` when given, so that a train
+    snapshot's optimizer state and step are restored too."""
+    from CMPC_model import LSTM_model
+    from util.pipeline.trainer import Trainer
+    model = LSTM_model(**dict(TINY, mode='train', **kw))
+    trainer = Trainer(model, model.train_settings)
+    if prefix is not None:
+        model.restore(prefix)
+    return trainer
+
+
 # ---------------------------------------------------------------------------------------------
 # the repository's scripts
 

@@ -26,6 +26,7 @@ from np_reference import (SCOPE, basic_lstm, conv_lstm, l2_normalize as l2n, lay
                           mutan_fusion, reference_forward, resize_bilinear_tf1, softmax, spa_graph,
                           unscoped)
 from util.pipeline.checkpoint import VariableStore
+from util.pipeline.trainer import Trainer
 
 # Blocks of a few float32 ops against float64: 1e-5 is ~100x the float32 rounding we see.
 BLOCK_RTOL, BLOCK_ATOL = 1e-5, 1e-5
@@ -249,6 +250,7 @@ def test_variables_paper_eval():
 
 def test_variables_paper_train():
     model = LSTM_model(mode='train')
+    Trainer(model, model.train_settings)  # adds the optimizer's variables to the store
     reference = read_reference_variables('vars_train_full.txt')
     assert_same_variables(model.store, reference)
     # Everything that train adds: the step counter, Adam's powers and two slots per trainable
@@ -354,8 +356,10 @@ def test_save_restore_round_trip(model, tmp_path):
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     assert {k: list(v) for k, v in shapes.items()} == reference
 
-    # A train-mode model restores from the eval checkpoint; its optimizer state stays initial.
+    # A model with a Trainer restores from the eval checkpoint; its optimizer state stays
+    # initial.
     train = LSTM_model(mode='train', **TINY)
+    Trainer(train, train.train_settings)
     train.restore(prefix)
     reader = tf.train.load_checkpoint(prefix)
     for name in ('text_objseg/score/biases', 'text_objseg/Variable',

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(HERE, 'golden'))
 
 import write_golden as golden  # noqa: E402
 from CMPC_model import LSTM_model  # noqa: E402
+from util.pipeline.trainer import Trainer  # noqa: E402
 
 REF = np.load(os.path.join(HERE, 'golden', 'pre_refactor.npz'))
 RTOL, ATOL = 1e-4, 1e-5
@@ -35,9 +36,10 @@ RTOL, ATOL = 1e-4, 1e-5
 def trained():
     words, im, mask = golden.inputs()
     model = LSTM_model(mode='train', **golden.ARCH, **golden.TRAIN)
+    trainer = Trainer(model, model.train_settings)
     golden.set_weights({n: v for n, v in model.store.variables.items()
                         if v.trainable or not n.startswith('text_objseg/')})
-    return model, model.train_step(words, im, mask)
+    return model, trainer.train_step(words, im, mask)
 
 
 def test_forward_is_unchanged():

@@ -3,6 +3,8 @@ importing something that does, and no script imports another script.
 
 A script is any Python file outside tests/ with a top-level `if __name__ == '__main__':` (the
 list is derived from the tree, so a new script is covered without editing this file).
+
+The models import nothing of training (the trainer, the optimizer, the loss).
 """
 
 import ast
@@ -139,3 +141,24 @@ def test_the_checker_reports_a_planted_script_import(tmp_path):
     _write(root, 'pkg/helper.py', "import importlib\nimportlib.import_module('build_thing')\n")
     assert script_imports(root) == []
     assert loaded_scripts(root) == "['build_thing']"
+
+
+TRAINING_MODULES = ('util.pipeline.trainer', 'util.pipeline.optim', 'util.pipeline.loss')
+
+
+def test_the_models_do_not_import_training():
+    # The model module knows nothing about optimizers (STYLE.md lesson 14): predict, export and
+    # the demo run a forward without loading the loss or the optimizer, even transitively.
+    code = ('import sys\n'
+            'import CMPC_model, CMPC_video.CMPC_video_mm_tgraph_allvec\n'
+            'print(sorted(m for m in %r if m in sys.modules))\n'
+            'import util.pipeline.trainer\n'
+            'print(sorted(m for m in %r if m in sys.modules))'
+            % (TRAINING_MODULES, TRAINING_MODULES))
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert out.returncode == 0, out.stderr[-3000:]
+    models, trainer = out.stdout.strip().splitlines()[-2:]
+    assert models == '[]'
+    # The check sees those modules when they are loaded.
+    assert trainer == str(sorted(TRAINING_MODULES))

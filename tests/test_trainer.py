@@ -1,9 +1,10 @@
-"""One train step, util/pipeline/trainer.py (LSTM_model.train_step calls it): the losses against
-np_reference.py (the numpy re-implementation of the ORIGINAL graph and its train_op, float64,
-batch 1; see test_cmpc_model.py), the learning-rate schedule, the step counters and the frozen
-backbone, TF1 Adam's update against float64 finite differences of the reference's cost; a small
+"""One train step, util/pipeline/trainer.py (Trainer(model, settings).train_step): the losses
+against np_reference.py (the numpy re-implementation of the ORIGINAL graph and its train_op,
+float64, batch 1; see test_cmpc_model.py), the learning-rate schedule, the step counters and the
+frozen backbone, TF1 Adam's update against float64 finite differences of the reference's cost; a small
 model fits one batch; the train step's fast paths (XLA, bf16/fp16 with loss scaling) against
-the faithful one.
+the faithful one; a train snapshot restores the optimizer's state and step; the optimizer comes
+from optim.OPTIMIZERS.
 
     cd /work/main && .venv/bin/python -m pytest tests/test_trainer.py -q
     cd /work/main && .venv/bin/python -m pytest tests/test_trainer.py -q -m slow  # fast paths
@@ -14,10 +15,12 @@ import pytest
 import tensorflow as tf
 
 from CMPC_model import LSTM_model
-from helpers import (ID_SENTENCES, TINY, build_restored, features, model_params, random_images,
-                     randomise, scene)
+from helpers import (ID_SENTENCES, TINY, build_trainer, features, model_params, random_images,
+                     randomise, read_reference_variables, scene)
 from np_reference import (SCOPE, WEIGHT_DECAY, cls_losses, polynomial_decay, reference_cost,
                           reference_forward, resize_bilinear_tf1, sigmoid, weight_decay_loss)
+from util.pipeline.settings import TrainSettings
+from util.pipeline.trainer import Trainer
 
 # ---------------------------------------------------------------------------------------------
 # one train step against the reference
@@ -56,8 +59,9 @@ def trained():
     # random state, so the finite-difference test checked another network in every run.
     tf.random.set_seed(0)
     m = LSTM_model(mode='train', start_lr=START_LR, lr_decay_step=DECAY_STEPS, **TINY)
+    trainer = Trainer(m, m.train_settings)
     randomise(m, 1)
-    r = {'model': m}
+    r = {'model': m, 'trainer': trainer}
     r['words1'] = ID_SENTENCES['unknown'][None]
     r['im1'] = random_images(1, seed=21)
     r['mask1'] = blob_mask(1, seed=21)
@@ -65,14 +69,14 @@ def trained():
     r['params'] = model_params(m)
     r['feats'] = features(m, r['im1'][0])
     r['out1'] = m.forward(r['words1'], r['im1'])
-    r['losses1'] = m.train_step(r['words1'], r['im1'], r['mask1'])
+    r['losses1'] = trainer.train_step(r['words1'], r['im1'], r['mask1'])
     r['after'] = {n: v.numpy().copy() for n, v in m.store.variables.items()}
     # Second step on a batch of two, at the updated weights.
     r['words2'] = np.stack([ID_SENTENCES['short'], ID_SENTENCES['long']])
     r['im2'] = random_images(2, seed=22)
     r['mask2'] = blob_mask(2, seed=22)
     r['out2'] = m.forward(r['words2'], r['im2'])
-    r['losses2'] = m.train_step(r['words2'], r['im2'], r['mask2'])
+    r['losses2'] = trainer.train_step(r['words2'], r['im2'], r['mask2'])
     r['after2'] = {n: v.numpy().copy() for n, v in m.store.variables.items()}
     return r
 
@@ -132,6 +136,39 @@ def test_step_counters_and_frozen_variables(trained):
         np.testing.assert_array_equal(a2[n], b[n], err_msg=n)
     changed = [n for n in trainable_names(m) if not np.array_equal(a[n], b[n])]
     assert len(changed) > 0.9 * len(trainable_names(m))
+
+
+def test_train_snapshot_restores_optimizer_state_and_step(trained, tmp_path):
+    # After the two steps: Trainer.save writes the weights, the optimizer's state under the
+    # original's names and the JSON with both settings and the step; a new Trainer-wrapped model
+    # restores all of it.
+    import json
+    trainer, m = trained['trainer'], trained['model']
+    prefix = str(tmp_path / 'unc_iter_2.tfmodel')
+    trainer.save(prefix, {'dataset': 'unc'})
+    meta = json.load(open(prefix + '.json'))
+    assert meta['step'] == 2 and meta['dataset'] == 'unc'
+    assert meta['training'] == dict(TrainSettings(start_lr=START_LR,
+                                                  lr_decay_step=DECAY_STEPS).to_json())
+    # The tiny eval graph's variables and, by name, what the original's train graph adds.
+    names = set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    train_only = (set(read_reference_variables('vars_train_full.txt'))
+                  - set(read_reference_variables('vars_eval_full.txt')))
+    assert names == set(read_reference_variables('vars_eval_tiny.txt')) | train_only
+    fresh = build_trainer(prefix, start_lr=START_LR, lr_decay_step=DECAY_STEPS)
+    assert fresh.step == 2
+    for name in (SCOPE + 'beta1_power', SCOPE + SCOPE + 'score/DW/Adam',
+                 SCOPE + SCOPE + 'fusion_c3/biases/Adam_1', SCOPE + 'score/DW'):
+        np.testing.assert_array_equal(fresh.model.store[name].numpy(),
+                                      m.store[name].numpy(), err_msg=name)
+
+
+def test_optimizer_comes_from_the_table(trained):
+    m = trained['model']
+    with pytest.raises(ValueError, match='Unknown optimizer type sgd'):
+        Trainer(m, TrainSettings(optimizer='sgd'))
+    from util.pipeline.optim import OPTIMIZERS
+    assert isinstance(trained['trainer'].optimizer, OPTIMIZERS['adam'])
 
 
 # The tolerance of Adam's moments against finite differences, worked out below.
@@ -259,6 +296,7 @@ def test_overfit_one_batch():
     tf.random.set_seed(0)
     rng = np.random.RandomState(0)
     model = LSTM_model(mode='train', start_lr=0.003, **dict(TINY, backbone_blocks=(1, 1, 1, 1)))
+    trainer = Trainer(model, model.train_settings)
     ims, masks = zip(*[scene(rng, 64, 64) for _ in range(2)])
     im = np.stack(ims).astype(np.float32)[..., ::-1] - np.array([104.0, 116.7, 122.7])
     model.backbone.calibrate(im)
@@ -266,7 +304,7 @@ def test_overfit_one_batch():
     words = np.zeros((2, 20), np.int32)
     words[0, 16:] = [5, 6, 7, 8]
     words[1, 18:] = [9, 10]
-    losses = [float(model.train_step(words, im, mask)['cls_loss']) for _ in range(80)]
+    losses = [float(trainer.train_step(words, im, mask)['cls_loss']) for _ in range(80)]
     # At initialisation every pixel costs about log 2 (4096 px: ~2800 per image); a model that
     # fits these two masks costs a small fraction of that.
     assert losses[0] > 2000
@@ -286,8 +324,8 @@ def test_overfit_one_batch():
                                       (dict(precision='fp16'), 2e-2)])
 def test_train_step_fast_paths(fast_path_setup, kw, rtol):
     prefix, words, im, mask, _ = fast_path_setup
-    base = build_restored(prefix, mode='train')
-    fast = build_restored(prefix, mode='train', **kw)
+    base = build_trainer(prefix)
+    fast = build_trainer(prefix, **kw)
     for _ in range(2):
         b, f = base.train_step(words, im, mask), fast.train_step(words, im, mask)
         for key in ('cls_loss', 'cost', 'learning_rate'):
@@ -295,5 +333,5 @@ def test_train_step_fast_paths(fast_path_setup, kw, rtol):
     # fp16's loss scale starts low enough that no step was skipped.
     assert fast.step == base.step == 2
     name = 'text_objseg/score/biases'
-    np.testing.assert_allclose(fast.store[name].numpy(), base.store[name].numpy(),
-                               atol=base.train_settings.start_lr * 0.5)
+    np.testing.assert_allclose(fast.model.store[name].numpy(), base.model.store[name].numpy(),
+                               atol=base.settings.start_lr * 0.5)

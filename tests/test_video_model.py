@@ -25,6 +25,7 @@ from np_reference import (SCOPE, cls_losses, l2_normalize as l2n, reference_forw
 from test_cmpc_model import ATOL, BLOCK_ATOL, BLOCK_RTOL, OUTPUTS, RTOL, randomise_store
 from util.pipeline.checkpoint import VariableStore
 from util.pipeline.settings import ModelSettings, VideoModelSettings
+from util.pipeline.trainer import Trainer
 
 FRAMES = 16
 
@@ -111,6 +112,7 @@ def test_variables_paper_eval_and_train():
     del model
     gc.collect()
     model = LSTM_model(mode='train')
+    Trainer(model, model.train_settings)  # adds the optimizer's variables to the store
     assert_same_variables(model.store, read_reference_variables('vars_video_train_full.txt'))
     del model
     gc.collect()
@@ -197,6 +199,7 @@ def test_train_step_losses_match_original_cost(model, tmp_path):
     prefix = str(tmp_path / 'v')
     model.save(prefix)
     trained = LSTM_model(mode='train', **VIDEO_TINY)
+    trainer = Trainer(trained, trained.train_settings)
     trained.restore(prefix)
     words = np.stack([ID_SENTENCES['short'], ID_SENTENCES['long']])
     clips = random_clips(2, seed=41)
@@ -210,12 +213,12 @@ def test_train_step_losses_match_original_cost(model, tmp_path):
     want = cls_losses({k: np.stack([r[k] for r in refs]) for k in ('up', 'up_c3', 'up_c4',
                                                                      'up_c5')}, mask)
     before = {n: v.numpy() for n, v in trained.store.variables.items()}
-    out = trained.train_step(words, clips, mask)
+    out = trainer.train_step(words, clips, mask)
     # Per-image sums over 4096 pixels of float32 terms: the logits' relative bound carries over.
     for k in ('cls_loss', 'cls_loss_c3', 'cls_loss_c4', 'cls_loss_c5', 'cls_loss_all'):
         np.testing.assert_allclose(out[k], want[k], rtol=1e-4, err_msg=k)
     np.testing.assert_allclose(out['reg_loss'], weight_decay_loss(params), rtol=1e-5)
-    assert trained.step == 1
+    assert trainer.step == 1
     # The temporal blocks are trained; the backbone is frozen without finetune.
     for name in ('tg_vtrans_c4/DW', 'ctx_trans_c5/DW', 'words_parse_2/DW'):
         assert np.abs(trained.store[SCOPE + name].numpy() - before[SCOPE + name]).max() > 0
@@ -226,8 +229,9 @@ def test_train_step_losses_match_original_cost(model, tmp_path):
 def test_finetune_trains_res3_to_res5():
     model = LSTM_model(mode='train', finetune=True, **VIDEO_TINY)
     assert model.train_settings.conv5
-    assert 'res5c_branch2b/weights' in model.trainer.names
-    assert not any(n.startswith('bn') for n in model.trainer.names)
+    trainer = Trainer(model, model.train_settings)
+    assert 'res5c_branch2b/weights' in trainer.names
+    assert not any(n.startswith('bn') for n in trainer.names)
 
 
 def test_checkpoint_records_the_video_model(model, tmp_path):

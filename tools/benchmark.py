@@ -11,7 +11,7 @@ Exact commands:
 Rows (all in the JSON under "rows", printed as one table):
   forward         model forward (model.forward_fn) per sample, per config / batch / precision /
                   XLA / folded batch norm
-  train           one train step (model.trainer.step_fn) per sample
+  train           one train step (Trainer(model).step_fn, util/pipeline/trainer.py) per sample
   input_pipeline  samples/s of the input alone: the Python DataReader + batches.train_input,
                   and util/pipeline/tf_input.train_dataset (tf.data), at batch 8
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
@@ -204,15 +204,15 @@ def graph_flops(graph):
     return sum(by_type.values()), by_type
 
 
-def model_flops(model, mode):
-    """Per-sample FLOPs of the forward ('forward') or train step ('train'): the model's own
-    step function traced again with tf.function on fixed batch-1 shapes (the model's traces
-    have a None batch, which a count cannot multiply)."""
+def model_flops(model, mode, trainer=None):
+    """Per-sample FLOPs of the forward ('forward') or train step ('train', of `trainer`): the
+    model's own step function traced again with tf.function on fixed batch-1 shapes (the
+    model's traces have a None batch, which a count cannot multiply)."""
     import tensorflow as tf
     specs = [tf.TensorSpec([1, model.num_steps], tf.int32),
              tf.TensorSpec([1, model.H, model.W, 3], tf.float32)]
     if mode == 'train':
-        fn = model.trainer.step_fn
+        fn = trainer.step_fn
         specs = specs + [tf.TensorSpec([1, model.H, model.W, 1], tf.float32)]
     else:
         fn = model.forward_fn
@@ -432,10 +432,10 @@ class Bench:
             self._weights[key] = prefix
         return self._weights[key]
 
-    def count(self, config, mode, model):
+    def count(self, config, mode, model, trainer=None):
         key = (config, mode)
         if key not in self.flops:
-            self.flops[key], by_type = model_flops(model, mode)
+            self.flops[key], by_type = model_flops(model, mode, trainer)
             print('FLOPs per sample, %s %s: %.3g (%s)' % (config, mode, self.flops[key], ', '.join(
                 '%s %.3g' % kv for kv in sorted(by_type.items()))), flush=True)
         return key
@@ -463,6 +463,7 @@ class Bench:
     # -- rows ---------------------------------------------------------------------------------
 
     def model_rows(self, config, mode):
+        from util.pipeline.trainer import Trainer  # TensorFlow: imported when a row needs it
         rng = np.random.RandomState(self.args.seed)
         plan = self.plan(config, mode)
         if not plan:
@@ -473,12 +474,14 @@ class Bench:
         for prec, xla, fold, sizes in plan:
             model = self.build(config, 'train' if mode == 'train' else 'eval', precision=prec,
                                xla=xla, fold_bn=fold)
-            key = self.count(config, mode, model)
+            # The default TrainSettings; precision and XLA are the model's.
+            trainer = Trainer(model) if mode == 'train' else None
+            key = self.count(config, mode, model, trainer)
             for B in sizes:
                 words, im, mask = random_inputs(model, B, rng)
                 if mode == 'train':
                     def step():
-                        float(model.trainer.step_fn(words, im, mask)['cost'])
+                        float(trainer.step_fn(words, im, mask)['cost'])
                 else:
                     def step():
                         model.forward_fn(words, im)['up'].numpy()
@@ -487,7 +490,7 @@ class Bench:
                 if mode == 'forward':
                     row['fold_bn'] = fold
                 self.add_rate(row, t / B, key, prec)
-            del model
+            del model, trainer
 
     def input_rows(self, config):
         from util.data_reader import DataReader

@@ -1,21 +1,50 @@
-"""The training loss (the original's util/pipeline/loss.py and the loss part of CMPC_model.train_op).
+"""The training loss as a table (the original's util/loss.py and the loss part of
+CMPC_model.train_op).
 
-Four sigmoid cross-entropy losses, one on the final score map and one on each level's own map,
-all at the input resolution, plus L2 weight decay on the conv weights:
+Each row of `TERMS` is one term of the cost. An `OutputTerm` is a function of one output of the
+forward and the mask, weighted; the output terms sum, in the table's order, to `cls_loss_all`.
+A `VariableTerm` is a function of each trained variable it selects, summed and weighted by a
+training setting; it is added after them. The original's table:
 
-    cost = 0.7 cls(up) + 0.1 cls(up_c5) + 0.1 cls(up_c4) + 0.1 cls(up_c3)
-           + weight_decay * sum(l2_loss(w) for w in conv weights)
+    cost = 0.7 cls(up) + 0.1 cls(up_c5) + 0.1 cls(up_c4) + 0.1 cls(up_c3)      (cls_loss_all)
+           + weight_decay * sum(l2_loss(w) for w in conv weights)               (reg_loss)
+
+The rows are summed in that order, so that float32 rounding is the original's too. What is
+logged (`logged_names`, `LOGGED_TERMS`: the run log, TensorBoard, the non-finite check) follows
+from the rows: each output term unweighted, cls_loss_all, each variable term weighted (as the
+original logged reg_loss), and the cost.
+
+Adding a loss term is one function and one row:
+
+    def dice_loss(logits, labels):             # output [B, H, W, 1], mask [B, H, W, 1] -> []
+        ...
+    TERMS = (..., OutputTerm('dice_loss', 'up', 0.5, dice_loss))
+
+`dice_loss` is then logged, checked for non-finite values, and 0.5 x it is part of the cost
+and its gradient. An experiment can also pass its own table: `Trainer(model, settings,
+loss_terms=TERMS + (row,))`; tests/test_loss.py does exactly that.
 """
+
+from typing import Callable, NamedTuple, Union
 
 import tensorflow as tf
 
-# (loss term, output it is computed on); cls_loss_all sums them in this order with these weights.
-LEVEL_TERMS = (('cls_loss', 'up'), ('cls_loss_c3', 'up_c3'), ('cls_loss_c4', 'up_c4'),
-               ('cls_loss_c5', 'up_c5'))
-LEVEL_WEIGHTS = (('cls_loss', 0.7), ('cls_loss_c5', 0.1), ('cls_loss_c4', 0.1),
-                 ('cls_loss_c3', 0.1))
-LOGGED_TERMS = ('cls_loss', 'cls_loss_c3', 'cls_loss_c4', 'cls_loss_c5', 'cls_loss_all',
-                'reg_loss', 'cost')
+
+class OutputTerm(NamedTuple):
+    """`weight * fn(out[output], mask)`, logged unweighted under `name`."""
+    name: str
+    output: str  # a key of the forward's outputs (LSTM_model.build_graph)
+    weight: float
+    fn: Callable  # (logits [B, H, W, 1], mask [B, H, W, 1]) -> scalar
+
+
+class VariableTerm(NamedTuple):
+    """`weight * sum(fn(v) for each trained variable v whose name `selects`)`, logged weighted
+    under `name`; `weight` is a number or the name of a TrainSettings field."""
+    name: str
+    selects: Callable  # variable name -> bool
+    weight: Union[float, str]
+    fn: Callable  # variable -> scalar
 
 
 def sigmoid_loss(logits, labels):
@@ -30,13 +59,48 @@ def is_regularized(name):
     return name.find('DW') > 0 or name.endswith('weights')
 
 
-def multi_level_loss(out, mask, reg_variables, weight_decay):
-    """The loss terms of a forward pass `out` (logits up, up_c3, up_c4, up_c5 [B, H, W, 1])
-    against `mask` [B, H, W, 1]; `reg_variables` are the weight-decayed variables."""
-    losses = {term: sigmoid_loss(out[key], mask) for term, key in LEVEL_TERMS}
-    # Summed in the original's order, so that float32 rounding is the original's too.
-    weighted = [w * losses[term] for term, w in LEVEL_WEIGHTS]
-    losses['cls_loss_all'] = weighted[0] + weighted[1] + weighted[2] + weighted[3]
-    losses['reg_loss'] = weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in reg_variables])
-    losses['cost'] = losses['cls_loss_all'] + losses['reg_loss']
+TERMS = (
+    OutputTerm('cls_loss', 'up', 0.7, sigmoid_loss),        # the final score map
+    OutputTerm('cls_loss_c5', 'up_c5', 0.1, sigmoid_loss),  # each level's own map
+    OutputTerm('cls_loss_c4', 'up_c4', 0.1, sigmoid_loss),
+    OutputTerm('cls_loss_c3', 'up_c3', 0.1, sigmoid_loss),
+    VariableTerm('reg_loss', is_regularized, 'weight_decay', tf.nn.l2_loss),
+)
+
+
+def logged_names(terms=TERMS):
+    """The names a train step returns and the run logs, derived from the rows."""
+    return (tuple(t.name for t in terms if isinstance(t, OutputTerm)) + ('cls_loss_all',)
+            + tuple(t.name for t in terms if isinstance(t, VariableTerm)) + ('cost',))
+
+
+LOGGED_TERMS = logged_names(TERMS)
+
+
+def compute(terms, out, mask, variables, settings):
+    """The terms of a forward pass `out` (dict of tensors) against `mask` [B, H, W, 1]:
+    {name: value} for every row, with cls_loss_all and cost. `variables`: name -> the trained
+    variables; `settings`: the TrainSettings that variable terms take their weight from."""
+    losses, cls_loss_all, decay = {}, None, []
+    for t in terms:
+        if isinstance(t, OutputTerm):
+            losses[t.name] = t.fn(out[t.output], mask)
+            weighted = t.weight * losses[t.name]
+            # Summed left to right in the table's order (the original's float32 rounding).
+            cls_loss_all = weighted if cls_loss_all is None else cls_loss_all + weighted
+        elif isinstance(t, VariableTerm):
+            weight = getattr(settings, t.weight) if isinstance(t.weight, str) else t.weight
+            losses[t.name] = weight * tf.add_n([t.fn(v) for n, v in variables.items()
+                                                if t.selects(n)])
+            decay.append(losses[t.name])
+        else:
+            raise TypeError('loss table row %r is neither an OutputTerm nor a VariableTerm'
+                            % (t,))
+    if cls_loss_all is None:
+        raise ValueError('the loss table has no OutputTerm')
+    losses['cls_loss_all'] = cls_loss_all
+    cost = cls_loss_all
+    for term in decay:
+        cost = cost + term
+    losses['cost'] = cost
     return losses

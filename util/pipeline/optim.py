@@ -1,5 +1,6 @@
 """The optimizer of the original: TF1's AdamOptimizer with its checkpoint names, the polynomial
-learning-rate schedule, and (for the fp16 fast path) dynamic loss scaling.
+learning-rate schedule, and (for the fp16 fast path) dynamic loss scaling. `OPTIMIZERS` names
+the optimizers that TrainSettings.optimizer may choose (the original had only 'adam').
 
 The slot names are a checkpoint contract: TF1 made Adam's slots under the model's scope again,
 so the moments of `text_objseg/score/DW` are `text_objseg/text_objseg/score/DW/Adam` and
@@ -63,6 +64,11 @@ class TF1Adam:
                 epsilon=ADAM_EPSILON, grad=grad)
         local_assign(self.beta1_power, self.beta1_power * ADAM_BETA1)
         local_assign(self.beta2_power, self.beta2_power * ADAM_BETA2)
+
+
+# TrainSettings.optimizer -> the class that Trainer builds as
+# cls(store, names, scope, lr_mult=...) and steps with .apply(variables, grads, lr).
+OPTIMIZERS = {'adam': TF1Adam}
 
 
 class LossScaler:

@@ -317,8 +317,8 @@ class Validation:
     """Validation during training on --val-split with test mode's loop (util/pipeline/evaluate.py),
     and the best snapshot by overall IoU ({-f}/{dataset}_best.tfmodel)."""
 
-    def __init__(self, args, task, model, run_state):
-        self.args, self.task, self.model = args, task, model
+    def __init__(self, args, task, trainer, run_state):
+        self.args, self.task, self.trainer, self.model = args, task, trainer, trainer.model
         self.folder, self.prefix = batch_folder(args, args.val_split)
         self.best_iou = run_state.get('best_overall_iou', -1.0)
         self.best_iter = run_state.get('best_iter')
@@ -368,8 +368,8 @@ class Validation:
         from util.pipeline.snapshots import remove_snapshot
         prefix = snapshot_prefix(self.args.folder, self.args.dataset, 'best')
         remove_snapshot(prefix)  # the new one is complete when its .index is renamed in
-        self.model.save(prefix, dict(meta, best={'iter': step, 'overall_iou': self.best_iou,
-                                                 'split': self.args.val_split}))
+        self.trainer.save(prefix, dict(meta, best={'iter': step, 'overall_iou': self.best_iou,
+                                                   'split': self.args.val_split}))
 
 
 def train(args, task):
@@ -386,7 +386,7 @@ def train(args, task):
     from util.functions import MovingAverage
     from util.pipeline.loss import LOGGED_TERMS
     from util.processing_tools import compute_accuracy
-    from util.pipeline.trainer import calibrate_backbone
+    from util.pipeline.trainer import Trainer, calibrate_backbone
 
     if args.batch_size % dist.num_replicas:
         sys.exit('error: -bs %d (the global batch) must be a multiple of the number of '
@@ -441,15 +441,17 @@ def train(args, task):
             model = task.model_class().from_settings(
                 settings, mode='train', train_settings=train_settings, glove=glove,
                 precision=args.precision, xla=args.xla)
+            # before any restore: its optimizer variables join the model's store
+            trainer = Trainer(model, train_settings)
     except ValueError as e:  # e.g. --xla with several replicas
         sys.exit('error: %s' % e)
     if snapshots:
         start_iter, prefix = snapshots[-1]
         print('Resuming from %s' % prefix)
         model.restore(prefix)
-        start_iter = model.step
-        if model.trainer.loss_scaler is not None and 'loss_scale' in run_state:
-            model.trainer.loss_scaler.load_state(run_state)
+        start_iter = trainer.step
+        if trainer.loss_scaler is not None and 'loss_scale' in run_state:
+            trainer.loss_scaler.load_state(run_state)
     else:
         start_iter = 0
         if args.random_backbone:
@@ -496,8 +498,8 @@ def train(args, task):
     summaries = run_log.Summaries(args.folder, start_iter, enabled=chief)
     summaries.text('train', start_iter, 'settings', '```\n%s\n```' % json.dumps(
         {'flags': vars(args), 'model': model.settings.to_json(),
-         'training': model.train_settings.to_json()}, indent=1, default=str))
-    validation = Validation(args, task, model, run_state) if args.val_split and chief else None
+         'training': trainer.settings.to_json()}, indent=1, default=str))
+    validation = Validation(args, task, trainer, run_state) if args.val_split and chief else None
 
     H, W, T = model.H, model.W, model.num_steps
     text_batch = np.zeros((bs, T), dtype=np.int32)
@@ -513,8 +515,8 @@ def train(args, task):
         """What a snapshot holds beyond the weights, for an exact resume."""
         state = {'seed': seed, 'cls_loss_avg': cls_loss_avg, 'avg_acc': avg_acc.tolist(),
                  'skipped_steps': skipped_steps}
-        if model.trainer.loss_scaler is not None:
-            state.update(model.trainer.loss_scaler.state())
+        if trainer.loss_scaler is not None:
+            state.update(trainer.loss_scaler.state())
         if validation is not None:
             state.update(validation.state())
         return state
@@ -538,7 +540,7 @@ def train(args, task):
             sys.exit('error: iteration %d: %s' % (n_iter, batch_error_message(e)))
 
         # -- step
-        out = model.train_step(text_batch, visual_batch, mask_batch)
+        out = trainer.train_step(text_batch, visual_batch, mask_batch)
         bad = [k for k in LOGGED_TERMS if not np.isfinite(out[k])]
         if bad:
             last = list_snapshots(args.folder, args.dataset)
@@ -593,7 +595,7 @@ def train(args, task):
             path = snapshot_prefix(args.folder, args.dataset, n_iter + 1)
             summaries.flush()
             try:
-                model.save(path, dict(meta, run_state=state_of_run()))
+                trainer.save(path, dict(meta, run_state=state_of_run()))
             except OSError as e:  # e.g. disk full: save_checkpoint left the older ones intact
                 last = list_snapshots(args.folder, args.dataset)
                 sys.exit('error: cannot write the snapshot %s (%s); training stopped, the last '

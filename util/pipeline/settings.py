@@ -231,7 +231,7 @@ class TrainSettings:
     lr_decay_step: int = 800000
     lr_decay_rate: float = 1.0       # unused by the original's schedule; kept as its argument
     weight_decay: float = 0.0005     # on conv weights (DW, weights)
-    optimizer: str = 'adam'
+    optimizer: str = 'adam'         # a key of util/pipeline/optim.py's OPTIMIZERS
     conv5: bool = False              # also train res3, res4 and res5's conv weights
     keep_prob_rnn: float = 1.0
     keep_prob_emb: float = 1.0
@@ -239,8 +239,6 @@ class TrainSettings:
     batch_size: int = 1              # the global batch
 
     def __post_init__(self):
-        if self.optimizer != 'adam':
-            raise ValueError('Unknown optimizer type %s!' % self.optimizer)
         if not self.start_lr > 0:
             raise ValueError('start_lr must be positive, got %r' % self.start_lr)
         if self.lr_decay_step < 1 or self.batch_size < 1:

@@ -10,7 +10,7 @@ tests/test_tf_input.py): the preprocessing is batches.train_input itself, run in
     ds = train_dataset('work/synthetic/unc/train_batch', 'unc_train', 64, 64, batch_size=8,
                        seed=0)
     for words, im, mask in ds:   # int32 [B, T], float32 [B, H, W, 3], float32 [B, H, W, 1]
-        model.train_step(words, im, mask)
+        trainer.train_step(words, im, mask)   # a util/pipeline/trainer.Trainer
     for sample in test_dataset('work/synthetic/unc/val_batch', 'unc_val', 64, 64):
         ...                      # one dict per expression, in file order (see test_dataset)
 """

@@ -1,10 +1,18 @@
-"""Training a CMPC model: one step (the loss of util/pipeline/loss.py, TF1 Adam and the learning-rate
-schedule of util/pipeline/optim.py, fp16 loss scaling, data-parallel replicas of util/pipeline/distribute.py),
-and the batch-norm calibration of a random backbone.
+"""Training a CMPC model: one step (the loss table of util/pipeline/loss.py, the optimizer and
+learning-rate schedule of util/pipeline/optim.py, fp16 loss scaling, data-parallel replicas of
+util/pipeline/distribute.py), its snapshots, and the batch-norm calibration of a random backbone.
 
-LSTM_model(mode='train') builds a Trainer for itself and `model.train_step` calls it; a new
-loss term or optimizer goes here, not into the network. The step is a pure tf.function: a
-batch in, the losses out, no I/O.
+Whoever trains builds the Trainer around the network (the model module knows nothing of this):
+
+    model = LSTM_model.from_settings(settings, mode='train', train_settings=train_settings)
+    trainer = Trainer(model, train_settings)   # adds the optimizer's variables to model.store
+    model.restore(prefix)                      # a train snapshot: weights, optimizer state, step
+    losses = trainer.train_step(words, im, mask)  # numpy in, numpy losses out
+    trainer.save(prefix, meta)                 # weights, optimizer state, settings and step
+
+A new loss term is a row of util/pipeline/loss.py's table, a new optimizer an entry of
+optim.OPTIMIZERS; neither touches the network. The step is a pure tf.function: a batch in, the
+losses out, no I/O.
 """
 
 import numpy as np
@@ -19,25 +27,49 @@ CALIBRATION_IMAGES = 16
 
 
 class Trainer:
-    """The training state and step of `model` (an LSTM_model) under `settings` (TrainSettings).
+    """The training state and step of `model` (an LSTM_model, image or video) under `settings`
+    (a TrainSettings; default: the training keywords the model was built with in train mode).
 
     Trained variables: everything under the model's scope, and with conv5 the res3-res5 conv
-    weights too (the backbone's batch norms stay frozen). Biases' gradients are doubled, conv
-    weights are weight-decayed, as in the original's train_op.
+    weights too (the backbone's batch norms stay frozen). Biases' gradients are doubled, as in
+    the original's train_op; the loss is the table `loss_terms` (util/pipeline/loss.py's TERMS).
+
+    The optimizer's variables (Adam's slots and beta powers, the step counter
+    `text_objseg/Variable_1`) are created in the model's store under the original's names: a
+    snapshot holds them beside the weights, and `model.restore` fills them. Build the Trainer
+    before restoring a train snapshot. `precision` and `xla` default to the model's; fp16 adds
+    dynamic loss scaling (`loss_scaler`). Built for a model made in a tf.distribute strategy's
+    scope, its variables are mirrored too and train_step runs data-parallel.
     """
 
-    def __init__(self, model, settings, precision='fp32', xla=False):
+    def __init__(self, model, settings=None, precision=None, xla=None, loss_terms=None):
+        settings = settings if settings is not None else model.train_settings
+        if settings is None:
+            raise ValueError("Trainer needs TrainSettings (or a model built with mode='train')")
+        if settings.optimizer not in optim.OPTIMIZERS:
+            raise ValueError('Unknown optimizer type %s! (util/pipeline/optim.py OPTIMIZERS: %s)'
+                             % (settings.optimizer, ', '.join(sorted(optim.OPTIMIZERS))))
+        precision = model.precision if precision is None else precision
+        if precision != model.precision:
+            raise ValueError('Trainer precision %r differs from the model\'s %r'
+                             % (precision, model.precision))
+        if model.fold_bn:
+            raise ValueError('fold_bn is for inference: training may change the conv weights')
+        xla = model.xla if xla is None else xla
         self.model, self.settings, self.precision = model, settings, precision
+        self.loss_terms = tuple(loss.TERMS if loss_terms is None else loss_terms)
+        self.logged_terms = loss.logged_names(self.loss_terms)
         self.strategy = model.strategy
         store, scope = model.store, model.scope
         self.names = [n for n, v in model.model_variables.items() if v.trainable and (
             n.startswith(scope) or (settings.conv5 and n.startswith(BACKBONE_TRAINED_WITH_CONV5)))]
-        self.reg_names = [n for n in self.names if loss.is_regularized(n)]
-        # TF1 names: the step counter was the second unnamed Variable of the scope.
-        self.global_step = store.get(scope + 'Variable_1', [], zeros, trainable=False)
-        self.optimizer = optim.TF1Adam(store, self.names, scope, lr_mult={
-            n: 2.0 for n in self.names if n.find('biases') > 0})
-        self.loss_scaler = optim.LossScaler() if precision == 'fp16' else None
+        with self.strategy.scope():  # mirrored like the model's when it has replicas
+            # TF1 names: the step counter was the second unnamed Variable of the scope.
+            self.global_step = store.get(scope + 'Variable_1', [], zeros, trainable=False)
+            self.optimizer = optim.OPTIMIZERS[settings.optimizer](
+                store, self.names, scope,
+                lr_mult={n: 2.0 for n in self.names if n.find('biases') > 0})
+            self.loss_scaler = optim.LossScaler() if precision == 'fp16' else None
         # [words, image or clip] as the model takes them, and the mask.
         self.step_fn = tf.function(self._step, jit_compile=xla, input_signature=(
             model.input_signature + [tf.TensorSpec([None, model.H, model.W, 1], tf.float32)]))
@@ -46,19 +78,20 @@ class Trainer:
 
     @property
     def step(self):
+        """The global step (the number of updates applied), as an int."""
         return int(self.global_step.numpy())
 
     def learning_rate(self, step):
         return optim.polynomial_decay(step, self.settings.start_lr, self.settings.lr_decay_step)
 
     def _step(self, words, visual, mask):
-        model = self.model
-        variables = [model.model_variables[n] for n in self.names]
+        model, s = self.model, self.settings
+        trained = {n: model.model_variables[n] for n in self.names}
+        variables = list(trained.values())
         with tf.GradientTape() as tape:
-            out = model.build_graph(words, visual, training=True)
-            losses = loss.multi_level_loss(out, mask,
-                                           [model.model_variables[n] for n in self.reg_names],
-                                           self.settings.weight_decay)
+            out = model.build_graph(words, visual,
+                                    keep_probs=(s.keep_prob_emb, s.keep_prob_rnn))
+            losses = loss.compute(self.loss_terms, out, mask, trained, s)
             cost = losses['cost']
             if self.loss_scaler is not None:
                 cost = cost * self.loss_scaler.scale
@@ -84,15 +117,27 @@ class Trainer:
         losses['target'] = model.downsample_mask(mask)
         return losses
 
-    def train_step(self, words, im, mask):
-        """One update on numpy arrays (this worker's share of the global batch); the losses
-        computed before it, as numpy."""
+    def train_step(self, words, visual, mask):
+        """One update on numpy arrays: words [B, T], the image [B, H, W, 3] or clip, mask
+        [B, H, W, 1]. Returns the losses computed before it (numpy): each logged term, the
+        learning rate used, `pred` and the mask resized to the score map (`target`), and
+        under fp16 `step_skipped` and `loss_scale`.
+
+        Under tf.distribute (the model built in `strategy.scope()`), the arrays are this
+        worker's share of the global batch, split equally among its replicas in order; the
+        losses returned are the global batch's, and pred / target hold every sample."""
+        words, visual, mask = self.model.check_inputs(words, visual, mask)
         if self.strategy.num_replicas_in_sync == 1:
-            out = self.step_fn(words, im, mask)
+            out = self.step_fn(words, visual, mask)
         else:
-            out = self._distributed_fn(*distribute.split_to_replicas(self.strategy, words, im,
-                                                                     mask))
+            out = self._distributed_fn(*distribute.split_to_replicas(self.strategy, words,
+                                                                     visual, mask))
         return {k: v.numpy() for k, v in out.items()}
+
+    def save(self, prefix, meta=None):
+        """A train snapshot: the model's variables with the optimizer's, and a JSON with the
+        model's and these training settings and the step (settings.run_record)."""
+        return self.model.save(prefix, meta, train_settings=self.settings, step=self.step)
 
 
 def calibrate_backbone(model, reader, n=CALIBRATION_IMAGES):
