@@ -35,12 +35,19 @@ does the whole pipeline in the graph (util/inference/export.py):
     python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --export-dir exported/cmpc
 
+A model variant is a module of its own on the Python path (util/pipeline/models.py says what
+it defines: LSTM_model, Settings, INPUT, WORD_TYPES), named with -n; its snapshots record it:
+
+    PYTHONPATH=my_models python trainval_model.py -m train -n my_cmpc -d unc -t train -f ckpts/my
+    PYTHONPATH=my_models python trainval_model.py -m test -d unc -t val -f ckpts/my -i 700000
+
 Train writes `{-f}/{dataset}_iter_{N}.tfmodel` (a TF1 checkpoint: .index + .data, readable by the
 original code) with its settings beside it (.json), keeps the newest 4, logs every 100 iterations
 and resumes from the newest snapshot in `-f` (with optimizer state and step) unless --no-resume.
-Test restores `{-f}/{dataset}_iter_{-i}.tfmodel` (its .json gives the model's settings, so no size
-flag needs repeating), prints precision@0.5..0.9, overall IoU and mean IoU as the original did,
-with DenseCRF too with -c, and writes the figures as JSON.
+Test restores `{-f}/{dataset}_iter_{-i}.tfmodel` (its .json gives the model module and settings,
+so neither -n nor a size flag needs repeating; a checkpoint of the original code, without .json,
+is read with -n's module and the sizes of its tensors), prints precision@0.5..0.9, overall IoU
+and mean IoU as the original did, with DenseCRF too with -c, and writes the figures as JSON.
 """
 
 import argparse

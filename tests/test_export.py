@@ -147,6 +147,8 @@ def test_saved_model_errors_and_info(exported):
     assert '1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels' in errors['five channels']
     info = json.load(open(os.path.join(export_dir, 'assets.extra', 'cmpc_export.json')))
     assert info['model']['H'] == 64 and info['model']['vocab_size'] == 50
+    # The checkpoint's JSON records no model_name: its kind says CMPC_model.
+    assert info['model_name'] == 'CMPC_model'
     assert not [f for f in os.listdir(os.path.dirname(export_dir)) if '.tmp' in f or '.old' in f]
 
 
