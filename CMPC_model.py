@@ -576,3 +576,9 @@ class LSTM_model(tf.Module):
         print('Loaded %d backbone variables from %s (%d checkpoint tensors unused)'
               % (len(restored), prefix, len(unused)))
         return restored
+
+
+# The model module's interface (util/pipeline/models.py): `-n CMPC_model` builds this module.
+from util.pipeline.settings import ModelSettings as Settings  # noqa: E402,F401
+INPUT = 'image'  # one picture per expression
+WORD_TYPES = LSTM_model.WORD_TYPES

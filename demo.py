@@ -34,6 +34,11 @@ def parse_args(argv=None):
     p.add_argument('--num-steps', type=int, default=None,
                    help="--checkpoint: T, the words per sentence, for a checkpoint of the "
                         "original code (which has no .json); default the original's 20")
+    p.add_argument('-n', '--model-name', type=str, default=None,
+                   help='--checkpoint: the model module of a checkpoint of the original code '
+                        '(which has no .json; util/pipeline/models.py); default CMPC_model or '
+                        'the video model, as its word parser says. A checkpoint of this port '
+                        'records its own')
     p.add_argument('--host', type=str, default='127.0.0.1',
                    help='address to serve on; 0.0.0.0 opens the page to other machines')
     p.add_argument('--port', type=int, default=7860, help='port to serve on')
@@ -57,8 +62,9 @@ def parse_args(argv=None):
         if getattr(args, flag) < 1:
             p.error('--%s: expected a positive number, got %d'
                     % (flag.replace('_', '-'), getattr(args, flag)))
-    if args.saved_model and (args.vocab or args.num_steps):
-        p.error('--vocab and --num-steps go with --checkpoint; a SavedModel holds its vocabulary')
+    if args.saved_model and (args.vocab or args.num_steps or args.model_name):
+        p.error('--vocab, --num-steps and -n go with --checkpoint; a SavedModel holds its '
+                'vocabulary and records its model')
     return args
 
 
@@ -71,7 +77,7 @@ def main(argv=None):
         if args.checkpoint:
             from util.inference.predict import Predictor
             predictor = Predictor(args.checkpoint, args.vocab, args.num_steps,
-                                  kinds=('image', 'video'))
+                                  kinds=('image', 'video'), model_name=args.model_name)
         else:
             from util.inference.export import SavedModelPredictor
             predictor = SavedModelPredictor(args.saved_model)

@@ -35,12 +35,19 @@ does the whole pipeline in the graph (util/inference/export.py):
     python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --export-dir exported/cmpc
 
+A model variant is a module of its own on the Python path (util/pipeline/models.py says what
+it defines: LSTM_model, Settings, INPUT, WORD_TYPES), named with -n; its snapshots record it:
+
+    PYTHONPATH=my_models python trainval_model.py -m train -n my_cmpc -d unc -t train -f ckpts/my
+    PYTHONPATH=my_models python trainval_model.py -m test -d unc -t val -f ckpts/my -i 700000
+
 Train writes `{-f}/{dataset}_iter_{N}.tfmodel` (a TF1 checkpoint: .index + .data, readable by the
 original code) with its settings beside it (.json), keeps the newest 4, logs every 100 iterations
 and resumes from the newest snapshot in `-f` (with optimizer state and step) unless --no-resume.
-Test restores `{-f}/{dataset}_iter_{-i}.tfmodel` (its .json gives the model's settings, so no size
-flag needs repeating), prints precision@0.5..0.9, overall IoU and mean IoU as the original did,
-with DenseCRF too with -c, and writes the figures as JSON.
+Test restores `{-f}/{dataset}_iter_{-i}.tfmodel` (its .json gives the model module and settings,
+so neither -n nor a size flag needs repeating; a checkpoint of the original code, without .json,
+is read with -n's module and the sizes of its tensors), prints precision@0.5..0.9, overall IoU
+and mean IoU as the original did, with DenseCRF too with -c, and writes the figures as JSON.
 """
 
 import argparse
@@ -48,19 +55,17 @@ import os
 import sys
 
 from util.cli import InputError
-from util.pipeline.runner import IMAGE, build_parser, check_args, test, train
+from util.pipeline.flags import build_parser, check_args
+from util.pipeline.models import IMAGE_MODEL
+from util.pipeline.runner import test, train
 from util.pipeline.snapshots import snapshot_prefix
-
-MODEL_NAMES = ('CMPC_model', '')
 
 
 def parse_args(argv=None):
-    p = build_parser(IMAGE, 'Train (-m train) or test (-m test) CMPC on batches built by '
+    p = build_parser('image', 'Train (-m train) or test (-m test) CMPC on batches built by '
                      'build_batches.py, predict on your own images and sentences (-m predict), '
                      'or export a SavedModel (-m export).',
-                     ('train', 'test', 'predict', 'export'), 'referit')
-    p.add_argument('-n', '--model-name', type=str, default='CMPC_model',
-                   help="model to build; this port has one, 'CMPC_model'")
+                     ('train', 'test', 'predict', 'export'), 'referit', IMAGE_MODEL)
     p.add_argument('-conv5', '--conv5', default=False, action='store_true',
                    help='train: also fine-tune the res3, res4 and res5 conv weights of the backbone')
 
@@ -82,8 +87,6 @@ def parse_args(argv=None):
                    help='export: folder of the SavedModel (replaced once the new one is complete)')
 
     args = p.parse_args(argv)
-    if args.model_name not in MODEL_NAMES:
-        p.error("-n: unknown model %r; this port builds 'CMPC_model'" % args.model_name)
     check_args(p, args)
     if args.mode not in ('train', 'test'):
         if args.checkpoint is None and args.folder is None:
@@ -112,20 +115,18 @@ def predict(args):
         sentences = read_sentences(args.sentence, args.sentences_file)
         return run_predict(checkpoint, args.image, sentences, args.out_dir, vocab=args.vocab,
                            num_steps=args.num_steps, dcrf=args.dcrf, explain=args.explain,
-                           checkpoint_flag=flag)
+                           checkpoint_flag=flag, model_name=args.model_name)
     except InputError as e:
         sys.exit('error: %s' % e)
 
 
 def export(args):
-    from util.inference.predict import read_model_settings
+    from util.inference.export import run_export
     checkpoint, flag = checkpoint_arg(args)
     try:
-        # Checked before util.inference.export imports TensorFlow, so that bad input fails fast.
-        read_model_settings(checkpoint, args.vocab, args.num_steps, flag)
-        from util.inference.export import run_export
         return run_export(checkpoint, args.export_dir, vocab=args.vocab,
-                          num_steps=args.num_steps, checkpoint_flag=flag)
+                          num_steps=args.num_steps, checkpoint_flag=flag,
+                          model_name=args.model_name)
     except InputError as e:
         sys.exit('error: %s' % e)
 
@@ -135,9 +136,9 @@ def main(argv=None):
     os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if args.mode == 'train':
-        train(args, IMAGE)
+        train(args, 'image')
     elif args.mode == 'test':
-        test(args, IMAGE)
+        test(args, 'image')
     elif args.mode == 'predict':
         predict(args)
     else:

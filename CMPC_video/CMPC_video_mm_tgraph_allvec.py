@@ -154,3 +154,9 @@ class LSTM_model(CMPC_model.LSTM_model):
             graph = self.reasoning[lv](key_mm, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [key_vis, graph, context], valid_lang, spatial)
         return self.decode(fusion, valid_lang, words_parse)
+
+
+# The model module's interface (util/pipeline/models.py): `-n CMPC_video_mm_tgraph_allvec`.
+Settings = VideoModelSettings
+INPUT = 'clip'  # a 16-frame clip per expression
+WORD_TYPES = LSTM_model.WORD_TYPES

@@ -25,25 +25,21 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util.pipeline.runner import VIDEO, build_parser, check_args, test, train  # noqa: E402
-
-MODEL_NAMES = ('CMPC_video_mm_tgraph_allvec', '')
+from util.pipeline.flags import build_parser, check_args  # noqa: E402
+from util.pipeline.models import VIDEO_MODEL  # noqa: E402
+from util.pipeline.runner import test, train  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = build_parser(VIDEO, 'Train (-m train) or test (-m test) the video CMPC on batches built '
-                     'by CMPC_video/build_A2D_batches.py.', ('train', 'test'), 'a2d_sent_new')
-    p.add_argument('-n', '--model-name', type=str, default='CMPC_video_mm_tgraph_allvec',
-                   help="model to build; this port has one, 'CMPC_video_mm_tgraph_allvec'")
+    p = build_parser('clip', 'Train (-m train) or test (-m test) the video CMPC on batches built '
+                     'by CMPC_video/build_A2D_batches.py.', ('train', 'test'), 'a2d_sent_new',
+                     VIDEO_MODEL)
     p.add_argument('-finetune', '--finetune', dest='conv5', default=False, action='store_true',
                    help='train: also fine-tune the res3, res4 and res5 conv weights of the backbone')
     p.add_argument('--checkpoint-dataset', default=None,
                    help='test: the dataset name in the snapshot file names, when it is not -d '
                         '(e.g. -d jhmdb_sent with the a2d_sent_new model)')
     args = p.parse_args(argv)
-    if args.model_name not in MODEL_NAMES:
-        p.error("-n: unknown model %r; this port builds 'CMPC_video_mm_tgraph_allvec'"
-                % args.model_name)
     if args.tf_data:
         p.error('--tf-data reads image batches only; the video model reads its clips with '
                 'DataReader')
@@ -56,9 +52,9 @@ def main(argv=None):
     os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if args.mode == 'train':
-        train(args, VIDEO)
+        train(args, 'clip')
     else:
-        test(args, VIDEO)
+        test(args, 'clip')
 
 
 if __name__ == '__main__':

@@ -150,6 +150,8 @@ def test_saved_model_errors_and_info(exported):
     # the image model's four word types, named from the model rather than typed out
     assert info['signatures']['outputs']['word_types'] == (
         'float32 [T, 4] entity, attribute, relation, unnecessary')
+    # The checkpoint's JSON records no model_name: its kind says CMPC_model.
+    assert info['model_name'] == 'CMPC_model'
     assert not [f for f in os.listdir(os.path.dirname(export_dir)) if '.tmp' in f or '.old' in f]
 
 

@@ -1,5 +1,6 @@
-"""util/pipeline/settings.py: the architecture and training settings, their presets, JSON, flags,
-tensor shapes and the resume rule. No TensorFlow needed except where a test builds a model."""
+"""util/pipeline/settings.py: the architecture and training settings, their presets, JSON, flags
+and tensor shapes (the resume rule is tested in tests/test_models.py). No TensorFlow needed
+except where a test builds a model."""
 
 import argparse
 import json
@@ -10,8 +11,8 @@ import sys
 import pytest
 
 from helpers import ROOT
-from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings, feature_size,
-                           resume_settings, run_record, split_model_kwargs)
+from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings,
+                                    feature_size, run_record, split_model_kwargs)
 
 GOLDEN_JSON = os.path.join(ROOT, 'tests', 'golden', 'pre_refactor_snapshot.json')
 
@@ -145,15 +146,6 @@ def test_bad_json_is_named():
         ModelSettings.from_json({'model': {'H': 64, 'W': 64, 'vf_h': 9, 'vf_w': 8}}, 'snap.json')
 
 
-def test_resume_takes_the_architecture_from_the_snapshot_and_training_from_the_flags():
-    model = PRESETS['tiny'].replace(backbone_blocks=(1, 1, 1, 1))
-    meta = run_record(model, TrainSettings(start_lr=0.01, lr_decay_step=10), 5)
-    # The resuming command asks for another size and learning rate.
-    got_model, got_train = resume_settings(meta, flags(size=320, lr=0.002, lr_decay_step=99))
-    assert got_model == model
-    assert got_train == TrainSettings(start_lr=0.002, lr_decay_step=99)
-
-
 def test_architecture_from_the_tensor_shapes_of_an_original_checkpoint():
     shapes = {'text_objseg/Variable': [50, 300], 'text_objseg/rnn/conv_lstm_cell/W_ci': [8, 8, 16],
               'text_objseg/words_parse_1/DW': [1, 1, 32, 500],
@@ -170,7 +162,9 @@ def test_architecture_from_the_tensor_shapes_of_an_original_checkpoint():
 
 
 def test_settings_module_does_not_import_tensorflow():
-    code = 'import sys, util.pipeline.settings, util.pipeline.snapshots, util.pipeline.contract; print("tensorflow" in sys.modules)'
+    # The flags and the model-module lookup too: scripts check their flags before TensorFlow.
+    code = ('import sys, util.pipeline.settings, util.pipeline.snapshots, util.pipeline.contract, '
+            'util.pipeline.flags, util.pipeline.models; print("tensorflow" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == 'False'

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from helpers import ROOT, TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_script, script_env, write_batches
 
 pytestmark = pytest.mark.cli  # every test runs trainval_model.py
 
@@ -38,6 +38,7 @@ def test_train_writes_snapshots_and_logs(trained):
         assert os.path.isfile(str(prefix) + '.index')
         meta = json.load(open(str(prefix) + '.json'))
         assert meta['step'] == n and meta['model']['H'] == 64
+        assert meta['model_name'] == 'CMPC_model'  # -n's default, recorded
     log = [json.loads(l) for l in open(root / 'ckpts' / 'train_log.jsonl')]
     assert [r['iter'] for r in log] == [0, 1]
     assert all(np.isfinite(r['cost']) and r['learning_rate'] > 0 for r in log)
@@ -120,6 +121,50 @@ def test_fast_path_flags_in_test_mode(trained, batched_results):
     for a, b in zip(plain['per_sample'], fold['per_sample']):
         assert abs(a['I'] - b['I']) <= 0.01 * a['U'] and abs(a['U'] - b['U']) <= 0.01 * a['U']
     assert len(bf16['per_sample']) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# A model variant: a new module, named with -n (util/pipeline/models.py)
+
+MY_CMPC = '''"""A CMPC variant: the image model that says when it is built, as a researcher's own
+module beside the repository."""
+import CMPC_model
+from util.pipeline.settings import ModelSettings as Settings  # noqa: F401
+
+INPUT = 'image'
+
+
+class LSTM_model(CMPC_model.LSTM_model):
+    def _build(self, *args, **kwargs):
+        super()._build(*args, **kwargs)
+        print('my_cmpc: built in %s mode' % self.mode)
+
+
+WORD_TYPES = LSTM_model.WORD_TYPES
+'''
+
+
+def test_a_model_variant_is_one_module_named_with_n(tmp_path):
+    """The recipe "add a model variant": write the module, put its folder on the Python path,
+    train with -n; the snapshot records the module, and test mode rebuilds it without -n."""
+    models = tmp_path / 'my_models'
+    models.mkdir()
+    (models / 'my_cmpc.py').write_text(MY_CMPC)
+    env = script_env()
+    env['PYTHONPATH'] = os.pathsep.join([ROOT, str(models)])
+    write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 2, (64, 64), seed=1)
+    write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 2, (64, 64), seed=2)
+    out = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2', '-s', '2',
+                      '-n', 'my_cmpc', '--random-backbone', '--seed', '0', '--backbone-blocks',
+                      '1,1,1,1'] + TINY_FLAGS, tmp_path, env=env).stdout
+    assert 'my_cmpc: built in train mode' in out and 'model_name: my_cmpc' in out
+    meta = json.load(open(tmp_path / 'ck' / 'unc_iter_2.tfmodel.json'))
+    assert meta['model_name'] == 'my_cmpc' and meta['model']['kind'] == 'image'
+    out = run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2'], tmp_path,
+                     env=env).stdout
+    assert 'my_cmpc: built in eval mode' in out and 'Model my_cmpc, settings from' in out
+    assert json.load(open(tmp_path / 'ck' / 'unc_val_iter_2_results.json'))['model_name'] == \
+        'my_cmpc'
 
 
 def test_fold_bn_is_refused_in_training(tmp_path):
@@ -477,6 +522,11 @@ REFUSED_FLAGS = {  # flags: the error line (argparse's; exit status 2, nothing s
     '--size 60': '--size must be a multiple of 8 (output stride), got 60',
     '--backbone-blocks 1,1,1': '--backbone-blocks must be 4 positive integers like 3,4,23,3, '
                                'got [1, 1, 1]',
+    '-n no_such_model': '-n/--model-name no_such_model: no module no_such_model on the Python '
+                        'path (a model module such as CMPC_model or '
+                        'CMPC_video.CMPC_video_mm_tgraph_allvec, or your own defining LSTM_model, '
+                        'Settings, INPUT, WORD_TYPES)',
+    '--model-name=': '-n/--model-name: name a model module, e.g. CMPC_model',
 }
 
 

@@ -41,6 +41,7 @@ def test_train_writes_a_video_snapshot(video_run):
     with open(os.path.join(ckpt, 'a2d_sent_new_iter_2.tfmodel.json')) as f:
         meta = json.load(f)
     assert meta['model']['kind'] == 'video' and meta['model']['frames'] == 16
+    assert meta['model_name'] == 'CMPC_video.CMPC_video_mm_tgraph_allvec'  # -n's default
     with open(os.path.join(ckpt, 'train_log.jsonl')) as f:
         rows = [json.loads(line) for line in f]
     assert [r['iter'] for r in rows] == [0, 1]

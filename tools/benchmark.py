@@ -385,28 +385,28 @@ class Bench:
     # -- models ---------------------------------------------------------------------------------
 
     def settings(self, config, real_words):
-        """The config's ModelSettings; real_words: the synthetic dataset's vocabulary size
-        instead of the config's, for rows that read its expressions (--checkpoint's own
-        settings there for the small config)."""
+        """(model module, its settings) of the config; real_words: the synthetic dataset's
+        vocabulary size instead of the config's, for rows that read its expressions
+        (--checkpoint's own module and settings there for the small config, by the rule of
+        util/pipeline/models.checkpoint_model)."""
+        from util.pipeline.models import IMAGE_MODEL, checkpoint_model, load_model
         if self.args.checkpoint and config == 'small' and real_words:
-            from util.pipeline.settings import ModelSettings
-            from util.pipeline.snapshots import read_checkpoint_meta
-            meta = read_checkpoint_meta(self.args.checkpoint)
-            if meta is None:
-                sys.exit('error: --checkpoint %s: no %s.json with the model settings (a '
-                         'checkpoint of this port is needed)'
-                         % (self.args.checkpoint, self.args.checkpoint))
-            return ModelSettings.from_json(meta, self.args.checkpoint + '.json')
+            from util.cli import InputError
+            try:
+                module, settings, _ = checkpoint_model(self.args.checkpoint, IMAGE_MODEL)
+            except InputError as e:
+                sys.exit('error: --checkpoint: %s' % e)
+            return module, settings
         settings = CONFIGS[config]
-        return settings.replace(vocab_size=self.data['vocab_size']) if real_words else settings
+        return load_model(IMAGE_MODEL), (settings.replace(vocab_size=self.data['vocab_size'])
+                                         if real_words else settings)
 
     def build(self, config, mode, real_words=False, **kw):
         """A model with calibrated random weights (or --checkpoint); kw: precision, xla,
         fold_bn."""
-        from CMPC_model import LSTM_model
         self.tf.random.set_seed(self.args.seed)
-        settings = self.settings(config, real_words)
-        model = LSTM_model.from_settings(settings, mode=mode, **kw)
+        module, settings = self.settings(config, real_words)
+        model = module.LSTM_model.from_settings(settings, mode=mode, **kw)
         # Every model of a config restores the same weights (restore re-folds under fold_bn;
         # calibrating a folded backbone would not reach its folded convs).
         model.restore(self.weights(config, settings, real_words))

@@ -65,9 +65,9 @@ import tensorflow as tf
 from util.cli import InputError
 from util.pipeline.contract import MU, SCORE_THRESH
 from util.io import write_json
-from util.inference.predict import (Predictor, load_model, read_model_settings, tokenize_sentence,
-                          word_records)
-from util.pipeline.settings import ModelSettings
+from util.inference.predict import (Predictor, read_model_settings, restore_model,
+                                    tokenize_sentence, word_records)
+from util.pipeline.models import record_model
 from util.text_processing import PAD_IDENTIFIER, UNK_IDENTIFIER
 
 SERVING_KEY = 'serving_default'
@@ -404,14 +404,16 @@ def export_saved_model(model, vocab_dict, export_dir, mean_bgr, score_thresh, in
 
 
 def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
-               checkpoint_flag='--checkpoint'):
-    """Export mode: the checkpoint and its vocabulary as a SavedModel in export_dir."""
-    prefix, settings, vocab_path, vocab_dict = read_model_settings(checkpoint, vocab, num_steps,
-                                                                   checkpoint_flag)
+               checkpoint_flag='--checkpoint', model_name=None):
+    """Export mode: the checkpoint and its vocabulary as a SavedModel in export_dir
+    (model_name: -n, for a checkpoint without .json)."""
+    prefix, module, settings, vocab_path, vocab_dict = read_model_settings(
+        checkpoint, vocab, num_steps, checkpoint_flag, model_name=model_name)
     log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
-    model = load_model(prefix, settings)
+    model = restore_model(prefix, module, settings)
     info = {'checkpoint': os.path.abspath(prefix), 'vocab': os.path.abspath(vocab_path),
-            'model': settings.to_json(), 'mean_bgr': list(map(float, MU)),
+            'model': settings.to_json(), 'model_name': module.__name__,
+            'mean_bgr': list(map(float, MU)),
             'score_threshold_logit': SCORE_THRESH,
             'signatures': {
                 SERVING_KEY: {'inputs': {'image_bytes': 'string [] (JPEG, PNG, GIF, BMP, WebP)',
@@ -449,7 +451,7 @@ class SavedModelPredictor(Predictor):
         try:
             with open(info_path, encoding='utf-8') as f:
                 self.info = json.load(f)
-            self.settings = ModelSettings.from_json(self.info, info_path)
+            self.module, self.settings = record_model(self.info, info_path)
         except (ValueError, KeyError) as e:
             raise InputError('%s: %s' % (info_path, e.args[0] if e.args else e)) from None
         self.prefix = self.vocab_path = export_dir

@@ -46,13 +46,12 @@ from util.datasets.batches import ANNOTATED_FRAME
 from util.io import atomic_open, save_npy_atomic, write_json
 from util.pipeline import contract
 from util.pipeline.evaluate import DCRF, PLAIN, image_masks
-from util.pipeline.settings import SETTINGS_OF, ModelSettings
-from util.pipeline.snapshots import read_checkpoint_meta, resolve_checkpoint
+from util.pipeline.models import check_input, checkpoint_model
+from util.pipeline.snapshots import resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 from util.visualize import overlay
 
 LEVELS = ('c3', 'c4', 'c5')
-DEFAULT_NUM_STEPS = ModelSettings.num_steps  # the original's T, for checkpoints without a .json
 MAX_SLUG = 40
 
 
@@ -156,37 +155,17 @@ def resolve_vocab(vocab, meta, prefix):
 
 
 def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoint',
-                        kinds=('image',)):
-    """(prefix, settings, vocabulary path, {word: id}) without building the model; every
-    mismatch is an InputError naming the file (`flag`: how the user named the checkpoint).
-    kinds: the models accepted ('image', 'video'); the settings are of the checkpoint's kind."""
+                        kinds=('image',), model_name=None):
+    """(prefix, model module, settings, vocabulary path, {word: id}) without building the
+    model; every mismatch is an InputError naming the file (`flag`: how the user named the
+    checkpoint). The module and settings are the checkpoint's (util/pipeline/models.
+    checkpoint_model; `model_name` and `num_steps` only for a checkpoint without .json).
+    kinds: the models accepted ('image', 'video')."""
     prefix = resolve_checkpoint(checkpoint, flag)
-    meta = read_checkpoint_meta(prefix)
-    try:
-        if meta is not None and 'model' in meta:
-            kind = meta['model'].get('kind', 'image') if isinstance(meta['model'], dict) \
-                else 'image'
-            # A kind not accepted: the first accepted kind's from_json says what it is.
-            cls = SETTINGS_OF[kind if kind in kinds and kind in SETTINGS_OF else kinds[0]]
-            settings = cls.from_json(meta, prefix + '.json')
-        else:  # a checkpoint of the original code: its tensors say
-            from util.pipeline.checkpoint import checkpoint_shapes  # imports TensorFlow: only here
-            shapes = checkpoint_shapes(prefix)
-            for kind in kinds:
-                try:
-                    settings = SETTINGS_OF[kind].from_shapes(shapes,
-                                                             num_steps or DEFAULT_NUM_STEPS)
-                    break
-                except ValueError:
-                    if kind == kinds[-1]:
-                        raise
-    except (ValueError, KeyError) as e:
-        raise InputError('%s: %s' % (prefix, e.args[0] if e.args else e)) from None
-    except Exception as e:  # tf.errors.OpError: a truncated or corrupt checkpoint
-        if type(e).__module__.startswith('tensorflow'):
-            raise InputError('%s: cannot read the checkpoint (%s)'
-                             % (prefix, getattr(e, 'message', e))) from None
-        raise
+    module, settings, meta = checkpoint_model(prefix, model_name, num_steps)
+    if settings.kind not in kinds:
+        check_input(module, {'image': 'image', 'video': 'clip'}[kinds[0]],
+                    prefix + ('.json' if meta is not None else ''))
     vocab_path = resolve_vocab(vocab, meta, prefix)
     try:
         vocab_dict = load_vocab_dict_from_file(vocab_path)
@@ -198,13 +177,13 @@ def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoi
         raise InputError('--vocab %s has %d words but the checkpoint %s was trained with a '
                          'vocabulary of %d words; pass the vocabulary it was trained with'
                          % (vocab_path, n_words, prefix, settings.vocab_size))
-    return prefix, settings, vocab_path, vocab_dict
+    return prefix, module, settings, vocab_path, vocab_dict
 
 
-def load_model(prefix, settings):
-    """The LSTM_model of the settings' kind in eval mode, with the checkpoint's weights."""
+def restore_model(prefix, module, settings):
+    """The module's LSTM_model in eval mode, with the checkpoint's weights."""
     import tensorflow as tf
-    model = settings.model_class().from_settings(settings, mode='eval')
+    model = module.LSTM_model.from_settings(settings, mode='eval')
     try:
         model.restore(prefix)
     except ValueError as e:  # shape or name mismatch, with the list of tensors
@@ -328,9 +307,10 @@ class Predictor:
     dcrf = True    # DenseCRF is available
 
     def __init__(self, checkpoint, vocab=None, num_steps=None, checkpoint_flag='--checkpoint',
-                 kinds=('image',)):
-        self.prefix, self.settings, self.vocab_path, self.vocab_dict = read_model_settings(
-            checkpoint, vocab, num_steps, checkpoint_flag, kinds)
+                 kinds=('image',), model_name=None):
+        (self.prefix, self.module, self.settings, self.vocab_path,
+         self.vocab_dict) = read_model_settings(checkpoint, vocab, num_steps, checkpoint_flag,
+                                                kinds, model_name)
         self.num_steps = self.settings.num_steps
         self.video = self.settings.kind == 'video'
         self.model = None
@@ -342,12 +322,12 @@ class Predictor:
     def load(self, log=print):
         if self.model is None:
             log('Loading ' + self.describe())
-            self.model = load_model(self.prefix, self.settings)
+            self.model = restore_model(self.prefix, self.module, self.settings)
         return self
 
     def word_types(self):
-        """The model's word types, the columns of word_types (imports TensorFlow)."""
-        return self.settings.model_class().WORD_TYPES
+        """The model's word types, the columns of word_types."""
+        return self.module.WORD_TYPES
 
     def encode(self, sentence):
         """tokenize_sentence with this checkpoint's vocabulary and T."""
@@ -379,14 +359,15 @@ def mask_summary(mask):
 
 
 def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=None, dcrf=False,
-                explain=True, log=print, warn=None, checkpoint_flag='--checkpoint'):
+                explain=True, log=print, warn=None, checkpoint_flag='--checkpoint',
+                model_name=None):
     """Predict mode; returns the records written. InputError for bad input, raised before the
     model is built where the input can be checked without it."""
     warn = warn or (lambda msg: print('warning: ' + msg, file=sys.stderr))
     if not images:
         raise InputError('no image: give --image PATH (repeatable)')
     # -- check everything that can be checked cheaply first
-    predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag)
+    predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag, model_name=model_name)
     T = predictor.num_steps
     for sentence in sentences:
         predictor.encode(sentence)  # InputError for an empty one

@@ -9,8 +9,11 @@ input before the slow import.
 Each is built from the command-line flags (`from_flags`), from a snapshot's JSON (`from_json`,
 which also reads the single `model` section that snapshots written before the split held) and
 written to JSON (`to_json`); the architecture also from a checkpoint's tensor shapes
-(`ModelSettings.from_shapes`, for checkpoints of the original code). `resume_settings` is the
-rule for a resumed run. `PRESETS` names the configurations the project uses:
+(`ModelSettings.from_shapes`, for checkpoints of the original code); which of these a
+checkpoint gets is util/pipeline/models.checkpoint_model's rule, and a resumed run takes the
+architecture from its snapshot and the training settings from the flags (util/pipeline/runner.
+start_run). `run_record` writes a snapshot's JSON. `PRESETS` names the configurations the
+project uses:
 
     paper      the paper's (LSTM_model's defaults): 320 x 320, ResNet-101, LSTM 1000, MLP 500
     tiny       the tests': 64 x 64, vocabulary 50, LSTM 32, MLP 16 (ResNet-101 blocks)
@@ -18,7 +21,6 @@ rule for a resumed run. `PRESETS` names the configurations the project uses:
 """
 
 import dataclasses
-import importlib
 import os
 from dataclasses import dataclass
 
@@ -68,12 +70,6 @@ class ModelSettings:
 
     kind = 'image'  # written to the JSON; the video model's settings say 'video'
     script = 'trainval_model.py'
-    model_module = 'CMPC_model'  # defines LSTM_model
-
-    @classmethod
-    def model_class(cls):
-        """The LSTM_model class of this kind of model (imports TensorFlow)."""
-        return importlib.import_module(cls.model_module).LSTM_model
 
     def __post_init__(self):
         object.__setattr__(self, 'backbone_blocks', tuple(int(b) for b in self.backbone_blocks))
@@ -151,7 +147,7 @@ class ModelSettings:
         vocab_size, glove_dim = shape('text_objseg/Variable')
         vf_h, vf_w, mlp_dim = shape('text_objseg/rnn/conv_lstm_cell/W_ci')
         types = shape('text_objseg/words_parse_2/DW')[3]
-        kind = {4: 'image', 5: 'video'}.get(types)
+        kind = kind_of_shapes(shapes)
         if kind != cls.kind:
             raise ValueError('checkpoint: its word parser has %d types, %s; this is the %s model'
                              % (types, 'the %s model' % kind if kind else 'not a CMPC model',
@@ -187,7 +183,6 @@ class VideoModelSettings(ModelSettings):
 
     kind = 'video'
     script = 'CMPC_video/trainval_video.py'
-    model_module = 'CMPC_video.CMPC_video_mm_tgraph_allvec'
 
     def __post_init__(self):
         super().__post_init__()
@@ -197,6 +192,12 @@ class VideoModelSettings(ModelSettings):
 
 
 SETTINGS_OF = {'image': ModelSettings, 'video': VideoModelSettings}
+
+
+def kind_of_shapes(shapes):
+    """'image' or 'video' by the word parser's number of types (4 or 5), else None."""
+    parser = shapes.get('text_objseg/words_parse_2/DW')
+    return {4: 'image', 5: 'video'}.get(int(parser[3]) if parser and len(parser) == 4 else None)
 
 
 def blocks_from_shapes(shapes):
@@ -302,14 +303,9 @@ def split_model_kwargs(kwargs, settings_cls=ModelSettings):
     return model, train
 
 
-def resume_settings(meta, args, settings_cls=ModelSettings):
-    """The rule for a resumed run, written once: the architecture comes from the snapshot (the
-    weights have its shapes), the training settings from the resuming command's flags."""
-    return settings_cls.from_json(meta), TrainSettings.from_flags(args)
-
-
 def run_record(model, train, step, **extra):
-    """A snapshot's JSON: the two settings under their own keys, the step, and `extra`."""
+    """A snapshot's JSON, assembled here only: the two settings under their own keys, the
+    step, and `extra` (the runner's: flags, data, model_name, run_state, best)."""
     record = {'model': model.to_json(), 'step': int(step)}
     if train is not None:
         record['training'] = train.to_json()
