@@ -325,11 +325,16 @@ def test_reference_is_sensitive_to_the_words(model, params):
 def test_batch_gives_each_sample_its_own_result(model):
     # Three sentences of different lengths (18 pads, none, 14) and three different images: each
     # sample of the batch gets what it gets alone with B = 1.
+    assert_each_sample_as_alone(model, random_images(3, seed=11))
+
+
+def assert_each_sample_as_alone(model, visual):
+    """A batch of three samples (sentences of 18 pads, none and 14; three images or clips
+    `visual`) gives each sample what it gives alone with B = 1 (the video model's test too)."""
     words = np.stack([ID_SENTENCES['short'], ID_SENTENCES['long'], ID_SENTENCES['unknown']])
-    im = random_images(3, seed=11)
-    batch = model.forward(words, im)
+    batch = model.forward(words, visual)
     for b in range(3):
-        alone = model.forward(words[b:b + 1], im[b:b + 1])
+        alone = model.forward(words[b:b + 1], visual[b:b + 1])
         for k in OUTPUTS + ('words_parse',):
             np.testing.assert_allclose(batch[k][b], alone[k][0], rtol=1e-5, atol=1e-5,
                                        err_msg='%s of sample %d' % (k, b))

@@ -22,7 +22,8 @@ from helpers import (ENDPOINTS, ID_SENTENCES, NUM_STEPS, TINY, VIDEO_TINY,
                      model_params, randomise, read_reference_variables)
 from np_reference import (SCOPE, cls_losses, l2_normalize as l2n, reference_forward_video,
                           softmax, temp_ctx, temp_graph, unscoped, weight_decay_loss)
-from test_cmpc_model import ATOL, BLOCK_ATOL, BLOCK_RTOL, OUTPUTS, RTOL, randomise_store
+from test_cmpc_model import (ATOL, BLOCK_ATOL, BLOCK_RTOL, OUTPUTS, RTOL,
+                             assert_each_sample_as_alone, randomise_store)
 from util.pipeline.checkpoint import VariableStore
 from util.pipeline.settings import ModelSettings, VideoModelSettings
 from util.pipeline.trainer import Trainer
@@ -176,15 +177,7 @@ def test_forward_depends_on_the_other_frames(model):
 
 
 def test_batch_of_three_gives_each_sample_its_own_result(model):
-    words = np.stack([ID_SENTENCES['short'], ID_SENTENCES['long'], ID_SENTENCES['unknown']])
-    clips = random_clips(3, seed=31)
-    batch = model.forward(words, clips)
-    for b in range(3):
-        alone = model.forward(words[b:b + 1], clips[b:b + 1])
-        for k in OUTPUTS + ('words_parse',):
-            np.testing.assert_allclose(batch[k][b], alone[k][0], rtol=1e-5, atol=1e-5,
-                                       err_msg='%s of sample %d' % (k, b))
-    assert np.abs(batch['up'][0] - batch['up'][1]).max() > 1e-2
+    assert_each_sample_as_alone(model, random_clips(3, seed=31))
 
 
 def test_forward_refuses_an_image(model):
