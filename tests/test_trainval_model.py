@@ -10,13 +10,13 @@ import re
 import numpy as np
 import pytest
 
-from helpers import ROOT, TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_main, run_script, write_batches
 
-pytestmark = pytest.mark.cli  # every test runs trainval_model.py
+pytestmark = pytest.mark.cli  # every test runs trainval_model.py (most in this process)
 
 
 def run(args, cwd):
-    return run_script(args, cwd).stdout
+    return run_main(args, cwd).stdout
 
 
 @pytest.fixture(scope='module')
@@ -73,8 +73,8 @@ def test_resume_continues_from_newest_snapshot(trained):
 
 def test_missing_backbone_is_a_clear_error(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 1, (64, 64))
-    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1']
-                      + TINY_FLAGS, tmp_path, check=False, timeout=300)
+    proc = run_main(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1']
+                    + TINY_FLAGS, tmp_path, check=False)
     assert proc.returncode != 0
     assert 'deeplab_resnet_init.ckpt' in proc.stderr and '--random-backbone' in proc.stderr
     assert 'Traceback' not in proc.stderr
@@ -173,7 +173,7 @@ def uninterrupted(resume_root):
         key = tuple(extra)
         if key not in runs:
             folder = str(resume_root / ('whole' + '_'.join(key)))
-            run_script(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)
+            run_main(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)
             runs[key] = log_rows(folder), final_weights(folder)
         return runs[key]
     return get
@@ -227,7 +227,7 @@ def test_a_non_finite_loss_stops_training_naming_the_iteration_and_term(resume_r
     # A learning rate of 1e30 sends the weights to ~1e30 in one Adam step: the next forward
     # overflows.
     flags = [f for f in RESUME_FLAGS] + ['-f', folder, '-lr', '1e30', '-s', '1']
-    proc = run_script(flags, resume_root, check=False)
+    proc = run_main(flags, resume_root, check=False)
     assert proc.returncode == 1
     m = re.search(r'error: iteration (\d+): the loss (\w+) is (nan|inf|-inf); training stopped '
                   r'.*the last good snapshot is \S*unc_iter_(\d+)\.tfmodel', proc.stderr)
@@ -243,7 +243,7 @@ def test_a_snapshot_past_the_stop_iteration_is_refused_before_training(tmp_path)
     folder = tmp_path / 'ckpts'
     folder.mkdir()
     (folder / 'unc_iter_10.tfmodel.index').write_text('')
-    proc = run_script(RESUME_FLAGS[:-4] + ['-i', '5', '-f', str(folder)], tmp_path, check=False)
+    proc = run_main(RESUME_FLAGS[:-4] + ['-i', '5', '-f', str(folder)], tmp_path, check=False)
     assert proc.returncode == 1
     assert re.search(r'error: the newest snapshot \S*unc_iter_10\.tfmodel is past -i 5', proc.stderr)
 
@@ -279,8 +279,8 @@ def events(folder, writer):
 
 def test_tensorboard_validation_and_best_snapshot(watch_root):
     watched, plain = str(watch_root / 'watched'), str(watch_root / 'plain')
-    run_script(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
-    run_script(WATCH_FLAGS + ['-f', plain], watch_root)
+    run_main(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
+    run_main(WATCH_FLAGS + ['-f', plain], watch_root)
     rows = log_rows(watched)
     train_rows = [r for r in rows if 'cls_loss' in r]
     val_rows = [r for r in rows if 'overall_iou' in r]
@@ -307,13 +307,13 @@ def test_tensorboard_validation_and_best_snapshot(watch_root):
     assert meta['best']['iter'] == best['iter'] and meta['step'] == best['iter']
     assert meta['best']['overall_iou'] == best['overall_iou']
     # -m test -i best tests it, with the same batches as the validation: the same figure.
-    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', watched, '-i', 'best', '-bs', '2'],
-               watch_root)
+    run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', watched, '-i', 'best', '-bs', '2'],
+             watch_root)
     results = json.load(open(os.path.join(watched, 'unc_val_iter_best_results.json')))
     assert results['without_DenseCRF']['overall_iou'] == best['overall_iou']
 
     # The curve without TensorBoard.
-    out = run_script([watched], watch_root, script=os.path.join('tools', 'plot_training.py'))
+    out = run_main([watched], watch_root, script=os.path.join('tools', 'plot_training.py'))
     assert 'Wrote' in out.stdout and os.path.getsize(os.path.join(watched, 'training.png')) > 0
 
 
@@ -335,10 +335,9 @@ def test_resumed_run_continues_the_same_curves_without_duplicated_steps(watch_ro
 
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line that names the file or flag, no traceback, before any work is lost.
-# The processes fail before their first step (no tracing), two at a time: ~10 s of CPU each,
-# most of it importing TensorFlow.
-
-from helpers import start_script  # noqa: E402  (this section's own)
+# The commands fail before their first step (no tracing); they run in this process, a second
+# or two each (as processes, ~10 s of CPU each, most of it importing TensorFlow). The refused
+# flags run as processes: argparse's exit status 2 before TensorFlow is imported, under a second.
 
 TINY_TRAIN = ['-m', 'train', '-d', 'unc', '-t', 'train', '--preset', 'tiny', '--vocab-size', '50',
               '--backbone-blocks', '1,1,1,1', '--random-backbone', '--seed', '0']
@@ -400,14 +399,12 @@ def link_snapshot(src_folder, n, dst_folder):
 
 
 def run_failing(commands, cwd):
-    """Runs the commands (argument lists), two at a time; returns (exit status, stderr) of
+    """Runs the commands (argument lists) in this process; returns (exit status, stderr) of
     each, in order."""
     results = []
-    for k in range(0, len(commands), 2):
-        procs = [start_script(args, cwd) for args in commands[k:k + 2]]
-        for proc in procs:
-            _, stderr = proc.communicate(timeout=300)
-            results.append((proc.returncode, stderr))
+    for args in commands:
+        proc = run_main(args, cwd, check=False)
+        results.append((proc.returncode, proc.stderr))
     return results
 
 
