@@ -41,8 +41,8 @@ def predict_workspace(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def predict_run(predict_workspace):
-    """Predict mode on every image and sentence of the workspace, started in the background
-    (export runs beside it); .result() waits for it. Stopped at the end if nobody waited."""
+    """Predict mode on every image and sentence of the workspace, run in this process when a
+    test first asks for .result() (helpers.PredictRun)."""
     root, _, paths = predict_workspace
     run = PredictRun(root, paths)
     yield run

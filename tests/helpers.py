@@ -354,31 +354,29 @@ def make_workspace(root):
 
 
 class PredictRun:
-    """Predict mode's CLI on every image and sentence (-c) of a workspace, started in the
-    background on creation, so that a caller can run another script meanwhile; result() waits
-    for it (once) and returns (out dir, stdout, stderr)."""
+    """Predict mode's CLI on every image and sentence (-c) of a workspace, run in this process
+    (run_main) when first asked for: result() returns (out dir, stdout, stderr), the same each
+    time."""
 
     def __init__(self, root, paths):
+        self.root = root
         self.out_dir = os.path.join(root, 'out')
-        args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out', '-c']
+        self.args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out',
+                     '-c']
         for name in IMAGES:
-            args += ['--image', paths[name]]
+            self.args += ['--image', paths[name]]
         for s in SENTENCES:
-            args += ['--sentence', s]
-        self.proc = start_script(args, root)
+            self.args += ['--sentence', s]
         self._result = None
 
     def result(self):
         if self._result is None:
-            stdout, stderr = self.proc.communicate(timeout=600)
-            assert self.proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-            self._result = self.out_dir, stdout, stderr
+            proc = run_main(self.args, self.root)
+            self._result = self.out_dir, proc.stdout, proc.stderr
         return self._result
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        """Nothing to stop: the run is in this process (kept for conftest.py's fixture)."""
 
 
 def shown_rgb(path):

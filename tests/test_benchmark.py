@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import ROOT, TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_main, run_script, write_batches
 
 
 @pytest.mark.slow
@@ -46,15 +46,15 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     checkpoint, with the settings it records, as test mode does on the same batches."""
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
     write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 5, [(48, 80), (72, 56)], seed=2)
-    run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
-                '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS,
-               tmp_path)
-    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
-                'test.json'], tmp_path)
-    run_script(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
-                'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
-                '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
-                '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
+    run_main(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
+              '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS,
+             tmp_path)
+    run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
+              'test.json'], tmp_path)
+    run_main(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
+              'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
+              '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
+              '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']
     rows = json.load(open(tmp_path / 'bench.json'))['rows']
     ref = [r for r in rows if r['path'] == 'fp32 batch 1 (reference)'][0]
@@ -80,7 +80,7 @@ flags\t\t: fpu sse sse2 avx {flags}
 def test_parse_cpuinfo_records_the_isa_of_the_fast_paths():
     """The machine entry's CPU from /proc/cpuinfo's text: first processor's model and clock, the
     ISA flags as booleans (AVX-512 BF16 / FP16 and AMX told apart from AVX2 / AVX-512F)."""
-    from benchmark import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
+    from tools.benchmark import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
     zen4 = parse_cpuinfo(CPUINFO.format(
         vendor='AuthenticAMD', name='AMD EPYC 9R14', mhz='3700.000',
         flags='fma avx2 avx512f avx512dq avx512_bf16 avx512_vnni avx512_vbmi2'))
