@@ -25,8 +25,11 @@ def trained(tmp_path_factory):
     write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
     # Test images keep their own sizes: resize-and-pad in, resize-and-crop out.
     write_batches(str(root / 'unc' / 'val_batch'), 'unc_val', 3, [(48, 80), (72, 56)], seed=2)
+    # One block per ResNet stage: the full depth's names and shapes are test_cmpc_model.py's;
+    # here the command, at a tenth of the tracing.
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '1',
-               '--random-backbone', '--seed', '0', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+               '--random-backbone', '--seed', '0', '--log-every', '1', '--backbone-blocks',
+               '1,1,1,1'] + TINY_FLAGS, cwd=root)
     return root, out
 
 
@@ -65,7 +68,8 @@ def test_test_restores_snapshot_and_prints_metrics(trained):
 def test_resume_continues_from_newest_snapshot(trained):
     root, _ = trained
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '3', '-s', '1',
-               '--random-backbone', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+               '--random-backbone', '--log-every', '1', '--backbone-blocks', '1,1,1,1']
+              + TINY_FLAGS, cwd=root)
     assert 'Resuming from ckpts/unc_iter_2.tfmodel' in out
     assert 'iter = 2,' in out and 'iter = 0,' not in out
     assert os.path.isfile(root / 'ckpts' / 'unc_iter_3.tfmodel.index')
@@ -102,8 +106,8 @@ def test_tf_data_flag_gives_the_same_test_results(trained, batched_results):
 def test_tf_data_flag_trains(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 3, [(64, 64), (50, 70)])
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '2',
-               '-bs', '2', '--tf-data', '--random-backbone', '--seed', '0', '--log-every', '1']
-              + TINY_FLAGS, cwd=tmp_path)
+               '-bs', '2', '--tf-data', '--random-backbone', '--seed', '0', '--log-every', '1',
+               '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS, cwd=tmp_path)
     assert re.search(r'iter = 1, loss \(cur\) = [\d.]+', out)
     assert os.path.isfile(tmp_path / 'ckpts' / 'unc_iter_2.tfmodel.index')
 
