@@ -40,6 +40,7 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     assert '| forward' in proc.stdout and 'fidelity' in proc.stdout
 
 
+@pytest.mark.slow  # a training run, a test and the benchmark (minutes on 2 cores); CI runs it
 @pytest.mark.cli
 def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     """--checkpoint and --val-batches: the fidelity reference (fp32, batch 1) scores the

@@ -103,6 +103,7 @@ def test_tf_data_flag_gives_the_same_test_results(trained, batched_results):
     assert batched_results['per_sample'] == tfdata['per_sample']
 
 
+@pytest.mark.slow  # a training run of its own (minutes on 2 cores); CI runs it (.ci/run)
 def test_tf_data_flag_trains(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 3, [(64, 64), (50, 70)])
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '2',
@@ -281,6 +282,7 @@ def events(folder, writer):
     return {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()['tensors']}
 
 
+@pytest.mark.slow  # two training runs and a test (minutes on 2 cores); CI runs it (.ci/run)
 def test_tensorboard_validation_and_best_snapshot(watch_root):
     watched, plain = str(watch_root / 'watched'), str(watch_root / 'plain')
     run_main(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
