@@ -178,7 +178,7 @@ def uninterrupted(resume_root):
         key = tuple(extra)
         if key not in runs:
             folder = str(resume_root / ('whole' + '_'.join(key)))
-            run_main(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)
+            run_script(RESUME_FLAGS + ['-f', folder] + list(extra), resume_root)
             runs[key] = log_rows(folder), final_weights(folder)
         return runs[key]
     return get
