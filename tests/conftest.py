@@ -3,8 +3,9 @@ registers the markers and holds the fixtures that several test modules share.
 
 Markers:
     slow  heavier tests (minutes), run in CI only when time allows
-    cli   runs a script of the repository in another process (a subprocess, or a CLI whose
-          main starts worker processes)
+    cli   runs a script of the repository's command line: in this process (helpers.run_main)
+          or, where a process is what is tested, in another (kill -9, a server, several
+          replicas or workers, a fresh process's exit status)
 
     .venv/bin/python -m pytest -q -m "not slow and not cli"   # the fast inner loop
     .venv/bin/python -m pytest -q -m "not slow"               # the default suite (run_tests.sh)
@@ -23,7 +24,7 @@ from helpers import TINY, PredictRun, make_workspace  # noqa: E402  (tests/ is o
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: heavier tests, run in CI only when time allows')
-    config.addinivalue_line('markers', 'cli: runs a script of the repository in another process '
+    config.addinivalue_line('markers', 'cli: runs a script of the repository\'s command line '
                                        '(deselect with -m "not cli" for a fast inner loop)')
 
 
@@ -41,8 +42,8 @@ def predict_workspace(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def predict_run(predict_workspace):
-    """Predict mode on every image and sentence of the workspace, started in the background
-    (export runs beside it); .result() waits for it. Stopped at the end if nobody waited."""
+    """Predict mode on every image and sentence of the workspace, run in this process when a
+    test first asks for .result() (helpers.PredictRun)."""
     root, _, paths = predict_workspace
     run = PredictRun(root, paths)
     yield run

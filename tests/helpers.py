@@ -3,7 +3,10 @@
 variable lists, a tiny CMPC with random weights and its inputs (shared by test_cmpc_model.py and
 test_trainer.py), and the project's scripts run as the user runs them."""
 
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 
@@ -222,6 +225,75 @@ def run_script(args, cwd, script='trainval_model.py', check=True, timeout=600, e
     return proc
 
 
+def run_main(args, cwd, script='trainval_model.py', check=True):
+    """Runs a script of the repository as run_script does, but in this process (no start-up,
+    no TensorFlow import: seconds per run): sys.argv, the working folder cwd and `__main__` as
+    `python SCRIPT ARGS` (or `python -m tools.NAME ARGS`) sets them. Returns a
+    subprocess.CompletedProcess with what the process would have shown: Python's exit status
+    (SystemExit(None) 0, an int itself, a message 1, printed on stderr) and the text printed
+    on sys.stdout / sys.stderr. An uncaught exception propagates (the test fails with it).
+
+    For what needs no process of its own. Keep run_script for what only a process shows
+    (kill -9, --cpu-replicas and TF_CONFIG: devices set before TensorFlow starts, a server).
+    What the script changes in the process is put back: sys.argv, sys.path, the working
+    folder, os.environ (e.g. -g's CUDA_VISIBLE_DEVICES), TensorFlow's global seed (--seed)
+    and op determinism (--deterministic)."""
+    saved = sys.argv[:], sys.path[:], os.getcwd(), dict(os.environ), _tf_global_state()
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if script.startswith('tools' + os.sep) or script.startswith('tools/'):
+                    sys.argv = [None] + list(args)  # [0]: the module's path, set by runpy
+                    module = script[:-len('.py')].replace(os.sep, '.').replace('/', '.')
+                    runpy.run_module(module, run_name='__main__', alter_sys=True)
+                else:
+                    sys.argv = [os.path.join(ROOT, script)] + list(args)
+                    runpy.run_path(sys.argv[0], run_name='__main__')
+                returncode = 0
+            except SystemExit as e:  # as Python's own exit handling reports it
+                returncode = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if not isinstance(e.code, (int, type(None))):
+                    print(e.code, file=sys.stderr)
+    finally:
+        sys.argv[:], sys.path[:] = saved[0], saved[1]
+        os.chdir(saved[2])
+        for name in set(os.environ) - set(saved[3]):
+            del os.environ[name]
+        os.environ.update(saved[3])
+        _restore_tf_global_state(saved[4])
+    proc = subprocess.CompletedProcess([script] + list(args), returncode, out.getvalue(),
+                                       err.getvalue())
+    if check:
+        assert proc.returncode == 0, '%s %s failed:\n%s\n%s' % (
+            script, ' '.join(args), proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc
+
+
+def _tf_global_state():
+    """(global seed, op determinism) of TensorFlow, or None before TensorFlow is imported."""
+    if 'tensorflow' not in sys.modules:
+        return None
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config
+    return context.global_seed(), config.is_op_determinism_enabled()
+
+
+def _restore_tf_global_state(state):
+    if 'tensorflow' not in sys.modules:
+        return
+    import tensorflow as tf
+    from tensorflow.python.framework import config
+    seed, deterministic = state or (None, False)
+    tf.random.set_seed(seed)
+    if config.is_op_determinism_enabled() != deterministic:
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            config.disable_op_determinism()
+
+
 def start_script(args, cwd, script='trainval_model.py', env=None):
     """Starts a script of the repository in the background (text pipes)."""
     return subprocess.Popen(script_command(args, script), cwd=cwd, env=env or script_env(),
@@ -295,31 +367,29 @@ def make_workspace(root):
 
 
 class PredictRun:
-    """Predict mode's CLI on every image and sentence (-c) of a workspace, started in the
-    background on creation, so that a caller can run another script meanwhile; result() waits
-    for it (once) and returns (out dir, stdout, stderr)."""
+    """Predict mode's CLI on every image and sentence (-c) of a workspace, run in this process
+    (run_main) when first asked for: result() returns (out dir, stdout, stderr), the same each
+    time."""
 
     def __init__(self, root, paths):
+        self.root = root
         self.out_dir = os.path.join(root, 'out')
-        args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out', '-c']
+        self.args = ['-m', 'predict', '--checkpoint', paths['checkpoint'], '--out-dir', 'out',
+                     '-c']
         for name in IMAGES:
-            args += ['--image', paths[name]]
+            self.args += ['--image', paths[name]]
         for s in SENTENCES:
-            args += ['--sentence', s]
-        self.proc = start_script(args, root)
+            self.args += ['--sentence', s]
         self._result = None
 
     def result(self):
         if self._result is None:
-            stdout, stderr = self.proc.communicate(timeout=600)
-            assert self.proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-            self._result = self.out_dir, stdout, stderr
+            proc = run_main(self.args, self.root)
+            self._result = self.out_dir, proc.stdout, proc.stderr
         return self._result
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        """Nothing to stop: the run is in this process (kept for conftest.py's fixture)."""
 
 
 def shown_rgb(path):

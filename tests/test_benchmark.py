@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import ROOT, TINY_FLAGS, run_script, write_batches
+from helpers import ROOT, TINY_FLAGS, run_main, run_script, write_batches
 
 
 @pytest.mark.slow
@@ -40,21 +40,22 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     assert '| forward' in proc.stdout and 'fidelity' in proc.stdout
 
 
+@pytest.mark.slow  # a training run, a test and the benchmark (minutes on 2 cores); CI runs it
 @pytest.mark.cli
 def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     """--checkpoint and --val-batches: the fidelity reference (fp32, batch 1) scores the
     checkpoint, with the settings it records, as test mode does on the same batches."""
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
     write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 5, [(48, 80), (72, 56)], seed=2)
-    run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
-                '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS,
-               tmp_path)
-    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
-                'test.json'], tmp_path)
-    run_script(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
-                'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
-                '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
-                '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
+    run_main(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2',
+              '--random-backbone', '--seed', '0', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS,
+             tmp_path)
+    run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
+              'test.json'], tmp_path)
+    run_main(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
+              'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
+              '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
+              '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']
     rows = json.load(open(tmp_path / 'bench.json'))['rows']
     ref = [r for r in rows if r['path'] == 'fp32 batch 1 (reference)'][0]

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import ROOT, TINY, randomise, run_script, script_command, script_env, write_vocab
+from helpers import ROOT, TINY, randomise, run_main, script_command, script_env, write_vocab
 from util.cli import InputError
 
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
@@ -68,7 +68,7 @@ def workspace(tmp_path_factory):
             '--out-dir', os.path.join(root, 'predicted'), '--no-explain']
     for s in SENTENCES:
         args += ['--sentence', s]
-    run_script(args, root)
+    run_main(args, root)
     return paths
 
 
@@ -159,8 +159,8 @@ def test_saved_model_gives_the_same_masks(workspace, tmp_path):
     from util.inference.demo import Demo
     from util.inference.export import SavedModelPredictor
     export_dir = str(tmp_path / 'exported')
-    run_script(['-m', 'export', '--checkpoint', workspace['checkpoint'], '--export-dir',
-                export_dir], workspace['root'])
+    run_main(['-m', 'export', '--checkpoint', workspace['checkpoint'], '--export-dir',
+              export_dir], workspace['root'])
     demo = Demo(SavedModelPredictor(export_dir))
     message, slots = demo.segment(workspace['image'], '\n'.join(SENTENCES), False)
     assert message == '2 sentences on a 130x90 image.'
@@ -245,16 +245,16 @@ def test_synthetic_video_examples(tmp_path):
 
 @pytest.mark.cli
 def test_demo_refuses_bad_flags_and_checkpoints(tmp_path):
-    proc = run_script(['--help'], ROOT, script='demo.py')
+    proc = run_main(['--help'], ROOT, script='demo.py')
     for flag in ('--checkpoint', '--saved-model', '--port', '--host', '--max-pixels'):
         assert flag in proc.stdout
     assert 'the video model' in proc.stdout
-    proc = run_script(['--checkpoint', str(tmp_path / 'nothing')], ROOT, script='demo.py',
-                      check=False)
+    proc = run_main(['--checkpoint', str(tmp_path / 'nothing')], ROOT, script='demo.py',
+                    check=False)
     assert proc.returncode != 0 and 'error: --checkpoint' in proc.stderr
-    proc = run_script(['--saved-model', str(tmp_path)], ROOT, script='demo.py', check=False)
+    proc = run_main(['--saved-model', str(tmp_path)], ROOT, script='demo.py', check=False)
     assert proc.returncode != 0 and 'not a SavedModel written by' in proc.stderr
-    proc = run_script(['--checkpoint', 'x', '--port', '0'], ROOT, script='demo.py', check=False)
+    proc = run_main(['--checkpoint', 'x', '--port', '0'], ROOT, script='demo.py', check=False)
     assert proc.returncode == 2 and '--port: expected 1..65535' in proc.stderr
 
 
@@ -319,7 +319,7 @@ def page_inputs(workspace):
             '-c', '--out-dir', out, '--no-explain']
     for s in sentences:
         args += ['--sentence', s]
-    run_script(args, workspace['root'])
+    run_main(args, workspace['root'])
     name = os.path.splitext(os.path.basename(image))[0]
     folders = sorted(os.listdir(os.path.join(out, name)))
     read = lambda k, f: np.asarray(Image.open(os.path.join(out, name, folders[k], f + '.png')))

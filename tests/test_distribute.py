@@ -1,7 +1,8 @@
 """Data-parallel training (util/pipeline/distribute.py) against one replica at the same global batch.
 
-Each run is the real train command in its own process: logical CPU devices and the multi-worker
-runtime must be set up before TensorFlow starts. Three runs of 3 steps at global batch 4 from
+Each replicated run is the real train command in its own process: logical CPU devices and the
+multi-worker runtime must be set up before TensorFlow starts (the one-replica reference runs the
+same command in this process, helpers.run_main). Three runs of 3 steps at global batch 4 from
 the same seed: one replica; MirroredStrategy over 2 logical CPU devices (--cpu-replicas 2);
 MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1 (TF_CONFIG).
 
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import TINY_FLAGS, run_script, script_env, start_script, write_batches
+from helpers import TINY_FLAGS, run_main, run_script, script_env, start_script, write_batches
 from util.pipeline import distribute
 from util.data_reader import DataReader
 
@@ -68,7 +69,7 @@ def run_workers(root, folder, extra=(), n=2):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('dist')
     write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 10, (64, 64), seed=3)
-    single = run_script(train_args('single'), root).stdout
+    single = run_main(train_args('single'), root).stdout  # one replica: needs no process
     mirrored = run_script(train_args('mirrored', ['--cpu-replicas', '2']), root).stdout
     multiworker = run_workers(root, 'multiworker')
     return root, {'single': single, 'mirrored': mirrored, 'multiworker': multiworker}
@@ -83,6 +84,9 @@ def losses(root, folder):
     return [json.loads(line) for line in open(root / folder / 'train_log.jsonl')]
 
 
+# The runs of several replicas: 5 processes each importing TensorFlow and tracing (minutes on 2
+# cores); CI runs them (.ci/run).
+@pytest.mark.slow
 @pytest.mark.cli
 @pytest.mark.parametrize('folder', ['mirrored', 'multiworker'])
 def test_losses_and_weights_equal_single_replica(runs, folder):
@@ -116,6 +120,7 @@ def test_losses_and_weights_equal_single_replica(runs, folder):
     assert close >= 0.999 * total, (close, total)
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_only_the_chief_writes(runs):
     root, out = runs
@@ -129,6 +134,7 @@ def test_only_the_chief_writes(runs):
     assert 'MirroredStrategy: 2 replicas, 1 worker(s)' in out['mirrored']
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_resume_continues_on_every_worker(runs):
     """Both workers restore the chief's snapshot (shared folder) and agree on the step."""

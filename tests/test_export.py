@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_script,
-                     shown_rgb, start_script, write_vocab)
+from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_main,
+                     shown_rgb, write_vocab)
 from util import im_processing
 
 LOGIT_EPS = 1e-4
@@ -73,12 +73,9 @@ FRESH_PROCESS = textwrap.dedent('''
 def exported(predict_workspace, predict_run, tmp_path_factory):
     root, model, paths = predict_workspace
     export_dir = os.path.join(root, 'saved', 'cmpc')
-    # Export and (unless test_predict.py waited for it already) predict mode run side by side.
-    export = start_script(['-m', 'export', '--checkpoint', paths['checkpoint'],
-                           '--export-dir', export_dir], root)
+    run_main(['-m', 'export', '--checkpoint', paths['checkpoint'], '--export-dir', export_dir],
+             root)
     out_dir = predict_run.result()[0]
-    stdout, stderr = export.communicate(timeout=600)
-    assert export.returncode == 0, stdout[-3000:] + stderr[-3000:]
 
     # -- the fresh process
     job_dir = str(tmp_path_factory.mktemp('fresh'))
@@ -159,8 +156,8 @@ def test_saved_model_errors_and_info(exported):
 def test_export_of_mismatched_vocabulary_is_a_clear_error(exported, tmp_path):
     _, _, paths, _, _, _, _ = exported
     vocab = write_vocab(str(tmp_path / 'v7.txt'), 7)
-    proc = run_script(['-m', 'export', '--checkpoint', paths['checkpoint'], '--vocab', vocab,
-                       '--export-dir', str(tmp_path / 'never')], str(tmp_path), check=False)
+    proc = run_main(['-m', 'export', '--checkpoint', paths['checkpoint'], '--vocab', vocab,
+                     '--export-dir', str(tmp_path / 'never')], str(tmp_path), check=False)
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr
     assert 'has 7 words but the checkpoint' in proc.stderr
     assert not os.path.exists(tmp_path / 'never')

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_script,
+from helpers import (IMAGES, SENTENCES, original_postprocessing, result_dir, run_main,
                      shown_rgb, write_vocab)
 from util import im_processing
 from util.text_processing import load_vocab_dict_from_file
@@ -159,7 +159,7 @@ def test_bad_inputs_give_clear_errors(bad_input_files, case):
     args, message = BAD_INPUTS[case]
     if '--checkpoint' not in args:
         args = args + ['--checkpoint', paths['checkpoint']]
-    proc = run_script(['-m', 'predict', '--out-dir', 'bad_out'] + args, root, check=False)
+    proc = run_main(['-m', 'predict', '--out-dir', 'bad_out'] + args, root, check=False)
     assert proc.returncode != 0
     assert 'Traceback' not in proc.stderr, proc.stderr
     assert message in proc.stderr, proc.stderr

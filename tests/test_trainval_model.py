@@ -6,17 +6,18 @@ never interrupted."""
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
 
-from helpers import ROOT, TINY_FLAGS, run_script, script_env, write_batches
+from helpers import TINY_FLAGS, run_main, run_script, write_batches
 
-pytestmark = pytest.mark.cli  # every test runs trainval_model.py
+pytestmark = pytest.mark.cli  # every test runs trainval_model.py (most in this process)
 
 
 def run(args, cwd):
-    return run_script(args, cwd).stdout
+    return run_main(args, cwd).stdout
 
 
 @pytest.fixture(scope='module')
@@ -25,8 +26,11 @@ def trained(tmp_path_factory):
     write_batches(str(root / 'unc' / 'train_batch'), 'unc_train', 4, (64, 64), seed=1)
     # Test images keep their own sizes: resize-and-pad in, resize-and-crop out.
     write_batches(str(root / 'unc' / 'val_batch'), 'unc_val', 3, [(48, 80), (72, 56)], seed=2)
+    # One block per ResNet stage: the full depth's names and shapes are test_cmpc_model.py's;
+    # here the command, at a tenth of the tracing.
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '1',
-               '--random-backbone', '--seed', '0', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+               '--random-backbone', '--seed', '0', '--log-every', '1', '--backbone-blocks',
+               '1,1,1,1'] + TINY_FLAGS, cwd=root)
     return root, out
 
 
@@ -66,7 +70,8 @@ def test_test_restores_snapshot_and_prints_metrics(trained):
 def test_resume_continues_from_newest_snapshot(trained):
     root, _ = trained
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '3', '-s', '1',
-               '--random-backbone', '--log-every', '1'] + TINY_FLAGS, cwd=root)
+               '--random-backbone', '--log-every', '1', '--backbone-blocks', '1,1,1,1']
+              + TINY_FLAGS, cwd=root)
     assert 'Resuming from ckpts/unc_iter_2.tfmodel' in out
     assert 'iter = 2,' in out and 'iter = 0,' not in out
     assert os.path.isfile(root / 'ckpts' / 'unc_iter_3.tfmodel.index')
@@ -74,8 +79,8 @@ def test_resume_continues_from_newest_snapshot(trained):
 
 def test_missing_backbone_is_a_clear_error(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 1, (64, 64))
-    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1']
-                      + TINY_FLAGS, tmp_path, check=False, timeout=300)
+    proc = run_main(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '1']
+                    + TINY_FLAGS, tmp_path, check=False)
     assert proc.returncode != 0
     assert 'deeplab_resnet_init.ckpt' in proc.stderr and '--random-backbone' in proc.stderr
     assert 'Traceback' not in proc.stderr
@@ -100,11 +105,12 @@ def test_tf_data_flag_gives_the_same_test_results(trained, batched_results):
     assert batched_results['per_sample'] == tfdata['per_sample']
 
 
+@pytest.mark.slow  # a training run of its own (minutes on 2 cores); CI runs it (.ci/run)
 def test_tf_data_flag_trains(tmp_path):
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 3, [(64, 64), (50, 70)])
     out = run(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ckpts', '-i', '2', '-s', '2',
-               '-bs', '2', '--tf-data', '--random-backbone', '--seed', '0', '--log-every', '1']
-              + TINY_FLAGS, cwd=tmp_path)
+               '-bs', '2', '--tf-data', '--random-backbone', '--seed', '0', '--log-every', '1',
+               '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS, cwd=tmp_path)
     assert re.search(r'iter = 1, loss \(cur\) = [\d.]+', out)
     assert os.path.isfile(tmp_path / 'ckpts' / 'unc_iter_2.tfmodel.index')
 
@@ -144,24 +150,24 @@ WORD_TYPES = LSTM_model.WORD_TYPES
 '''
 
 
-def test_a_model_variant_is_one_module_named_with_n(tmp_path):
+def test_a_model_variant_is_one_module_named_with_n(tmp_path, monkeypatch):
     """The recipe "add a model variant": write the module, put its folder on the Python path,
     train with -n; the snapshot records the module, and test mode rebuilds it without -n."""
     models = tmp_path / 'my_models'
     models.mkdir()
     (models / 'my_cmpc.py').write_text(MY_CMPC)
-    env = script_env()
-    env['PYTHONPATH'] = os.pathsep.join([ROOT, str(models)])
+    monkeypatch.syspath_prepend(str(models))  # as PYTHONPATH would
+    monkeypatch.delitem(sys.modules, 'my_cmpc', raising=False)
     write_batches(str(tmp_path / 'unc' / 'train_batch'), 'unc_train', 2, (64, 64), seed=1)
     write_batches(str(tmp_path / 'unc' / 'val_batch'), 'unc_val', 2, (64, 64), seed=2)
-    out = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2', '-s', '2',
-                      '-n', 'my_cmpc', '--random-backbone', '--seed', '0', '--backbone-blocks',
-                      '1,1,1,1'] + TINY_FLAGS, tmp_path, env=env).stdout
+    out = run_main(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '-i', '2', '-s', '2',
+                    '-n', 'my_cmpc', '--random-backbone', '--seed', '0', '--backbone-blocks',
+                    '1,1,1,1'] + TINY_FLAGS, tmp_path).stdout
     assert 'my_cmpc: built in train mode' in out and 'model_name: my_cmpc' in out
     meta = json.load(open(tmp_path / 'ck' / 'unc_iter_2.tfmodel.json'))
     assert meta['model_name'] == 'my_cmpc' and meta['model']['kind'] == 'image'
-    out = run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2'], tmp_path,
-                     env=env).stdout
+    out = run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2'],
+                   tmp_path).stdout
     assert 'my_cmpc: built in eval mode' in out and 'Model my_cmpc, settings from' in out
     assert json.load(open(tmp_path / 'ck' / 'unc_val_iter_2_results.json'))['model_name'] == \
         'my_cmpc'
@@ -272,7 +278,7 @@ def test_a_non_finite_loss_stops_training_naming_the_iteration_and_term(resume_r
     # A learning rate of 1e30 sends the weights to ~1e30 in one Adam step: the next forward
     # overflows.
     flags = [f for f in RESUME_FLAGS] + ['-f', folder, '-lr', '1e30', '-s', '1']
-    proc = run_script(flags, resume_root, check=False)
+    proc = run_main(flags, resume_root, check=False)
     assert proc.returncode == 1
     m = re.search(r'error: iteration (\d+): the loss (\w+) is (nan|inf|-inf); training stopped '
                   r'.*the last good snapshot is \S*unc_iter_(\d+)\.tfmodel', proc.stderr)
@@ -288,7 +294,7 @@ def test_a_snapshot_past_the_stop_iteration_is_refused_before_training(tmp_path)
     folder = tmp_path / 'ckpts'
     folder.mkdir()
     (folder / 'unc_iter_10.tfmodel.index').write_text('')
-    proc = run_script(RESUME_FLAGS[:-4] + ['-i', '5', '-f', str(folder)], tmp_path, check=False)
+    proc = run_main(RESUME_FLAGS[:-4] + ['-i', '5', '-f', str(folder)], tmp_path, check=False)
     assert proc.returncode == 1
     assert re.search(r'error: the newest snapshot \S*unc_iter_10\.tfmodel is past -i 5', proc.stderr)
 
@@ -322,10 +328,11 @@ def events(folder, writer):
     return {tag: [e.step for e in acc.Tensors(tag)] for tag in acc.Tags()['tensors']}
 
 
+@pytest.mark.slow  # two training runs and a test (minutes on 2 cores); CI runs it (.ci/run)
 def test_tensorboard_validation_and_best_snapshot(watch_root):
     watched, plain = str(watch_root / 'watched'), str(watch_root / 'plain')
-    run_script(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
-    run_script(WATCH_FLAGS + ['-f', plain], watch_root)
+    run_main(WATCH_FLAGS + VALIDATE + ['-f', watched], watch_root)
+    run_main(WATCH_FLAGS + ['-f', plain], watch_root)
     rows = log_rows(watched)
     train_rows = [r for r in rows if 'cls_loss' in r]
     val_rows = [r for r in rows if 'overall_iou' in r]
@@ -352,13 +359,13 @@ def test_tensorboard_validation_and_best_snapshot(watch_root):
     assert meta['best']['iter'] == best['iter'] and meta['step'] == best['iter']
     assert meta['best']['overall_iou'] == best['overall_iou']
     # -m test -i best tests it, with the same batches as the validation: the same figure.
-    run_script(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', watched, '-i', 'best', '-bs', '2'],
-               watch_root)
+    run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', watched, '-i', 'best', '-bs', '2'],
+             watch_root)
     results = json.load(open(os.path.join(watched, 'unc_val_iter_best_results.json')))
     assert results['without_DenseCRF']['overall_iou'] == best['overall_iou']
 
     # The curve without TensorBoard.
-    out = run_script([watched], watch_root, script=os.path.join('tools', 'plot_training.py'))
+    out = run_main([watched], watch_root, script=os.path.join('tools', 'plot_training.py'))
     assert 'Wrote' in out.stdout and os.path.getsize(os.path.join(watched, 'training.png')) > 0
 
 
@@ -380,10 +387,9 @@ def test_resumed_run_continues_the_same_curves_without_duplicated_steps(watch_ro
 
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line that names the file or flag, no traceback, before any work is lost.
-# The processes fail before their first step (no tracing), two at a time: ~10 s of CPU each,
-# most of it importing TensorFlow.
-
-from helpers import start_script  # noqa: E402  (this section's own)
+# The commands fail before their first step (no tracing); they run in this process, a second
+# or two each (as processes, ~10 s of CPU each, most of it importing TensorFlow). The refused
+# flags run as processes: argparse's exit status 2 before TensorFlow is imported, under a second.
 
 TINY_TRAIN = ['-m', 'train', '-d', 'unc', '-t', 'train', '--preset', 'tiny', '--vocab-size', '50',
               '--backbone-blocks', '1,1,1,1', '--random-backbone', '--seed', '0']
@@ -445,14 +451,12 @@ def link_snapshot(src_folder, n, dst_folder):
 
 
 def run_failing(commands, cwd):
-    """Runs the commands (argument lists), two at a time; returns (exit status, stderr) of
+    """Runs the commands (argument lists) in this process; returns (exit status, stderr) of
     each, in order."""
     results = []
-    for k in range(0, len(commands), 2):
-        procs = [start_script(args, cwd) for args in commands[k:k + 2]]
-        for proc in procs:
-            _, stderr = proc.communicate(timeout=300)
-            results.append((proc.returncode, stderr))
+    for args in commands:
+        proc = run_main(args, cwd, check=False)
+        results.append((proc.returncode, proc.stderr))
     return results
 
 

@@ -1,7 +1,8 @@
-"""CMPC_video/trainval_video.py run as a user runs it, on generated video batches in
-build_A2D_batches.py's layouts (compact, and the original's with im_batch): train 2 iterations
-of the tiny video model, resume, test with the A2D metrics and DenseCRF, J-HMDB-style testing
-with the A2D snapshot, and the refusals (an image snapshot, --tf-data).
+"""CMPC_video/trainval_video.py run as a user runs it (in this process: helpers.run_main), on
+generated video batches in build_A2D_batches.py's layouts (compact, and the original's with
+im_batch): train 2 iterations of the tiny video model, resume, test with the A2D metrics and
+DenseCRF, J-HMDB-style testing with the A2D snapshot, and the refusals (an image snapshot,
+--tf-data).
 
     cd /work/main && .venv/bin/python -m pytest tests/test_trainval_video.py -q
 """
@@ -12,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import TINY_FLAGS, run_script, write_batches, write_video_batches
+from helpers import TINY_FLAGS, run_main, write_batches, write_video_batches
 
 pytestmark = pytest.mark.cli
 SCRIPT = os.path.join('CMPC_video', 'trainval_video.py')
@@ -30,8 +31,8 @@ def video_run(tmp_path_factory):
     write_video_batches(str(root / 'jhmdb_sent' / 'test_batch'), 'jhmdb_sent_test', 2, (40, 56),
                         seed=3)
     ckpt = str(root / 'ckpt')
-    out = run_script(TRAIN + ['-bs', '2', '-f', ckpt, '--data-root', str(root)], cwd=str(root),
-                     script=SCRIPT)
+    out = run_main(TRAIN + ['-bs', '2', '-f', ckpt, '--data-root', str(root)], cwd=str(root),
+                   script=SCRIPT)
     return root, ckpt, out
 
 
@@ -50,8 +51,8 @@ def test_train_writes_a_video_snapshot(video_run):
 
 def test_test_prints_the_a2d_metrics_with_and_without_dcrf(video_run):
     root, ckpt, _ = video_run
-    out = run_script(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'test', '-i', '2', '-c', '-v',
-                      '-f', ckpt, '--data-root', str(root)], cwd=str(root), script=SCRIPT)
+    out = run_main(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'test', '-i', '2', '-c', '-v',
+                    '-f', ckpt, '--data-root', str(root)], cwd=str(root), script=SCRIPT)
     for line in ['precision@%s = ' % t for t in ('0.5', '0.55', '0.9', '0.95')] + [
             'overall IoU = ', 'mAP = ', 'Segmentation evaluation (with DenseCRF):']:
         assert line in out.stdout, line
@@ -70,18 +71,18 @@ def test_test_prints_the_a2d_metrics_with_and_without_dcrf(video_run):
 
 def test_jhmdb_is_tested_with_the_a2d_snapshot(video_run):
     root, ckpt, _ = video_run
-    out = run_script(['-m', 'test', '-d', 'jhmdb_sent', '-t', 'test', '-i', '2', '-f', ckpt,
-                      '--checkpoint-dataset', 'a2d_sent_new', '--data-root', str(root)],
-                     cwd=str(root), script=SCRIPT)
+    out = run_main(['-m', 'test', '-d', 'jhmdb_sent', '-t', 'test', '-i', '2', '-f', ckpt,
+                    '--checkpoint-dataset', 'a2d_sent_new', '--data-root', str(root)],
+                   cwd=str(root), script=SCRIPT)
     assert 'mAP = ' in out.stdout
     assert os.path.isfile(os.path.join(ckpt, 'jhmdb_sent_test_iter_2_results.json'))
 
 
 def test_resume_continues_the_video_run(video_run):
     root, ckpt, _ = video_run
-    out = run_script(TRAIN[:TRAIN.index('-i')] + ['-i', '3', '-s', '1', '-bs', '2', '-f', ckpt,
-                                                   '--data-root', str(root)] + TRAIN[TRAIN.index('-s') + 2:],
-                     cwd=str(root), script=SCRIPT)
+    out = run_main(TRAIN[:TRAIN.index('-i')] + ['-i', '3', '-s', '1', '-bs', '2', '-f', ckpt,
+                                                 '--data-root', str(root)] + TRAIN[TRAIN.index('-s') + 2:],
+                   cwd=str(root), script=SCRIPT)
     assert 'Resuming from' in out.stdout and 'a2d_sent_new_iter_3.tfmodel' in out.stdout
 
 
@@ -91,20 +92,20 @@ def test_image_snapshots_and_image_flags_are_refused(video_run, tmp_path):
     write_batches(str(tmp_path / 'a2d_sent_new' / 'train_batch'), 'a2d_sent_new_train', 2,
                   (64, 64))
     img = str(tmp_path / 'img')
-    run_script(['-m', 'train', '-d', 'a2d_sent_new', '-t', 'train', '--random-backbone', '-i',
-                '1', '-s', '1', '--backbone-blocks', '1,1,1,1', '-f', img,
-                '--data-root', str(tmp_path)] + TINY_FLAGS, cwd=str(tmp_path))
-    out = run_script(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'train', '-i', '1', '-f', img,
-                      '--data-root', str(tmp_path)], cwd=str(tmp_path), script=SCRIPT,
-                     check=False)
+    run_main(['-m', 'train', '-d', 'a2d_sent_new', '-t', 'train', '--random-backbone', '-i',
+              '1', '-s', '1', '--backbone-blocks', '1,1,1,1', '-f', img,
+              '--data-root', str(tmp_path)] + TINY_FLAGS, cwd=str(tmp_path))
+    out = run_main(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'train', '-i', '1', '-f', img,
+                    '--data-root', str(tmp_path)], cwd=str(tmp_path), script=SCRIPT,
+                   check=False)
     assert out.returncode != 0
     assert 'a checkpoint of the image model, not the video model (use trainval_model.py)' in \
         out.stderr
-    out = run_script(TRAIN + ['-f', str(tmp_path / 'x'), '--tf-data'], cwd=str(root),
-                     script=SCRIPT, check=False)
+    out = run_main(TRAIN + ['-f', str(tmp_path / 'x'), '--tf-data'], cwd=str(root),
+                   script=SCRIPT, check=False)
     assert out.returncode == 2 and '--tf-data reads image batches only' in out.stderr
     # image batch files (no frames) given to the video model: one line naming the file
-    out = run_script(TRAIN + ['-f', str(tmp_path / 'y'), '--data-root', str(tmp_path)],
-                     cwd=str(tmp_path), script=SCRIPT, check=False)
+    out = run_main(TRAIN + ['-f', str(tmp_path / 'y'), '--data-root', str(tmp_path)],
+                   cwd=str(tmp_path), script=SCRIPT, check=False)
     assert out.returncode != 0 and 'a2d_sent_new_train_' in out.stderr
     assert 'missing frames' in out.stderr and 'Traceback' not in out.stderr
