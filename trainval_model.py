@@ -51,13 +51,12 @@ and mean IoU as the original did, with DenseCRF too with -c, and writes the figu
 """
 
 import argparse
-import os
 import sys
 
 from util.cli import InputError
 from util.pipeline.flags import build_parser, check_args
 from util.pipeline.models import IMAGE_MODEL
-from util.pipeline.runner import test, train
+from util.pipeline.runner import run_mode
 from util.pipeline.snapshots import snapshot_prefix
 
 
@@ -132,17 +131,7 @@ def export(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    if args.mode == 'train':
-        train(args, 'image')
-    elif args.mode == 'test':
-        test(args, 'image')
-    elif args.mode == 'predict':
-        predict(args)
-    else:
-        export(args)
+    run_mode(parse_args(argv), 'image', predict=predict, export=export)
 
 
 if __name__ == '__main__':

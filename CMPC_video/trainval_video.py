@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from util.pipeline.flags import build_parser, check_args  # noqa: E402
 from util.pipeline.models import VIDEO_MODEL  # noqa: E402
-from util.pipeline.runner import test, train  # noqa: E402
+from util.pipeline.runner import run_mode  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -48,13 +48,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    if args.mode == 'train':
-        train(args, 'clip')
-    else:
-        test(args, 'clip')
+    run_mode(parse_args(argv), 'clip')
 
 
 if __name__ == '__main__':
