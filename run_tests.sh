@@ -8,4 +8,6 @@ export TF_CPP_MIN_LOG_LEVEL=2
 if [ "${RUN_SLOW:-0}" = "1" ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-exec .venv/bin/python -m pytest -q -m "not slow" "$@"
+# Most of a test's time is single-threaded (tracing tf.functions, numpy, building batches), so
+# two workers, each taking whole test files (module fixtures stay shared), use both cores.
+exec .venv/bin/python -m pytest -q -m "not slow" -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -155,6 +155,7 @@ def test_a_failure_inside_the_model_is_a_message_not_a_traceback(workspace, caps
     assert 'Traceback' in capsys.readouterr().err
 
 
+@pytest.mark.slow  # exports and loads a SavedModel: in CI (.ci/run)
 def test_saved_model_gives_the_same_masks(workspace, tmp_path):
     from util.inference.demo import Demo
     from util.inference.export import SavedModelPredictor
@@ -438,6 +439,7 @@ class DemoPage:
         self.driver.set_window_size(1400, 1000)
 
 
+@pytest.mark.slow  # a minute each: in CI (.ci/run), not in the default suite
 @pytest.mark.cli
 def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inputs, tmp_path):
     checkpoint, image, sentences, expected = page_inputs
@@ -482,6 +484,7 @@ def test_browser_page_shows_predict_modes_masks_and_bad_input_messages(page_inpu
         assert all(u.startswith(page.url) for u in page.resources())
 
 
+@pytest.mark.slow  # a minute each: in CI (.ci/run), not in the default suite
 @pytest.mark.cli
 def test_browser_page_with_a_video_checkpoint(video_workspace, tmp_path):
     """A video in, frame 3 chosen: the page's mask is the Predictor's (whose equality with
