@@ -24,17 +24,13 @@ flattened [B * 5] frames and tiled MUTAN's words so that frames met another samp
 Here every sample computes what it computes alone; batch size 1 is the original.
 """
 
-import os
-import sys
-
 import tensorflow as tf
 
-# The repository root (for `python CMPC_video/trainval_video.py` and tools run from here).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import CMPC_model  # noqa: E402
-from CMPC_model import Conv, GraphConv, cast, l2_normalize, softmax, weighted_words  # noqa: E402
-from util.pipeline.settings import VideoModelSettings, split_model_kwargs  # noqa: E402
+# Imported as CMPC_video.CMPC_video_mm_tgraph_allvec from the repository root (the scripts in
+# CMPC_video/ put the root on the path themselves).
+import CMPC_model
+from CMPC_model import Conv, GraphConv, cast, l2_normalize, softmax, weighted_words
+from util.pipeline.settings import VideoModelSettings, split_model_kwargs
 
 SAMPLED_FRAMES = (0, 4, 8, 12, 15)  # clip indices the backbone sees
 ANNOTATED = 2  # the annotated frame (clip index 8) among them

@@ -149,8 +149,11 @@ TRAINING_MODULES = ('util.pipeline.trainer', 'util.pipeline.optim', 'util.pipeli
 def test_the_models_do_not_import_training():
     # The model module knows nothing about optimizers (STYLE.md lesson 14): predict, export and
     # the demo run a forward without loading the loss or the optimizer, even transitively.
+    # Nor do they edit sys.path (the scripts put the repository root on it).
     code = ('import sys\n'
+            'path = list(sys.path)\n'
             'import CMPC_model, CMPC_video.CMPC_video_mm_tgraph_allvec\n'
+            'assert sys.path == path, sys.path\n'
             'print(sorted(m for m in %r if m in sys.modules))\n'
             'import util.pipeline.trainer\n'
             'print(sorted(m for m in %r if m in sys.modules))'
