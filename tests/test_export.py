@@ -100,6 +100,7 @@ def exported(predict_workspace, predict_run, tmp_path_factory):
     return root, model, paths, export_dir, out_dir, results, errors
 
 
+@pytest.mark.slow  # exports a SavedModel (about 90 s): in CI (.ci/run)
 @pytest.mark.cli
 def test_saved_model_reproduces_predict_mode(exported):
     root, model, paths, _, out_dir, results, _ = exported
@@ -137,6 +138,7 @@ def test_saved_model_reproduces_predict_mode(exported):
           'max |prob diff| %(prob).3g' % worst)
 
 
+@pytest.mark.slow  # exports a SavedModel (about 90 s): in CI (.ci/run)
 @pytest.mark.cli
 def test_saved_model_errors_and_info(exported):
     _, _, _, export_dir, _, _, errors = exported
@@ -152,6 +154,7 @@ def test_saved_model_errors_and_info(exported):
     assert not [f for f in os.listdir(os.path.dirname(export_dir)) if '.tmp' in f or '.old' in f]
 
 
+@pytest.mark.slow  # exports a SavedModel (about 90 s): in CI (.ci/run)
 @pytest.mark.cli
 def test_export_of_mismatched_vocabulary_is_a_clear_error(exported, tmp_path):
     _, _, paths, _, _, _, _ = exported

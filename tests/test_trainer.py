@@ -292,6 +292,7 @@ def test_adam_update_against_finite_differences(trained):
 # ---------------------------------------------------------------------------------------------
 # training fits one batch
 
+@pytest.mark.slow  # half a minute: in CI (.ci/run)
 def test_overfit_one_batch():
     tf.random.set_seed(0)
     rng = np.random.RandomState(0)

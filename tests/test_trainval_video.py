@@ -78,6 +78,7 @@ def test_jhmdb_is_tested_with_the_a2d_snapshot(video_run):
     assert os.path.isfile(os.path.join(ckpt, 'jhmdb_sent_test_iter_2_results.json'))
 
 
+@pytest.mark.slow  # half a minute or more: in CI (.ci/run)
 def test_resume_continues_the_video_run(video_run):
     root, ckpt, _ = video_run
     out = run_main(TRAIN[:TRAIN.index('-i')] + ['-i', '3', '-s', '1', '-bs', '2', '-f', ckpt,
@@ -86,6 +87,7 @@ def test_resume_continues_the_video_run(video_run):
     assert 'Resuming from' in out.stdout and 'a2d_sent_new_iter_3.tfmodel' in out.stdout
 
 
+@pytest.mark.slow  # half a minute or more: in CI (.ci/run)
 def test_image_snapshots_and_image_flags_are_refused(video_run, tmp_path):
     root, _, _ = video_run
     # an image model's snapshot in the folder the video script resumes from

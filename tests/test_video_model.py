@@ -188,6 +188,7 @@ def test_forward_refuses_an_image(model):
 # ---------------------------------------------------------------------------------------------
 # training and checkpoints
 
+@pytest.mark.slow  # a video train step, about 50 s: in CI (.ci/run)
 def test_train_step_losses_match_original_cost(model, tmp_path):
     prefix = str(tmp_path / 'v')
     model.save(prefix)
