@@ -9,5 +9,7 @@ if [ "${RUN_SLOW:-0}" = "1" ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
 # Most of a test's time is single-threaded (tracing tf.functions, numpy, building batches), so
-# two workers, each taking whole test files (module fixtures stay shared), use both cores.
-exec .venv/bin/python -m pytest -q -m "not slow" -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+# two workers, each taking whole test files (module fixtures stay shared), use both cores. The
+# 10 slowest tests are listed at the end (the README's figures).
+exec .venv/bin/python -m pytest -q -m "not slow" -n "${TEST_WORKERS:-2}" --dist loadfile \
+  --durations=10 "$@"
