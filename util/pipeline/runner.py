@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -46,18 +47,10 @@ class Task:
     metrics: dict = field(default_factory=dict)  # evaluate()'s thresholds and mAP
 
 
-def _image_train_input(batch, H, W):
-    return train_input(batch, H, W)
-
-
-def _video_train_input(batch, H, W):
-    return train_input(batch, H, W, clip=True)
-
-
-IMAGE = Task('image', REQUIRED_KEYS, _image_train_input, test_sample,
+IMAGE = Task('image', REQUIRED_KEYS, train_input, test_sample,
              {'thresholds': EVAL_IOU_THRESHOLDS})
 # The A2D convention: precision at 0.5, 0.55, ..., 0.95 and their mean, mAP.
-VIDEO = Task('video', VIDEO_REQUIRED_KEYS, _video_train_input, clip_test_sample,
+VIDEO = Task('video', VIDEO_REQUIRED_KEYS, partial(train_input, clip=True), clip_test_sample,
              {'thresholds': VIDEO_IOU_THRESHOLDS, 'report_map': True})
 TASKS = {'image': IMAGE, 'clip': VIDEO}  # by the model module's INPUT
 
