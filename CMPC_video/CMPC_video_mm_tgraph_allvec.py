@@ -39,7 +39,7 @@ ANNOTATED = 2  # the annotated frame (clip index 8) among them
 def sample_frames(clip):
     """clip [B, frames, H, W, 3] -> the sampled frames [B * 5, H, W, 3], sample by sample."""
     frames = tf.gather(clip, SAMPLED_FRAMES, axis=1)  # [B, 5, H, W, 3]
-    return tf.reshape(frames, [-1] + clip.shape[2:].as_list())
+    return tf.reshape(frames, [-1] + list(clip.shape[2:]))
 
 
 class TemporalGraph:

@@ -2,10 +2,15 @@
 registers the markers and holds the fixtures that several test modules share.
 
 Markers:
-    slow  heavier tests (minutes), run in CI only when time allows
-    cli   runs a script of the repository's command line: in this process (helpers.run_main)
-          or, where a process is what is tested, in another (kill -9, a server, several
-          replicas or workers, a fresh process's exit status)
+    slow   heavier tests (minutes), run in CI only when time allows
+    cli    runs a script of the repository's command line: in this process (helpers.run_main)
+           or, where a process is what is tested, in another (kill -9, a server, several
+           replicas or workers, a fresh process's exit status)
+    eager  (a module's pytestmark) runs its tf.functions eagerly, module fixtures included:
+           for the modules that test the pipeline around the network (scripts, files, logs,
+           resume, the recipes), where tracing the graph took most of the time; the graph
+           itself is tested in test_cmpc_model, test_video_model, test_trainer and
+           test_golden, and the scripts' own processes (the slow tests) run it as users do
 
     .venv/bin/python -m pytest -q -m "not slow and not cli"   # the fast inner loop
     .venv/bin/python -m pytest -q -m "not slow"               # the default suite (run_tests.sh)
@@ -26,6 +31,22 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: heavier tests, run in CI only when time allows')
     config.addinivalue_line('markers', 'cli: runs a script of the repository\'s command line '
                                        '(deselect with -m "not cli" for a fast inner loop)')
+    config.addinivalue_line('markers', 'eager: (module) runs its tf.functions eagerly')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def tf_functions_eagerly(request):
+    """In a module marked eager, tf.functions run as Python (tf.config.run_functions_eagerly)
+    for its fixtures and tests; other modules trace them as the programs do."""
+    if request.node.get_closest_marker('eager') is None:
+        yield False
+        return
+    import tensorflow as tf
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield True
+    finally:
+        tf.config.run_functions_eagerly(False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from helpers import TINY_FLAGS, run_main, write_batches, write_video_batches, wr
 from util.data_reader import VIDEO_REQUIRED_KEYS, load_batch
 from util.datasets import batches
 
+pytestmark = pytest.mark.eager  # tf.functions run eagerly (conftest.py)
+
 MU = np.array((104.00698793, 116.66876762, 122.67891434))  # the Caffe BGR mean, written out
 
 

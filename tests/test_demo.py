@@ -25,6 +25,8 @@ from PIL import Image
 from helpers import ROOT, TINY, randomise, run_main, script_command, script_env, write_vocab
 from util.cli import InputError
 
+pytestmark = pytest.mark.eager  # tf.functions run eagerly (conftest.py)
+
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
 SENTENCES = ['the red circle left of the big star', 'blorp zzzt']  # the 2nd: no known word
 MAX_PIXELS = 20000  # the server's --max-pixels in the browser test: 130x90 fits, 200x200 not

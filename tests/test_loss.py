@@ -20,6 +20,8 @@ from util.pipeline import loss
 from util.pipeline.loss import sigmoid_loss
 from util.pipeline.settings import TrainSettings
 
+pytestmark = pytest.mark.eager  # tf.functions run eagerly (conftest.py)
+
 
 def test_sigmoid_loss_hand_worked():
     # Logits 0: each pixel costs log 2 whatever its label; 3x3 pixels per image, so every image

@@ -15,6 +15,8 @@ from util.pipeline.models import IMAGE_MODEL, VIDEO_MODEL, checkpoint_model, loa
 from util.pipeline.settings import (PRESETS, ModelSettings, TrainSettings, VideoModelSettings,
                                     run_record)
 
+pytestmark = pytest.mark.eager  # tf.functions run eagerly (conftest.py)
+
 
 def test_n_names_the_module_short_or_dotted():
     image, video = load_model('CMPC_model'), load_model('CMPC_video_mm_tgraph_allvec')

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from util.pipeline.optim import polynomial_decay
 
+pytestmark = pytest.mark.eager  # tf.functions run eagerly (conftest.py)
+
 
 @pytest.mark.parametrize('step, want', [
     (0, 0.00025),

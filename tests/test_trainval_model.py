@@ -13,7 +13,8 @@ import pytest
 
 from helpers import TINY_FLAGS, run_main, run_script, write_batches
 
-pytestmark = pytest.mark.cli  # every test runs trainval_model.py (most in this process)
+# Every test runs trainval_model.py (most in this process).
+pytestmark = [pytest.mark.cli, pytest.mark.eager]
 
 
 def run(args, cwd):

@@ -15,7 +15,7 @@ import pytest
 
 from helpers import TINY_FLAGS, run_main, write_batches, write_video_batches
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.eager]
 SCRIPT = os.path.join('CMPC_video', 'trainval_video.py')
 TRAIN = ['-m', 'train', '-d', 'a2d_sent_new', '-t', 'train', '--random-backbone', '-i', '2',
          '-s', '2', '--seed', '0', '--log-every', '1', '--backbone-blocks', '1,1,1,1'] + TINY_FLAGS
