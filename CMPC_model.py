@@ -173,11 +173,15 @@ class MutanFusion:
         self.lang = [Conv(store, 'lang_trans_%s_head%d' % (level, k), 1, rnn_size, v_emb_dim)
                      for k in range(1, heads + 1)]
 
-    def __call__(self, lang_feat, spatial, visual_feat):
-        # lang_feat [B, 1, 1, rnn]; spatial [B, h, w, 8]; visual_feat [B, h, w, C]
+    def visual(self, visual_feat, spatial):
+        """The picture's side, without the words: each head's tanh(transform of [visual,
+        spatial grid]). visual_feat [B, h, w, C]; spatial [B, h, w, 8] -> 5 x [B, h, w, C]."""
         vis_sp = tf.concat([visual_feat, spatial], 3)  # [B, h, w, C + 8]
-        heads = [tf.tanh(vis(vis_sp)) * tf.tanh(lang(lang_feat))
-                 for vis, lang in zip(self.vis, self.lang)]  # 5 x [B, h, w, C]
+        return [tf.tanh(vis(vis_sp)) for vis in self.vis]
+
+    def __call__(self, lang_feat, vis_heads):
+        # lang_feat [B, 1, 1, rnn]; vis_heads: visual()'s, 5 x [B, h, w, C]
+        heads = [v * tf.tanh(lang(lang_feat)) for v, lang in zip(vis_heads, self.lang)]
         fused = tf.tanh(tf.add_n(heads))
         return l2_normalize(fused, 3)  # [B, h, w, C]
 
@@ -194,7 +198,10 @@ class GraphConv:
 
     def __call__(self, nodes, adj):
         # nodes [B, 1, N, C]; adj [B, N, N]
-        message = tf.matmul(adj, nodes[:, 0])[:, None]  # [B, 1, N, C]
+        return self.gathered(nodes, tf.matmul(adj, nodes[:, 0])[:, None])
+
+    def gathered(self, nodes, message):
+        """The update after the messages: nodes, message [B, 1, N, C] -> [B, 1, N, C]."""
         x = tf.nn.relu(nodes + self.ln_feat(message))
         return tf.nn.relu(self.ln_update(self.update(x)))  # [B, 1, N, C]
 
@@ -218,10 +225,14 @@ class RelationAwareReasoning:
         affinity = words_parse[:, :, :, 2] * affinity  # (static) relation weights [B, 1, T]
         attn_words = cast(masked_softmax(affinity, valid[:, None, :], axis=2), nodes.dtype)
         attn_nodes = softmax(affinity, axis=1)  # [B, HW, T]
-        # Pad columns of attn_nodes meet zeros of attn_words, so they drop out of adj.
-        adj = tf.matmul(attn_words, attn_nodes, transpose_b=True)  # [B, HW, HW]
-
-        x = self.graph_conv(tf.reshape(nodes, [B, 1, h * w, C]), adj)  # [B, 1, HW, C]
+        # The original's adjacency is attn_words @ attn_nodes^T [B, HW, HW], of rank <= T (pad
+        # columns of attn_nodes meet zeros of attn_words), and the messages adj @ nodes. The
+        # same product in the other order, attn_words @ (attn_nodes^T @ nodes), takes about
+        # HW / (2 T) times fewer multiplications (40 at 40 x 40) and no [HW, HW] matrix.
+        flat = tf.reshape(nodes, [B, h * w, C])
+        words_nodes = tf.matmul(attn_nodes, flat, transpose_a=True)  # [B, T, C]
+        message = tf.matmul(attn_words, words_nodes)[:, None]  # [B, 1, HW, C]
+        x = self.graph_conv.gathered(flat[:, None], message)  # [B, 1, HW, C]
         return l2_normalize(tf.reshape(x, [B, h, w, C]), 3)
 
 
@@ -404,6 +415,15 @@ class LSTM_model(tf.Module):
         self.forward_fn = tf.function(
             lambda words, visual: self.build_graph(words, visual), jit_compile=xla,
             input_signature=self.input_signature)
+        # The forward in two parts (the backbone once per picture, then each expression).
+        self.visual_fn = tf.function(self.visual_features, jit_compile=xla,
+                                     input_signature=self.input_signature[1:])
+        features = tf.TensorSpec([None, s.vf_h, s.vf_w, s.v_emb_dim], self.compute_dtype)
+        self.segment_fn = tf.function(
+            lambda words, visual: self.segment(words, visual), jit_compile=xla,
+            input_signature=[self.input_signature[0], {lv: {
+                'lateral': features, 'mutan': [features] * len(self.mutan[lv].vis)}
+                for lv in self.levels}])
 
     # -- what a subclass (the video model) changes ---------------------------------------------
 
@@ -439,16 +459,35 @@ class LSTM_model(tf.Module):
         """words int32 [B, T], im float32 [B, H, W, 3] -> dict of tensors (logits and maps).
         keep_probs: (keep_prob_emb, keep_prob_rnn), the word encoder's dropout in a train step
         (the Trainer passes its settings'); None at inference, no dropout."""
+        return self.segment(words, self.visual_features(im), keep_probs)
+
+    def visual_features(self, im):
+        """The part of the forward that depends only on the picture: im [B, H, W, 3] ->
+        {level: {'lateral': [B, vf_h, vf_w, v_emb], 'mutan': 5 x [B, vf_h, vf_w, v_emb]}}, the
+        backbone's res5 / res4 / res3 through the lateral convs and MUTAN's visual heads.
+        Computed once, it serves every expression on that picture (`segment`)."""
+        return self.picture_side(self.backbone(cast(im, self.compute_dtype)))
+
+    def picture_side(self, backbone_out):
+        """visual_features from the backbone's endpoints (the video model's: of the frames)."""
+        lateral = self.lateral_features(backbone_out)
+        rows = tf.shape(lateral[self.levels[0]])[0]
+        spatial = tf.tile(cast(self.spatial, self.compute_dtype), [rows, 1, 1, 1])
+        return {lv: {'lateral': vis, 'mutan': self.mutan[lv].visual(vis, spatial)}
+                for lv, vis in lateral.items()}
+
+    def segment(self, words, visual, keep_probs=None):
+        """The part of the forward that takes the words: words [B, T] and visual_features of
+        their pictures, row for row -> the outputs of build_graph."""
         B = tf.shape(words)[0]
-        visual = self.backbone(cast(im, self.compute_dtype))
         words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
         valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
 
         fusion = {}
-        for lv, vis in self.lateral_features(visual).items():  # [B, h, w, v_emb]
-            vis_la_sp = self.mutan[lv](valid_lang, spatial, vis)  # [B, h, w, v_emb]
+        for lv in self.levels:
+            vis_la_sp = self.mutan[lv](valid_lang, visual[lv]['mutan'])  # [B, h, w, v_emb]
             graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [vis_la_sp, graph], valid_lang, spatial)
         return self.decode(fusion, self.necessary_lang(words_feat, words_parse), words_parse)
@@ -513,23 +552,44 @@ class LSTM_model(tf.Module):
         words, im = self.check_inputs(words, im)
         return {k: v.numpy() for k, v in self.forward_fn(words, im).items()}
 
-    def check_inputs(self, words, im, mask=None):
-        """The numpy inputs of a forward (and the mask of a train step) checked against the
-        model's sizes and vocabulary, as int32 / float32; ValueError names the bad one."""
-        words = np.asarray(words)
+    def forward_visual(self, im):
+        """The forward's first part on numpy: im [B, H, W, 3] (the video model: clips) ->
+        visual_features, as tensors to pass to forward_words."""
+        return self.visual_fn(self.check_picture(im))
+
+    def forward_words(self, words, visual):
+        """The forward's second part: words [B, T] and forward_visual's features of their
+        pictures, row for row (a picture's rows repeated for several expressions,
+        `repeat_visual`) -> numpy outputs equal to forward(words, im)."""
+        words = self.check_words(words)
+        return {k: v.numpy() for k, v in self.segment_fn(words, visual).items()}
+
+    def check_picture(self, im, batch=None):
+        """im (or clip) as float32, checked against the model's size (and batch when given)."""
         im = np.asarray(im, dtype=np.float32)
         want = tuple(self.input_signature[1].shape[1:])
+        if im.shape[1:] != want or (batch is not None and im.shape[0] != batch):
+            raise ValueError('%s must be [B, %s]%s, got shape %s'
+                             % (self.input_name, ', '.join(map(str, want)),
+                                '' if batch is None else ' with B = %d' % batch, list(im.shape)))
+        return im
+
+    def check_words(self, words):
+        """words as int32 [B, T] left-padded ids of the vocabulary; ValueError otherwise."""
+        words = np.asarray(words)
         if words.ndim != 2 or words.shape[1] != self.num_steps:
             raise ValueError('words must be [B, %d] (left-padded ids), got shape %s'
                              % (self.num_steps, list(words.shape)))
-        if im.shape[1:] != want or im.shape[0] != words.shape[0]:
-            raise ValueError('%s must be [B, %s] with B = %d, got shape %s'
-                             % (self.input_name, ', '.join(map(str, want)), words.shape[0],
-                                list(im.shape)))
         if words.min() < 0 or words.max() >= self.vocab_size:
             raise ValueError('word ids must lie in [0, %d), got %d..%d'
                              % (self.vocab_size, words.min(), words.max()))
-        words = words.astype(np.int32)
+        return words.astype(np.int32)
+
+    def check_inputs(self, words, im, mask=None):
+        """The numpy inputs of a forward (and the mask of a train step) checked against the
+        model's sizes and vocabulary, as int32 / float32; ValueError names the bad one."""
+        words = self.check_words(words)
+        im = self.check_picture(im, batch=words.shape[0])
         if mask is None:
             return words, im
         mask = np.asarray(mask, dtype=np.float32)

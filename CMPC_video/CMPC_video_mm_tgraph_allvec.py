@@ -125,14 +125,17 @@ class LSTM_model(CMPC_model.LSTM_model):
         words = super().input_signature[0]
         return [words, tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
 
-    def build_graph(self, words, clip, keep_probs=None):
-        """words int32 [B, T], clip float32 [B, frames, H, W, 3] -> dict of tensors (logits and
-        maps of the annotated frame); keep_probs as the image model's."""
+    def visual_features(self, clip):
+        """clip [B, frames, H, W, 3] -> the image model's visual_features of the sampled
+        frames, [B * 5, ...] sample by sample (build_graph's first part)."""
+        return self.picture_side(self.backbone(cast(sample_frames(clip), self.compute_dtype)))
+
+    def segment(self, words, visual, keep_probs=None):
+        """words [B, T] and visual_features of their clips -> the outputs of the annotated
+        frame (build_graph's second part)."""
         B, F = tf.shape(words)[0], len(SAMPLED_FRAMES)
-        visual = self.backbone(cast(sample_frames(clip), self.compute_dtype))  # B * F frames
         words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
-        spatial_frames = tf.repeat(spatial, F, axis=0)  # [BF, h, w, 8]
         entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
         ea_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
         action_lang = weighted_words(words_parse[:, :, :, 3], words_feat)
@@ -140,9 +143,10 @@ class LSTM_model(CMPC_model.LSTM_model):
         ea_frames = tf.repeat(ea_lang, F, axis=0)  # [BF, 1, 1, rnn]: each frame its sentence
 
         fusion = {}
-        for lv, vis in self.lateral_features(visual).items():  # [BF, h, w, C]
+        for lv in self.levels:
+            vis = visual[lv]['lateral']  # [BF, h, w, C]
             h, w, C = vis.shape[1], vis.shape[2], vis.shape[3]
-            mm_feat = self.mutan[lv](ea_frames, spatial_frames, vis)  # [BF, h, w, C]
+            mm_feat = self.mutan[lv](ea_frames, visual[lv]['mutan'])  # [BF, h, w, C]
             nodes = self.temporal_graph[lv](mm_feat, action_lang)  # [B, 1, F, C]
             key_mm = tf.reshape(mm_feat, [-1, F, h, w, C])[:, ANNOTATED]  # [B, h, w, C]
             key_vis = tf.reshape(vis, [-1, F, h, w, C])[:, ANNOTATED]

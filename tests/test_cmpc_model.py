@@ -203,7 +203,9 @@ def test_mutan_fusion_against_numpy():
     lang = rng.randn(2, 1, 1, 6)
     spatial = rng.randn(2, 3, 4, 8)
     vis = rng.randn(2, 3, 4, 6)
-    got = mutan(*[tf.constant(a, tf.float32) for a in (lang, spatial, vis)]).numpy()
+    lang_t, spatial_t, vis_t = [tf.constant(a, tf.float32) for a in (lang, spatial, vis)]
+    # The picture's side (visual_features computes it once per picture), then the words'.
+    got = mutan(lang_t, mutan.visual(vis_t, spatial_t)).numpy()
     for b in range(2):
         want = mutan_fusion(p, lang[b, 0, 0], spatial[b], vis[b], 'c4')
         np.testing.assert_allclose(got[b], want, rtol=BLOCK_RTOL, atol=BLOCK_ATOL)

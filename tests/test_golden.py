@@ -69,12 +69,20 @@ def test_weights_and_moments_after_the_step_are_unchanged(trained):
              if v.trainable and n.startswith('text_objseg/')]
     assert sorted('weights/' + n for n in names) == sorted(k for k in REF.files
                                                            if k.startswith('weights/'))
+    # Some gradients are zero in exact arithmetic (the biases of the exchange's key convs shift
+    # every position's score alike, and the softmax over positions ignores them): their
+    # moments hold float32 residue only, at most ~1e-12 of the largest moment, which any other
+    # order of the same sums changes (e.g. the relation graph's product reassociated). The
+    # floor, 1e-10 of the largest moment, lies above that residue and 30x below the smallest
+    # moment that is not zero in exact arithmetic (~6e-7 of a largest 174).
+    floor = 1e-10 * max(np.abs(REF['adam_m/' + n]).max() for n in names)
     for name in names:
         idx = golden.sample_indices(name, int(np.prod(model.store[name].shape)))
         w = model.store[name].numpy().reshape(-1)[idx]
         m = model.store['text_objseg/' + name + '/Adam'].numpy().reshape(-1)[idx]
         w_ref, m_ref = REF['weights/' + name], REF['adam_m/' + name]
-        np.testing.assert_allclose(m, m_ref, rtol=1e-3, atol=1e-4 * np.abs(m_ref).max() + 1e-12,
+        np.testing.assert_allclose(m, m_ref, rtol=1e-3,
+                                   atol=max(1e-4 * np.abs(m_ref).max(), floor) + 1e-12,
                                    err_msg=name)
         steady = np.abs(m_ref) > 1e-5  # |g| > 1e-4
         np.testing.assert_allclose(w[steady], w_ref[steady], rtol=0, atol=1e-6, err_msg=name)
