@@ -109,7 +109,9 @@ def test_a2d_samples_quirks_and_arrays(a2d, capsys):
         assert 'warning: ' + line in out, line
 
     test = load(root, 'test', 0)
-    assert sorted(test) == ['frame_id', 'frames', 'mask_batch', 'sent_batch', 'text_batch']
+    assert sorted(test) == ['frame_id', 'frames', 'image_id', 'mask_batch', 'sent_batch',
+                            'text_batch']
+    assert test['image_id'].tolist() == ['vidB/00002.png']  # the clip: its annotated frame
     # frame 2 of a 5-frame video: [2 - 8, 2 + 8) clamped to 1..5
     window = [1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 5, 5, 5]
     np.testing.assert_array_equal(test['frames'], frames['vidB'][np.array(window) - 1])

@@ -90,13 +90,15 @@ def _orig_prepare(im, mask, setname):
 
 
 def original_build(syn, dataset, setname, out, T=20):
+    """The original's files of a split, written to out; returns each file's picture (the
+    referit image file, the COCO image id), what our builder stores as image_id."""
     from pycocotools import mask as cocomask
     vocab_words = [w.strip() for w in open(syn / 'vocabulary_synthetic.txt').readlines()]
     vocab = {vocab_words[n]: n for n in range(len(vocab_words))}
     folder = out / dataset / (setname + '_batch')
     folder.mkdir(parents=True)
     prefix = dataset + '_' + setname
-    n = 0
+    n, ids = 0, []
     if dataset == 'referit':
         query = json.load(open(syn / ('referit_query_%s.json' % setname)))
         for name in query.keys():
@@ -105,8 +107,9 @@ def original_build(syn, dataset, setname, out, T=20):
                 mask = (sio.loadmat(syn / 'referit/mask' / (name + '.mat'))['segimg_t'] == 0)
                 im, mask = _orig_prepare(im, mask.astype(np.float32), setname)
                 _orig_save(folder, prefix, n, orig_tokens(sent, vocab, T), im, mask, sent)
+                ids.append(name.split('_', 1)[0] + '.jpg')
                 n += 1
-        return n
+        return ids
     name, split_by = COCO[dataset]
     with open(syn / 'refer' / name / ('refs(%s).p' % split_by), 'rb') as f:
         refs_list = pickle.load(f)  # our own fixture: the stock loader, as refer.py did
@@ -125,8 +128,9 @@ def original_build(syn, dataset, setname, out, T=20):
         for sentence in ref['sentences']:
             _orig_save(folder, prefix, n, orig_tokens(sentence['sent'], vocab, T), im, mask,
                        sentence['sent'])
+            ids.append(ref['image_id'])
             n += 1
-    return n
+    return ids
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -146,17 +150,21 @@ def run(syn, dataset, setname, out, *extra):
     return build_batches.main(args)
 
 
-def assert_same_batches(ours, ref, dataset, setname, expected_count):
+def assert_same_batches(ours, ref, dataset, setname, image_ids):
+    """Our files equal the original's array for array, with image_id added (image_ids: each
+    file's, original_build's)."""
     folder = os.path.join(ours, dataset, setname + '_batch')
     ref_folder = os.path.join(ref, dataset, setname + '_batch')
     names = sorted(f for f in os.listdir(ref_folder))
-    assert len(names) == expected_count > 0
+    assert len(names) == len(image_ids) > 0
     assert sorted(f for f in os.listdir(folder) if not f.startswith('.')) == names
     gray_seen = False
     for name in names:
         with np.load(os.path.join(folder, name)) as a, np.load(os.path.join(ref_folder, name)) as b:
-            assert sorted(a.files) == sorted(b.files) == ['im_batch', 'mask_batch', 'sent_batch',
-                                                         'text_batch']
+            assert sorted(b.files) == ['im_batch', 'mask_batch', 'sent_batch', 'text_batch']
+            assert sorted(a.files) == sorted(b.files + ['image_id'])
+            n = int(name[len(dataset) + len(setname) + 2:-len('.npz')])
+            assert a['image_id'].tolist() == [str(image_ids[n])], name
             for key in b.files:
                 assert a[key].dtype == b[key].dtype, (name, key)
                 assert a[key].shape == b[key].shape, (name, key)
@@ -178,9 +186,9 @@ def assert_same_batches(ours, ref, dataset, setname, expected_count):
     ('unc', 'train'), ('unc', 'testA'), ('unc+', 'val'), ('unc+', 'testB'), ('Gref', 'train'),
     ('Gref', 'val'), ('Gref_umd', 'test'), ('referit', 'trainval'), ('referit', 'test')])
 def test_same_files_as_the_original(syn, tmp_path, dataset, setname):
-    n = original_build(syn, dataset, setname, tmp_path / 'orig')
+    ids = original_build(syn, dataset, setname, tmp_path / 'orig')
     assert run(syn, dataset, setname, tmp_path / 'ours') == 0
-    assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', dataset, setname, n)
+    assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', dataset, setname, ids)
 
 
 def test_numbering_follows_the_refs_file_order(syn, tmp_path):
@@ -194,9 +202,9 @@ def test_numbering_follows_the_refs_file_order(syn, tmp_path):
         refs = pickle.load(f)
     with open(copy / 'refer/refcoco/refs(unc).p', 'wb') as f:
         pickle.dump(refs[::-1], f, protocol=2)
-    n = original_build(copy, 'unc', 'val', tmp_path / 'orig')
+    ids = original_build(copy, 'unc', 'val', tmp_path / 'orig')
     assert run(copy, 'unc', 'val', tmp_path / 'ours') == 0
-    assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', 'unc', 'val', n)
+    assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', 'unc', 'val', ids)
     with np.load(tmp_path / 'ours/unc/val_batch/unc_val_0.npz') as z:
         last_val = [r for r in refs if r['split'] == 'val'][-1]
         assert z['sent_batch'][0] == last_val['sentences'][0]['sent']
@@ -204,9 +212,9 @@ def test_numbering_follows_the_refs_file_order(syn, tmp_path):
 
 @pytest.mark.cli  # -j 2: a pool of worker processes
 def test_parallel_workers_and_grayscale(syn, tmp_path):
-    n = original_build(syn, 'Gref_umd', 'train', tmp_path / 'orig')
+    ids = original_build(syn, 'Gref_umd', 'train', tmp_path / 'orig')
     assert run(syn, 'Gref_umd', 'train', tmp_path / 'ours', '-j', '2') == 0
-    gray = assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', 'Gref_umd', 'train', n)
+    gray = assert_same_batches(tmp_path / 'ours', tmp_path / 'orig', 'Gref_umd', 'train', ids)
     assert gray, 'the fixture should contain a grayscale image (tiled to 3 channels)'
 
 
@@ -267,7 +275,7 @@ def _partial_temps(folder):
 
 @pytest.mark.cli
 def test_killed_build_resumes_without_truncated_files(syn, tmp_path):
-    n = original_build(syn, 'unc', 'train', tmp_path / 'orig')
+    ids = original_build(syn, 'unc', 'train', tmp_path / 'orig')
     out = tmp_path / 'ours'
     folder = out / 'unc' / 'train_batch'
     args = ['-d', 'unc', '-t', 'train', '--synthetic', str(syn), '--out', str(out),
@@ -293,11 +301,12 @@ def test_killed_build_resumes_without_truncated_files(syn, tmp_path):
 
     names = os.listdir(folder)
     finals = sorted(f for f in names if f.endswith('.npz'))
-    assert len(finals) == 2 < n, 'killed while writing the third file'
+    assert len(finals) == 2 < len(ids), 'killed while writing the third file'
     assert _partial_temps(folder), 'a partial temporary file is left'
     for f in finals:  # nothing truncated under a final name
         with np.load(folder / f) as z:
-            assert sorted(z.files) == ['im_batch', 'mask_batch', 'sent_batch', 'text_batch']
+            assert sorted(z.files) == ['im_batch', 'image_id', 'mask_batch', 'sent_batch',
+                                       'text_batch']
             assert z['im_batch'].size and z['mask_batch'].size  # decompresses fully
     # a stray temp from some other crash as well
     (folder / '.unc_train_0.npz.crashed.tmp').write_bytes(b'PK\x03\x04 truncated')
@@ -307,7 +316,7 @@ def test_killed_build_resumes_without_truncated_files(syn, tmp_path):
     names = os.listdir(folder)
     assert not [f for f in names if f.endswith('.tmp')]
     assert {f: os.stat(folder / f).st_mtime_ns for f in finals} == stamps  # kept, not redone
-    assert_same_batches(out, tmp_path / 'orig', 'unc', 'train', n)
+    assert_same_batches(out, tmp_path / 'orig', 'unc', 'train', ids)
 
 
 def test_rerun_with_other_settings_is_refused(syn, tmp_path, capsys):

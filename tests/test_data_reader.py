@@ -197,6 +197,8 @@ BAD_FILES = {
     'empty sentence array': (_write(**_good_arrays(sent_batch=np.array([], dtype=str))),
                              ': sent_batch is <U1 [0]; expected str or bytes, non-empty (the '
                              'sentence at [0])'),
+    'numeric image id': (_write(**_good_arrays(image_id=np.array([7]))),
+                         ': image_id is int64 [1]; expected str [1], the identity of the picture'),
 }
 
 

@@ -135,6 +135,7 @@ def test_segment_gives_predict_modes_masks_and_says_what_it_read(workspace):
     assert '| `blorp` (unknown) |' in slots[1]['markdown']
     # The two sentences give different masks, so the comparison above pairs them up.
     assert not np.array_equal(slots[0]['mask'], slots[1]['mask'])
+    assert demo.predictor.forward.backbone_runs == 1  # the image once for both sentences
     # Bad input: a message, no result.
     assert demo.segment(workspace['image'], '', False) == (
         'error: no sentence: type one referring expression per line', [])

@@ -51,6 +51,26 @@ def test_masks_match_forward_and_original_postprocessing(predict_workspace, pred
             np.testing.assert_array_equal(overlay[mask == 0], image[mask == 0])
 
 
+def test_the_backbone_runs_once_per_image_for_several_sentences(predict_workspace, tmp_path,
+                                                                 monkeypatch):
+    # 2 images x 3 sentences: 6 predictions, 2 backbone runs (counted by the Predictor's
+    # OncePerPicture); the masks are test_masks_match_forward_and_original_postprocessing's.
+    from util.inference import predict
+    from util.pipeline import once_per_picture
+    root, _, paths = predict_workspace
+    made = []
+
+    class Counted(once_per_picture.OncePerPicture):
+        def __init__(self, model):
+            super().__init__(model)
+            made.append(self)
+    monkeypatch.setattr(once_per_picture, 'OncePerPicture', Counted)
+    records = predict.run_predict(paths['checkpoint'], [paths['rgb.png'], paths['grey.png']],
+                                  SENTENCES + ['the blue square'], str(tmp_path), explain=False,
+                                  log=lambda msg: None)
+    assert len(records) == 6 and len(made) == 1 and made[0].backbone_runs == 2
+
+
 @pytest.mark.cli
 def test_json_records_and_explanation(predicted):
     out_dir = predicted[0]

@@ -27,8 +27,8 @@ import zlib
 
 import numpy as np
 
-from util.datasets.batches import (ANNOTATED_FRAME, FRAMES, IMAGE, IMAGE_KEYS, MASK, SENT, SPECS,
-                                   TEXT, VIDEO_KEYS)
+from util.datasets.batches import (ANNOTATED_FRAME, FRAMES, IMAGE, IMAGE_ID, IMAGE_KEYS, MASK,
+                                   SENT, SPECS, TEXT, VIDEO_KEYS)
 
 # The keys a file must hold (the format is util/datasets/batches.py's): an image sample's, or a
 # video sample's, whose im_batch, the annotated frame, may be left out (load_batch adds it).
@@ -122,6 +122,9 @@ def _check_arrays(path, batch):
                'bool or numeric %s, the h, w of im_batch' % list(im.shape[:2]))
     if sent is not None and not (sent.size and sent.dtype.kind in 'US'):
         refuse(SENT)
+    image_id = batch.get(IMAGE_ID)
+    if image_id is not None and not (image_id.size == 1 and image_id.dtype.kind in 'US'):
+        refuse(IMAGE_ID)
     frames = batch.get(FRAMES)
     if frames is not None and not (
             frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME
@@ -204,10 +207,14 @@ class DataReader:
     `start`: the position in the stream (over epochs, all shards' files counted) to begin at,
     e.g. step x global batch for a resumed run: the stream goes on exactly as a reader begun at
     0 with the same seed would have gone on (the skipped epochs' orders are drawn, not read).
+
+    `order` (without shuffle): the file numbers of an epoch in the order to read them (test
+    mode's picture by picture, picture_order); default 0, 1, ..., num_batch - 1.
     """
 
     def __init__(self, folder_name, prefix, shuffle=True, prefetch_num=8, seed=None,
-                 required_keys=REQUIRED_KEYS, shard=0, num_shards=1, global_batch=1, start=0):
+                 required_keys=REQUIRED_KEYS, shard=0, num_shards=1, global_batch=1, start=0,
+                 order=None):
         self.folder_name = folder_name
         self.prefix = prefix
         self.shuffle = shuffle
@@ -231,6 +238,10 @@ class DataReader:
         num_batch = count_batches(folder_name, prefix)
         print('found %d batches under %s with prefix "%s"' % (num_batch, folder_name, prefix))
         self.num_batch = num_batch
+        if order is not None and (shuffle or sorted(order) != list(range(num_batch))):
+            raise ValueError('data reader: order must be a permutation of the %d files, '
+                             'without shuffle' % num_batch)
+        self.order = np.arange(num_batch) if order is None else np.asarray(order)
 
         self._rng = np.random.default_rng(seed)
         self._queue = queue.Queue(maxsize=prefetch_num)
@@ -256,8 +267,7 @@ class DataReader:
         position = 0  # in the stream of all shards' files, over epochs
         while not self._stop.is_set():
             # A new order for every epoch, so each file is read exactly once per epoch.
-            order = (self._rng.permutation(self.num_batch) if self.shuffle
-                     else np.arange(self.num_batch))
+            order = self._rng.permutation(self.num_batch) if self.shuffle else self.order
             if position + self.num_batch <= self.start:  # an epoch before `start`: drawn only
                 position += self.num_batch
                 continue

@@ -12,8 +12,13 @@ counts them the original's way). One file is one referring expression (image) or
     im_batch    uint8 [h, w, 3] RGB            sent_batch  str   [1]
     mask_batch  bool  [h, w]                   frame_id    int64 []  annotated frame (from 1)
     sent_batch  str   [1]  the expression      frames      uint8 [CLIP_FRAMES, h, w, 3] RGB
+    image_id    str   [1]  the picture's       image_id    str   [1]  the clip's: <video
+                identity (added by the port)               folder>/<annotated frame file>
                                                im_batch    only in the original's layout:
                                                            frames[ANNOTATED_FRAME]
+image_id, written by this port's builders, tells which files share a picture (test mode runs
+the backbone once per picture, util/pipeline/evaluate.picture_order); the original's files,
+without it, are grouped by their image's bytes.
 Training splits (names containing 'train' for images, 'train' for video) are resized and
 zero-padded to a square side (INPUT_SIZE, 320): the image or each frame as uint8
 (img_as_ubyte of resize_and_pad), the mask as float then > 0; other splits keep the image's
@@ -52,6 +57,7 @@ from util.pipeline import contract
 # -- the keys, dtypes and shapes
 TEXT, IMAGE, MASK, SENT = 'text_batch', 'im_batch', 'mask_batch', 'sent_batch'
 FRAMES, FRAME_ID = 'frames', 'frame_id'
+IMAGE_ID = 'image_id'  # optional: which files share a picture
 IMAGE_KEYS = (TEXT, IMAGE, MASK, SENT)
 # im_batch of a video sample is frames[ANNOTATED_FRAME] and may be left out (load_batch adds it).
 VIDEO_KEYS = (TEXT, FRAMES, MASK, SENT)
@@ -59,7 +65,8 @@ VIDEO_KEYS = (TEXT, FRAMES, MASK, SENT)
 SPECS = {TEXT: 'integer [T]', IMAGE: 'uint8 [h, w, 3] or [h, w]',
          MASK: 'bool or numeric [h, w], the h, w of im_batch',
          SENT: 'str or bytes, non-empty (the sentence at [0])',
-         FRAMES: 'uint8 [16, h, w, 3], the h, w of mask_batch'}
+         FRAMES: 'uint8 [16, h, w, 3], the h, w of mask_batch',
+         IMAGE_ID: 'str [1], the identity of the picture'}
 T = 20            # words per expression
 INPUT_SIZE = 320  # side of the training images and frames
 # The settings manifests in a split folder (their names are the original builders').
@@ -120,18 +127,24 @@ def stored_clip(frames, mask, train, size):
     return np.stack(frames).astype(np.uint8), mask > 0  # [16, h, w, 3], [h, w]
 
 
-def image_sample(words, im, mask, sent):
-    """The arrays of one image sample file (IMAGE_KEYS), from stored_image's im and mask."""
-    return {TEXT: np.asarray(words, np.int64), IMAGE: im, MASK: mask, SENT: [sent]}
+def image_sample(words, im, mask, sent, image_id=None):
+    """The arrays of one image sample file (IMAGE_KEYS, and image_id when known), from
+    stored_image's im and mask."""
+    arrays = {TEXT: np.asarray(words, np.int64), IMAGE: im, MASK: mask, SENT: [sent]}
+    if image_id is not None:
+        arrays[IMAGE_ID] = [str(image_id)]
+    return arrays
 
 
-def clip_sample(words, frames, mask, sent, frame_id, original_layout=False):
-    """The arrays of one video sample file; original_layout adds im_batch, the annotated
-    frame, as the original wrote it."""
+def clip_sample(words, frames, mask, sent, frame_id, image_id, original_layout=False):
+    """The arrays of one video sample file; original_layout leaves out image_id and adds
+    im_batch, the annotated frame, as the original wrote it."""
     arrays = {TEXT: np.asarray(words, np.int64), MASK: mask, SENT: [sent],
               FRAME_ID: np.int64(frame_id), FRAMES: frames}
     if original_layout:
         arrays[IMAGE] = frames[ANNOTATED_FRAME]
+    else:
+        arrays[IMAGE_ID] = [image_id]
     return arrays
 
 
@@ -205,10 +218,11 @@ class ImageEntry:
     numbered consecutively in the order yielded. load() -> (im uint8 [h, w(, 3)], mask [h, w])
     reads the release's files (a module-level function or functools.partial of one: entries go
     to worker processes); errors name `what`. Each sentence is stored as given (sent_batch) and
-    tokenised into text_batch."""
+    tokenised into text_batch. image_id: the picture's identity (stored as image_id)."""
     sents: list
     load: Callable
     what: str
+    image_id: str = None
 
 
 _CFG = {}
@@ -232,7 +246,7 @@ def _write_entry(job):
             words = encode(entry.sents[n - n0], cfg['vocab_dict'], cfg['num_words'])
         except ValueError as e:
             raise ValueError('%s, sentence %d: %s' % (entry.what, n - n0, e)) from None
-        writer.save(n, image_sample(words, im, mask, entry.sents[n - n0]))
+        writer.save(n, image_sample(words, im, mask, entry.sents[n - n0], entry.image_id))
     return len(todo)
 
 
@@ -332,5 +346,8 @@ def write_clip(writer, entry, vocab_dict, num_words, train, size, original_layou
                          % (entry.frame_paths[ANNOTATED_FRAME], entry.frame_id,
                             list(entry.mask.shape), list(ims[0].shape[:2])))
     frames, mask = stored_clip(ims, entry.mask, train, size)
-    writer.save(n, clip_sample(words, frames, mask, entry.sent, entry.frame_id, original_layout))
+    # The clip is the annotated frame's window: '<video folder>/<annotated frame file>' names it.
+    image_id = '/'.join(os.path.normpath(entry.frame_paths[ANNOTATED_FRAME]).split(os.sep)[-2:])
+    writer.save(n, clip_sample(words, frames, mask, entry.sent, entry.frame_id, image_id,
+                               original_layout))
     writer.written += 1

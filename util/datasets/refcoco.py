@@ -56,7 +56,7 @@ def entries(name, split, refer_root, coco_root):
     for ref in refs:
         what = '%s ref %s (ann %s)' % (refer.ref_file, ref['ref_id'], ref['ann_id'])
         out.append(ImageEntry(
-            sents=[s['sent'] for s in ref['sentences']], what=what,
+            sents=[s['sent'] for s in ref['sentences']], what=what, image_id=ref['image_id'],
             load=functools.partial(load, image_path(coco_root, ref['image_id']),
                                    refer.segmentation(ref), what)))
     return out

@@ -52,6 +52,7 @@ def entries(split, query_dir, referit_root):
             raise ValueError('%s: entry %r must be a list of sentences' % (path, name))
         what = '%s entry %s' % (path, name)
         image = os.path.join(referit_root, 'images', name.split('_', 1)[0] + '.jpg')
-        out.append(ImageEntry(sents=sents, what=what, load=functools.partial(
-            load, image, os.path.join(referit_root, 'mask', name + '.mat'), what)))
+        mask = os.path.join(referit_root, 'mask', name + '.mat')
+        out.append(ImageEntry(sents=sents, what=what, image_id=os.path.basename(image),
+                              load=functools.partial(load, image, mask, what)))
     return out

@@ -205,22 +205,23 @@ def bbox_xywh(mask):
             int(ys.max() - ys.min() + 1)]
 
 
-def predict_one(model, image, words, dcrf=False, levels=True):
+def predict_one(model, image, words, dcrf=False, levels=True, forward=None):
     """Runs the model on one image and one id sequence, with test mode's post-processing
     (util/evaluate.image_masks). Returns numpy maps at the image's resolution: mask (bool),
-    prob (float32), mask_dcrf (bool or None), levels {c3: {prob, mask}}, word_types [T, types]."""
+    prob (float32), mask_dcrf (bool or None), levels {c3: {prob, mask}}, word_types [T, types].
+    forward: model.forward or an equal one (Predictor's OncePerPicture)."""
     proc_im, im = contract.network_input(image, model.H, model.W)
-    out = {k: v[0] for k, v in model.forward(words[None], im[None]).items()}
+    out = {k: v[0] for k, v in (forward or model.forward)(words[None], im[None]).items()}
     return postprocess(out, image, proc_im, dcrf, levels)
 
 
-def predict_clip(model, clip, words, dcrf=False, levels=True):
+def predict_clip(model, clip, words, dcrf=False, levels=True, forward=None):
     """predict_one for the video model: clip, 16 RGB uint8 frames (batches.clip_window's),
     each resized and padded as test mode does (util/evaluate.clip_test_sample); the maps are
     the annotated frame's, clip[ANNOTATED_FRAME]."""
     inputs = [contract.network_input(frame, model.H, model.W) for frame in clip]
     net = np.stack([im for _, im in inputs])
-    out = {k: v[0] for k, v in model.forward(words[None], net[None]).items()}
+    out = {k: v[0] for k, v in (forward or model.forward)(words[None], net[None]).items()}
     return postprocess(out, clip[ANNOTATED_FRAME], inputs[ANNOTATED_FRAME][0], dcrf, levels)
 
 
@@ -313,7 +314,7 @@ class Predictor:
                                                 kinds, model_name)
         self.num_steps = self.settings.num_steps
         self.video = self.settings.kind == 'video'
-        self.model = None
+        self.model = self.forward = None  # forward: the backbone once per picture
 
     def describe(self):
         return 'checkpoint %s (vocabulary %s, %d words)' % (self.prefix, self.vocab_path,
@@ -322,7 +323,9 @@ class Predictor:
     def load(self, log=print):
         if self.model is None:
             log('Loading ' + self.describe())
+            from util.pipeline.once_per_picture import OncePerPicture  # imports TensorFlow
             self.model = restore_model(self.prefix, self.module, self.settings)
+            self.forward = OncePerPicture(self.model)
         return self
 
     def word_types(self):
@@ -346,7 +349,8 @@ class Predictor:
         sentence, plus 'word_ids', 'words' (word_records), 'dropped' and 'all_unknown'."""
         ids, kept, unknown, dropped = self.encode(sentence)
         run = predict_clip if self.video else predict_one
-        res = run(self.load().model, image, ids, dcrf=dcrf, levels=True)
+        self.load()
+        res = run(self.model, image, ids, dcrf=dcrf, levels=True, forward=self.forward)
         res.update(word_ids=ids, dropped=dropped, all_unknown=all(unknown),
                    words=word_records(kept, unknown, ids, res['word_types'],
                                       self.word_types()))

@@ -12,6 +12,7 @@ Test mode, the benchmark and predict mode all use it; validation during training
 arrays with `up` and `sigm` [B, H, W, 1] (LSTM_model.forward).
 """
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ import numpy as np
 from util.pipeline import contract
 from util import im_processing
 from util.data_reader import REQUIRED_KEYS, DataReader
-from util.datasets.batches import FRAMES, IMAGE, MASK, SENT, TEXT
+from util.datasets.batches import FRAMES, IMAGE, IMAGE_ID, MASK, SENT, TEXT, batch_path
 from util.eval_tools import EVAL_IOU_THRESHOLDS, SegEvaluator, compute_mask_IU
 
 PLAIN, DCRF = 'without DenseCRF', 'with DenseCRF'
@@ -37,6 +38,7 @@ class Sample:
     net_im: np.ndarray
     mask: np.ndarray = None
     sent: str = ''
+    index: int = None  # the batch file's number (None: in the order evaluate sees it)
 
 
 def test_sample(batch, H, W):
@@ -57,27 +59,60 @@ def clip_test_sample(batch, H, W):
 
 
 def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False, make_sample=test_sample,
-                 required_keys=REQUIRED_KEYS):
-    """(number of samples, iterator of Samples) of `{folder}/{prefix}_{n}.npz` in file order,
-    the first max_samples of them if given; tf_data reads and preprocesses them ahead in the
-    tf.data pipeline of util/pipeline/tf_input.py (the same arrays; images only). make_sample(batch, H,
-    W) turns a file's arrays into a Sample (clip_test_sample for video batches)."""
+                 required_keys=REQUIRED_KEYS, by_picture=False):
+    """(number of samples, iterator of Samples) of `{folder}/{prefix}_{n}.npz`, the first
+    max_samples of them if given, in file order or, by_picture, picture by picture
+    (picture_order: each Sample's index is its file's number); tf_data reads and preprocesses
+    them ahead in the tf.data pipeline of util/pipeline/tf_input.py (the same arrays; images
+    only). make_sample(batch, H, W) turns a file's arrays into a Sample (clip_test_sample for
+    video batches)."""
     reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys)
     num = reader.num_batch if max_samples is None else min(max_samples, reader.num_batch)
+    order = picture_order(folder, prefix, num) if by_picture else list(range(num))
+    if by_picture:
+        reader.close()
+        reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys,
+                            order=order + list(range(num, reader.num_batch)))
 
     def from_files():
         with reader:
-            for _ in range(num):
-                yield make_sample(reader.read_batch(is_log=False), H, W)
+            for n in order:
+                sample = make_sample(reader.read_batch(is_log=False), H, W)
+                sample.index = n
+                yield sample
 
     def from_tf_data():
         from util.pipeline.tf_input import test_dataset  # imports TensorFlow: only when asked for
         reader.close()  # it only counted the files
-        for s in test_dataset(folder, prefix, H, W, max_samples=num):
+        for n, s in zip(order, test_dataset(folder, prefix, H, W, order=order)):
             yield Sample(words=s['words'].numpy(), image=s['raw_im'].numpy(),
                          proc_im=s['proc_im'].numpy(), net_im=s['im'].numpy(),
-                         mask=s['mask'].numpy(), sent=s['sent'].numpy().decode('utf-8'))
+                         mask=s['mask'].numpy(), sent=s['sent'].numpy().decode('utf-8'), index=n)
     return num, (from_tf_data() if tf_data else from_files())
+
+
+def picture_key(path):
+    """What identifies a batch file's picture: its image_id (written by the builders), else
+    the SHA-1 of its image or clip bytes (the original's batches); a file that cannot be read
+    is its own picture (reading it later reports the error)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if IMAGE_ID in npz.files:
+                return 'id:' + str(npz[IMAGE_ID].ravel()[0])
+            arr = npz[FRAMES if FRAMES in npz.files else IMAGE]
+            return 'sha1:' + hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    except Exception:  # noqa: BLE001 (any unreadable file: DataReader names it later)
+        return 'file:' + path
+
+
+def picture_order(folder, prefix, num):
+    """The file numbers 0 .. num - 1 grouped by picture (picture_key): the pictures in the
+    order of their first file, each picture's files in number order."""
+    keys = [picture_key(batch_path(folder, prefix, n)) for n in range(num)]
+    first = {}
+    for n, k in enumerate(keys):
+        first.setdefault(k, n)
+    return sorted(range(num), key=lambda n: (first[keys[n]], n))
 
 
 def image_masks(up, sigm, proc_im, h, w, dcrf=False):
@@ -127,11 +162,10 @@ def evaluate(forward, samples, num, batch_size=1, dcrf=False, vis_dir=None, on_o
     def score(sample, out):
         h, w = sample.mask.shape
         masks = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], sample.proc_im, h, w, dcrf)
-        record = {'batch_no': len(result.per_sample), 'sent': sample.sent}
+        record = {'batch_no': len(result.per_sample) if sample.index is None else sample.index,
+                  'sent': sample.sent}
         for name, pred in masks.items():
-            I, U = compute_mask_IU(pred, sample.mask)
-            result.evaluators[name].add(I, U)
-            record.update(zip(RECORD_KEYS[name], (int(I), int(U))))
+            record.update(zip(RECORD_KEYS[name], map(int, compute_mask_IU(pred, sample.mask))))
         result.per_sample.append(record)
         if vis_dir is not None:
             for name, suffix in ((PLAIN, ''), (DCRF, '_dcrf')):
@@ -162,5 +196,10 @@ def evaluate(forward, samples, num, batch_size=1, dcrf=False, vis_dir=None, on_o
     if pending:
         flush()
     bar.close()
+    # In batch-number order, whatever order the samples came in (read_samples' by_picture).
+    result.per_sample.sort(key=lambda r: r['batch_no'])
+    for record in result.per_sample:
+        for name, evaluator in result.evaluators.items():
+            evaluator.add(*(record[k] for k in RECORD_KEYS[name]))
     result.seconds = time.time() - start
     return result

@@ -423,21 +423,24 @@ class Validation:
         """Evaluates the current weights; logs the figures and images at `step`; returns the
         JSON log's row."""
         from util.pipeline.evaluate import PLAIN, evaluate, image_masks, read_samples
+        from util.pipeline.once_per_picture import OncePerPicture
         args, model = self.args, self.model
         num, samples = read_samples(self.folder, self.prefix, model.H, model.W,
                                     max_samples=args.val_max, make_sample=self.task.test_sample,
-                                    required_keys=self.task.required_keys)
+                                    required_keys=self.task.required_keys, by_picture=True)
         drawn = []
 
-        def keep(sample, out):
-            if len(drawn) < args.val_images:
+        def keep(sample, out):  # the first val_images files
+            if sample.index < args.val_images:
                 h, w = sample.mask.shape
                 pred = image_masks(out['up'][:, :, 0], out['sigm'][:, :, 0], sample.proc_im,
                                    h, w)[PLAIN]
-                drawn.append((run_log.side_by_side(sample.image, pred, sample.mask),
-                              sample.sent))
-        result = evaluate(model.forward, samples, num, batch_size=args.batch_size,
+                drawn.append((sample.index, run_log.side_by_side(sample.image, pred,
+                                                                 sample.mask), sample.sent))
+        # A new OncePerPicture each time: the weights have changed since the last.
+        result = evaluate(OncePerPicture(model), samples, num, batch_size=args.batch_size,
                           on_output=keep, progress=False, **self.task.metrics)
+        drawn = [d[1:] for d in sorted(drawn, key=lambda d: d[0])]
         figures = result.to_dict()[PLAIN.replace(' ', '_')]
         best = figures['overall_iou'] > self.best_iou
         if best:
@@ -590,6 +593,7 @@ def test(args, model_input):
     JSON). model_input: what the script's batches hold, 'image' or 'clip'."""
     from util.data_reader import BatchFileError
     from util.pipeline.evaluate import evaluate, read_samples
+    from util.pipeline.once_per_picture import OncePerPicture
     from util.io import write_json
 
     module, model, weights = test_model(args, model_input)
@@ -602,8 +606,8 @@ def test(args, model_input):
         num, samples = read_samples(*batch_folder(args), model.H, model.W,
                                     max_samples=args.max_test, tf_data=args.tf_data,
                                     make_sample=task.test_sample,
-                                    required_keys=task.required_keys)
-        result = evaluate(model.forward, samples, num, batch_size=args.batch_size,
+                                    required_keys=task.required_keys, by_picture=True)
+        result = evaluate(OncePerPicture(model), samples, num, batch_size=args.batch_size,
                           dcrf=args.dcrf, vis_dir=vis_dir, **task.metrics)
     except BatchFileError as e:
         sys.exit('error: %s' % e)

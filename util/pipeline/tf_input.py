@@ -123,13 +123,15 @@ def train_dataset(folder, prefix, H, W, batch_size, seed=None, epochs=None, shuf
 
 
 def test_dataset(folder, prefix, H, W, max_samples=None, num_parallel_calls=AUTOTUNE,
-                 prefetch=AUTOTUNE):
-    """One dict per expression, in file order (0, 1, ...), once:
+                 prefetch=AUTOTUNE, order=None):
+    """One dict per expression, in file order (0, 1, ...) or the file numbers `order`, once:
         words int32 [T], proc_im uint8 [H, W, 3], im float32 [H, W, 3] (the network input),
         raw_im uint8 [h, w, 3] (the stored image, RGB), mask float32 [h, w],
         sent tf.string (UTF-8 bytes).
     Unbatched because h, w vary per image; test mode stacks words and im into batches."""
     files = list_batch_files(folder, prefix)
+    if order is not None:
+        files = [files[n] for n in order]
     if max_samples is not None:
         files = files[:max_samples]
     T = _num_words(files[0])
