@@ -19,8 +19,8 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     result = json.loads(out.read_text())
     rows = result['rows']
     kinds = {r['kind'] for r in rows}
-    assert kinds == {'forward', 'train', 'input_pipeline', 'test_end_to_end', 'build_batches',
-                     'fidelity'}
+    assert kinds == {'forward', 'train', 'input_pipeline', 'test_end_to_end', 'per_picture',
+                     'build_batches', 'fidelity'}
     for r in rows:
         if r['kind'] == 'fidelity':
             assert 0 <= r['overall_iou'] <= 1 and r['max_abs_up_diff'] >= 0 and r['samples'] > 0
@@ -33,6 +33,10 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     assert {r['pipeline'] for r in rows if r['kind'] == 'input_pipeline'} == {
         'python DataReader', 'tf.data'}
     assert {r['dcrf'] for r in rows if r['kind'] == 'test_end_to_end'} == {False, True}
+    # The original's way, then the backbone once per picture with 1 and 7 expressions each.
+    assert [(r['pipeline'], r['expressions_per_image']) for r in rows
+            if r['kind'] == 'per_picture'] == [('plain forward', 1), ('once per picture', 1),
+                                               ('once per picture', 7)]
     # Counted from the graph: the train step (forward + backward of the head) costs more than
     # the forward, and the forward is dominated by the backbone's convolutions.
     fl = result['flops_per_sample']
@@ -53,7 +57,7 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
               'test.json'], tmp_path)
     run_main(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
-              'test_end_to_end,build_batches', '--precisions', 'bf16', '--xla', 'off',
+              'test_end_to_end,per_picture,build_batches', '--precisions', 'bf16', '--xla', 'off',
               '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
               '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']

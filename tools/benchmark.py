@@ -16,6 +16,10 @@ Rows (all in the JSON under "rows", printed as one table):
                   and util/pipeline/tf_input.train_dataset (tf.data), at batch 8
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
                   synthetic val split, samples/s, with the Python reader and with tf.data
+  per_picture     test mode's loop (evaluate: pad, forward, IoU) on 7 expressions in memory,
+                  per config: one plain forward per expression (the original's way), then
+                  the backbone once per picture (OncePerPicture) with 1 and with 7
+                  expressions per image; expressions/s
   build_batches   the writer of build_batches.py (util/datasets: refcoco's entries,
                   batches.build_image_split) on a small synthetic split, expressions/s (one
                   worker)
@@ -111,7 +115,7 @@ def parse_args(argv=None):
                         'split); use the dataset the --checkpoint was trained on')
     p.add_argument('--skip', default='',
                    help='comma list of row kinds to leave out: forward, train, input_pipeline, '
-                        'test_end_to_end, build_batches, fidelity')
+                        'test_end_to_end, per_picture, build_batches, fidelity')
     p.add_argument('--max-samples', type=int, default=None,
                    help='val expressions read by the test and fidelity rows (default: all)')
     p.add_argument('--seed', type=int, default=0, help='seed of weights, data and inputs')
@@ -119,7 +123,7 @@ def parse_args(argv=None):
     args.configs = _split(args.configs, CONFIGS, '--configs')
     args.xla = [x == 'on' for x in _split(args.xla, ('off', 'on'), '--xla')]
     args.skip = _split(args.skip, ('forward', 'train', 'input_pipeline', 'test_end_to_end',
-                                   'build_batches', 'fidelity'), '--skip')
+                                   'per_picture', 'build_batches', 'fidelity'), '--skip')
     if args.precisions is not None:
         args.precisions = _split(args.precisions, ('fp32', 'bf16', 'fp16'), '--precisions')
     if args.batch_sizes is not None:
@@ -549,6 +553,37 @@ class Bench:
                                'pipeline': pipeline, 'dcrf': dcrf, 'samples': counts[-1],
                                'precision': 'fp32', 'xla': False}, t / counts[-1], key)
 
+    def per_picture_rows(self, config, expressions=7):
+        """Test mode's loop on `expressions` in-memory samples of the config's size: one
+        plain forward each, then OncePerPicture with 1 and with `expressions` per image."""
+        from util.pipeline import contract
+        from util.pipeline.evaluate import Sample, evaluate
+        from util.pipeline.once_per_picture import OncePerPicture
+        model = self.build(config, 'eval')
+        rng = np.random.RandomState(self.args.seed)
+        words = random_inputs(model, expressions, rng)[0].numpy()
+        images = rng.randint(0, 255, (expressions, 240, 320, 3)).astype(np.uint8)
+        mask = rng.rand(240, 320) > 0.5
+
+        def samples(per_image):
+            out = []
+            for k in range(expressions):
+                image = images[k // per_image]
+                proc_im, net_im = contract.network_input(image, model.H, model.W)
+                out.append(Sample(words=words[k], image=image, proc_im=proc_im, net_im=net_im,
+                                  mask=mask, sent='expression %d' % k))
+            return out
+        for name, per_image, forward in (('plain forward', 1, lambda: model.forward),
+                                         ('once per picture', 1, lambda: OncePerPicture(model)),
+                                         ('once per picture', expressions,
+                                          lambda: OncePerPicture(model))):
+            made = samples(per_image)
+            t = median_time(lambda: evaluate(forward(), iter(made), len(made), progress=False),
+                            self.args.warmup, self.args.repeats)
+            self.add_rate({'kind': 'per_picture', 'config': config, 'pipeline': name,
+                           'expressions_per_image': per_image, 'batch': 1,
+                           'precision': 'fp32', 'xla': False}, t / expressions)
+
     def build_rows(self):
         for split, size in (('val', batches.INPUT_SIZE), ('train', 64)):
             counts = []
@@ -634,6 +669,8 @@ class Bench:
                     self.model_rows(config, mode)
             if 'input_pipeline' not in a.skip:
                 self.input_rows(config)
+            if 'per_picture' not in a.skip:
+                self.per_picture_rows(config)
         for kind, rows in (('test_end_to_end', self.test_rows), ('build_batches', self.build_rows),
                            ('fidelity', self.fidelity_rows)):
             if kind not in a.skip:
@@ -654,6 +691,8 @@ def _fmt(x, unit=''):
 
 def describe(row):
     parts = [row.get('config', ''), row.get('split', ''), row.get('pipeline', '')]
+    if 'expressions_per_image' in row:
+        parts.append('%d expr/image' % row['expressions_per_image'])
     if 'batch' in row:
         parts.append('bs %d' % row['batch'])
     if 'precision' in row:
