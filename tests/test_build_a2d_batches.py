@@ -9,6 +9,7 @@ hand), and --extract-frames on a small .mp4 made here with PyAV.
 import csv
 import json
 import os
+import shutil
 import zipfile
 
 import h5py
@@ -293,3 +294,33 @@ def test_extract_frames_decodes_and_resumes(tmp_path, capsys):
     (clips / 'bad.mp4').write_bytes(b'not a video')
     assert main(args) == 2
     assert 'bad.mp4: cannot be decoded' in capsys.readouterr().err
+
+
+def test_an_annotated_frame_past_the_video_is_skipped_and_broken_h5_named(a2d, tmp_path,
+                                                                          capsys):
+    # A copy of the release: vidB (5 frames) gets an annotation at frame 7, whose clip would
+    # show frame 5's pixels: counted and skipped, the test split keeps its one sample.
+    root = tmp_path / 'copy'
+    shutil.copytree(a2d[0] / 'A2D-Sentences', root / 'A2D-Sentences')
+    shutil.copy(a2d[0] / 'vocab.txt', root / 'vocab.txt')
+    anno = root / 'A2D-Sentences' / 'a2d_annotation_with_instances'
+    write_h5(str(anno / 'vidB' / '00007.h5'), [0], [box(4, 10, 0, 7)])
+    assert build(root) == 0
+    out = capsys.readouterr().out
+    assert "warning: 1 x annotated frame past the video's last frame (skipped)" in out
+    assert 'test_batch: 1 samples' in out
+    # A truncated .h5 and one without reMask: one line naming the file.
+    path = anno / 'vidB' / '00007.h5'
+    with h5py.File(path, 'w') as f:
+        f['instance'] = np.zeros(1)
+    assert build(root, '--overwrite') == 2
+    assert capsys.readouterr().err.strip() == (
+        'error: %s: no reMask in this annotation .h5 (has instance); expected instance and '
+        'reMask' % path)
+    data = (anno / 'vidB' / '00002.h5').read_bytes()
+    path = anno / 'vidB' / '00002.h5'
+    path.write_bytes(data[:len(data) // 2])
+    assert build(root, '--overwrite') == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: %s: not a readable annotation .h5, truncated or another '
+                          'kind of file (' % path) and '\n' not in err

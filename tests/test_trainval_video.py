@@ -111,3 +111,18 @@ def test_image_snapshots_and_image_flags_are_refused(video_run, tmp_path):
                    cwd=str(tmp_path), script=SCRIPT, check=False)
     assert out.returncode != 0 and 'a2d_sent_new_train_' in out.stderr
     assert 'missing frames' in out.stderr and 'Traceback' not in out.stderr
+
+
+def test_a_text_batch_of_another_length_is_one_line_naming_the_file(tmp_path):
+    # Batches built with -T 12 trained by a model of T = 20: the first batch's file is named.
+    data = tmp_path / 'a2d_sent_new'
+    write_video_batches(str(data / 'train_batch'), 'a2d_sent_new_train', 2, (48, 48), seed=4,
+                        T=12)
+    proc = run_main(TRAIN + ['-f', str(tmp_path / 'ck'), '--data-root', str(tmp_path)],
+                    cwd=str(tmp_path), script=SCRIPT, check=False)
+    path = str(data / 'train_batch' / 'a2d_sent_new_train_%d.npz')
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert last in ['error: iteration 0: %s: text_batch has 12 words, the model takes 20 '
+                    '(--num-steps, or rebuild the batches with -T 20)' % (path % n)
+                    for n in (0, 1)]  # the first file of the seeded shuffle

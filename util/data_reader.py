@@ -223,6 +223,7 @@ class DataReader:
         self.start = int(start)
         self.n_batch = 0
         self.n_epoch = 0
+        self.last_path = None  # the file of the batch read_batch returned last
         self._error = None
 
         if not isinstance(prefetch_num, int) or prefetch_num < 1:
@@ -281,7 +282,7 @@ class DataReader:
                     item = load_batch(self.batch_path(batch_id), self.required_keys)
                 except Exception as e:  # surfaced in read_batch, naming the file
                     item = _LoadError(e)
-                if not self._put((position, item)) or isinstance(item, _LoadError):
+                if not self._put((position, batch_id, item)) or isinstance(item, _LoadError):
                     return
 
     def read_batch(self, is_log=True):
@@ -296,7 +297,8 @@ class DataReader:
                   % (self.n_epoch, self.n_batch, self.num_batch))
         if self._queue.empty():
             print('data reader: waiting for file input (IO is slow)...')
-        position, item = self._queue.get(block=True)
+        position, batch_id, item = self._queue.get(block=True)
+        self.last_path = self.batch_path(batch_id)
         if isinstance(item, _LoadError):
             self._error = item.exc
             raise item.exc

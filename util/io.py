@@ -171,9 +171,21 @@ def load_a2d_masks(path):
     `instance` and `reMask`, the masks stored transposed ([w, h] for one instance, [n, w, h]
     for several)."""
     import h5py  # only the A2D tools read .h5 files
-    with h5py.File(path, 'r') as f:
-        ids = np.asarray(f['instance'][:]).ravel().astype(np.int64)
-        masks = np.asarray(f['reMask'][:])
+    try:
+        with h5py.File(path, 'r') as f:
+            missing = [k for k in ('instance', 'reMask') if k not in f]
+            if missing:
+                raise ValueError('%s: no %s in this annotation .h5 (has %s); expected '
+                                 'instance and reMask' % (path, ' and '.join(missing),
+                                                          ', '.join(sorted(f)) or 'nothing'))
+            ids = np.asarray(f['instance'][:]).ravel().astype(np.int64)
+            masks = np.asarray(f['reMask'][:])
+    except OSError as e:  # h5py: truncated, or not HDF5 at all
+        raise ValueError('%s: not a readable annotation .h5, truncated or another kind of '
+                         'file (%s)' % (path, str(e).splitlines()[0])) from None
+    if masks.ndim not in (2, 3) or masks.size == 0 or masks.size % max(len(ids), 1):
+        raise ValueError('%s: reMask is %s for %d instances; expected [w, h] or [n, w, h]'
+                         % (path, list(masks.shape), len(ids)))
     masks = masks.reshape((len(ids),) + masks.shape[-2:])  # [n, w, h]
     return ids, masks.transpose(0, 2, 1)
 

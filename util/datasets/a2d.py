@@ -15,7 +15,9 @@ clip of a sample is batches.clip_window of its frame. Quirks of the real files a
 `counts` (a Counter) instead of a crash: a query row whose instance id is not a number ('1
 (copy)': its leading number is used), a video missing from videoset.csv (its queries skipped),
 an annotated frame whose .h5 holds one instance with another id than the query's (skipped, or
-used with any_id as the original silently did), all-zero masks (skipped, as the original).
+used with any_id as the original silently did), all-zero masks (skipped, as the original), an
+annotated frame past the video's last frame (skipped: the original failed reading it; clamping
+its clip would pair the mask with another frame's pixels).
 
 The synthetic video dataset (tools/synthetic_video.py) is written in this release's format, so
 this module reads it too.
@@ -138,6 +140,9 @@ def samples(root, num_words, counts, any_id=False, progress=iter):
                 continue
             if num_frames is None:
                 num_frames = frame_count(os.path.join(frame_dir, video))
+            if frame_id > num_frames:  # its clip would show another frame's pixels
+                counts["annotated frame past the video's last frame (skipped)"] += 1
+                continue
             paths = [os.path.join(frame_dir, video, '%05d.png' % i)
                      for i in clip_window(frame_id, num_frames)]
             yield split, ClipEntry(

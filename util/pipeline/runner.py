@@ -313,7 +313,15 @@ def _read_batches(source, args, task, model, bs, n_iter):
                     for n in range(bs):
                         sample = source.read_batch(
                             is_log=(n == 0 and n_iter % args.log_every == 0))
-                        words[n], visual[n], mask[n, :, :, 0] = task.train_input(sample, H, W)
+                        sample_words, visual[n], mask[n, :, :, 0] = task.train_input(sample, H,
+                                                                                     W)
+                        if len(sample_words) != model.num_steps:
+                            sys.exit('error: iteration %d: %s: text_batch has %d words, the '
+                                     'model takes %d (--num-steps, or rebuild the batches '
+                                     'with -T %d)' % (n_iter, source.last_path,
+                                                      len(sample_words), model.num_steps,
+                                                      model.num_steps))
+                        words[n] = sample_words
                     batch = (words, visual, mask)
             except (BatchFileError, tf.errors.OpError) as e:
                 sys.exit('error: iteration %d: %s' % (n_iter, batch_error_message(e)))
