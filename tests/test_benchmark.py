@@ -30,8 +30,9 @@ def test_quick_benchmark_writes_every_row(tmp_path):
             assert r['flops_per_sample'] > 0 and r['flops_per_s'] > 0, r
     # Both forward settings of fold_bn, both pipelines, with and without DenseCRF.
     assert {r['fold_bn'] for r in rows if r['kind'] == 'forward'} == {False, True}
-    assert {r['pipeline'] for r in rows if r['kind'] == 'input_pipeline'} == {
-        'python DataReader', 'tf.data'}
+    assert {(r['config'], r['pipeline']) for r in rows if r['kind'] == 'input_pipeline'} == {
+        ('small', 'python DataReader'), ('small', 'tf.data'), ('small video', 'python DataReader')}
+    assert all(r['samples_per_s_per_core'] > 0 for r in rows if r['kind'] == 'input_pipeline')
     assert {r['dcrf'] for r in rows if r['kind'] == 'test_end_to_end'} == {False, True}
     # The original's way, then the backbone once per picture with 1 and 7 expressions each.
     assert [(r['pipeline'], r['expressions_per_image']) for r in rows

@@ -12,8 +12,10 @@ Rows (all in the JSON under "rows", printed as one table):
   forward         model forward (model.forward_fn) per sample, per config / batch / precision /
                   XLA / folded batch norm
   train           one train step (Trainer(model).step_fn, util/pipeline/trainer.py) per sample
-  input_pipeline  samples/s of the input alone: the Python DataReader + batches.train_input,
-                  and util/pipeline/tf_input.train_dataset (tf.data), at batch 8
+  input_pipeline  samples/s of the input alone (and per core of the machine): the Python
+                  DataReader + batches.train_input, and util/pipeline/tf_input.train_dataset
+                  (tf.data), at batch 8; and the video batches' Python reader (16-frame
+                  clips, train_input(clip=True); tf.data has no video input)
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
                   synthetic val split, samples/s, with the Python reader and with tf.data
   per_picture     test mode's loop (evaluate: pad, forward, IoU) on 7 expressions in memory,
@@ -378,6 +380,9 @@ class Bench:
     def add_rate(self, row, seconds_per_sample, flops_key=None, precision='fp32'):
         row['seconds_per_sample'] = seconds_per_sample
         row['samples_per_s'] = 1.0 / seconds_per_sample
+        if row['kind'] == 'input_pipeline':
+            cores = (self.dev.get('host') or self.dev).get('cores') or 1
+            row['samples_per_s_per_core'] = row['samples_per_s'] / cores
         if flops_key is not None:
             fl = self.flops[flops_key]
             row['flops_per_sample'] = fl
@@ -520,6 +525,33 @@ class Bench:
         t = median_time(lambda: next(it), self.args.warmup + 1, self.args.repeats)
         self.add_rate({'kind': 'input_pipeline', 'config': config, 'batch': B,
                        'pipeline': 'tf.data'}, t / B)
+        self.video_input_row(config, folder, prefix, H, W)
+
+    def video_input_row(self, config, folder, prefix, H, W, n=16):
+        """The Python reader on n video samples (batches.clip_sample, the builder's arrays)
+        whose 16 frames are one training image shifted a few pixels a frame, at batch 8."""
+        from util.data_reader import VIDEO_REQUIRED_KEYS, DataReader, count_batches, load_batch
+        from util.io import save_npz_atomic
+        out = os.path.join(self.workdir, 'video_train_' + config)
+        os.makedirs(out, exist_ok=True)
+        for k in range(min(n, count_batches(folder, prefix))):
+            sample = load_batch(batches.batch_path(folder, prefix, k))
+            frames = np.stack([np.roll(sample[batches.IMAGE], 3 * t, axis=1)
+                               for t in range(batches.CLIP_FRAMES)])
+            arrays = batches.clip_sample(sample[batches.TEXT], frames, sample[batches.MASK],
+                                         'clip %d' % k, 9, 'video%d/00009.png' % k)
+            save_npz_atomic(batches.batch_path(out, 'video_train', k), **arrays)
+        B = PIPELINE_BATCH
+        reader = DataReader(out, 'video_train', seed=self.args.seed,
+                            required_keys=VIDEO_REQUIRED_KEYS)
+
+        def python_batch():
+            for _ in range(B):
+                batches.train_input(reader.read_batch(is_log=False), H, W, clip=True)
+        t = median_time(python_batch, self.args.warmup, self.args.repeats)
+        reader.close()
+        self.add_rate({'kind': 'input_pipeline', 'config': config + ' video', 'batch': B,
+                       'pipeline': 'python DataReader'}, t / B)
 
     def run_test(self, model, B, dcrf, pipeline='python DataReader', keep_up=False):
         """Test mode's loop (util/pipeline/evaluate.py: read, resize-and-pad, batched forward,
@@ -718,6 +750,8 @@ def format_row(row):
     flops = ''
     if 'flops_per_s' in row:
         flops = '%s (peak %s)' % (_fmt(row['flops_per_s'], 'FLOP/s'), _fmt(peak, 'FLOP/s'))
+    elif 'samples_per_s_per_core' in row:
+        flops = '%.1f samples/s per core' % row['samples_per_s_per_core']
     return '| %-15s | %-44s | %9.2f ms | %8.2f /s | %s |' % (
         row['kind'], describe(row), 1e3 * row['seconds_per_sample'], row['samples_per_s'], flops)
 
