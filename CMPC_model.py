@@ -88,6 +88,16 @@ class Conv:
     def __call__(self, x):
         return tf.nn.conv2d(x, cast(self.w, x.dtype), 1, 'SAME') + cast(self.b, x.dtype)
 
+    def dot(self, x, v):
+        """For a 1x1 conv, its outputs' dot products with vectors v, without the outputs:
+        x [B, N, cin], v [B, M, cout] -> [B, N, M] = conv(x) @ v^T, computed as
+        x @ (v @ W^T)^T + v @ b: (N + cout) x M x cin multiplications instead of N x cin x cout
+        (the same sums in another order; M is a handful of words or one query)."""
+        w = cast(self.w[0, 0], x.dtype)  # [cin, cout]
+        vw = tf.matmul(v, w, transpose_b=True)  # [B, M, cin]
+        vb = tf.matmul(v, cast(self.b, x.dtype)[:, None])  # [B, M, 1]
+        return tf.matmul(x, vw, transpose_b=True) + tf.transpose(vb, [0, 2, 1])
+
 
 class LayerNorm:
     """tf.contrib.layers.layer_norm: moments over all axes but the batch axis, beta and gamma over
@@ -219,8 +229,9 @@ class RelationAwareReasoning:
         # nodes [B, h, w, C]; words_feat [B, 1, T, C]; words_parse [B, 1, T, types]; valid [B, T]
         B, h, w, C = tf.shape(nodes)[0], nodes.shape[1], nodes.shape[2], nodes.shape[3]
         words_trans = self.words_trans(words_feat)[:, 0]  # [B, T, C]
-        nodes_trans = tf.reshape(self.nodes_trans(nodes), [B, h * w, C])  # [B, HW, C]
-        affinity = tf.matmul(nodes_trans, words_trans, transpose_b=True)  # [B, HW, T]
+        flat = tf.reshape(nodes, [B, h * w, C])
+        # nodes_trans(nodes) @ words_trans^T, without the [B, HW, C] transform (Conv.dot)
+        affinity = self.nodes_trans.dot(flat, words_trans)  # [B, HW, T]
         affinity = affinity / self.v_emb_dim ** 0.5
         affinity = words_parse[:, :, :, 2] * affinity  # (static) relation weights [B, 1, T]
         attn_words = cast(masked_softmax(affinity, valid[:, None, :], axis=2), nodes.dtype)
@@ -229,7 +240,6 @@ class RelationAwareReasoning:
         # columns of attn_nodes meet zeros of attn_words), and the messages adj @ nodes. The
         # same product in the other order, attn_words @ (attn_nodes^T @ nodes), takes about
         # HW / (2 T) times fewer multiplications (40 at 40 x 40) and no [HW, HW] matrix.
-        flat = tf.reshape(nodes, [B, h * w, C])
         words_nodes = tf.matmul(attn_nodes, flat, transpose_a=True)  # [B, T, C]
         message = tf.matmul(attn_words, words_nodes)[:, None]  # [B, 1, HW, C]
         x = self.graph_conv.gathered(flat[:, None], message)  # [B, 1, HW, C]
@@ -253,11 +263,12 @@ class TextGuidedExchange:
     def global_vec(self, feat, lang_feat):
         # feat [B, h, w, C]; lang_feat [B, 1, 1, rnn]
         B, h, w, C = tf.shape(feat)[0], feat.shape[1], feat.shape[2], feat.shape[3]
-        key = tf.reshape(self.key(feat), [B, h * w, C])  # [B, HW, C]
+        flat = tf.reshape(feat, [B, h * w, C])
         query = tf.reshape(self.query(lang_feat), [B, 1, C])  # [B, 1, C]
-        attn = tf.matmul(key, query, transpose_b=True) / self.mlp_dim ** 0.5  # [B, HW, 1]
+        # key(feat) @ query^T, without the [B, HW, C] keys (Conv.dot)
+        attn = self.key.dot(flat, query) / self.mlp_dim ** 0.5  # [B, HW, 1]
         attn = softmax(attn, axis=1)
-        pooled = tf.matmul(attn, tf.reshape(feat, [B, h * w, C]), transpose_a=True)  # [B, 1, C]
+        pooled = tf.matmul(attn, flat, transpose_a=True)  # [B, 1, C]
         gv = tf.concat([tf.reshape(pooled, [B, 1, 1, C]), lang_feat], 3)  # [B, 1, 1, C + rnn]
         # The original normalised over every axis of the whole batch (identical at batch 1).
         return l2_normalize(self.gv_lang(gv), [1, 2, 3])  # [B, 1, 1, C]
@@ -285,10 +296,14 @@ class ConvLSTMCell:
                    for k in range(5)]
 
     def __call__(self, sequence):
-        c = h = tf.zeros_like(sequence[0])  # [B, h, w, C]
+        c = tf.zeros_like(sequence[0])  # [B, h, w, C]
+        h = None  # zero at the first step: the kernel's rows for it are left out
         for x in sequence:
-            y = tf.nn.conv2d(tf.concat([x, h], 3), cast(self.kernel, x.dtype), 1,
-                             'SAME')  # [B, h, w, 4C]
+            kernel = cast(self.kernel, x.dtype)
+            if h is None:
+                y = tf.nn.conv2d(x, kernel[:, :, :x.shape[3]], 1, 'SAME')  # [B, h, w, 4C]
+            else:
+                y = tf.nn.conv2d(tf.concat([x, h], 3), kernel, 1, 'SAME')
             j, i, f, o = tf.split(y, 4, axis=3)
             i = i + cast(self.w_ci, x.dtype) * c
             f = f + cast(self.w_cf, x.dtype) * c
@@ -516,9 +531,16 @@ class LSTM_model(tf.Module):
         return {lv: l2_normalize(self.lateral[lv](layers[lv]), 3) for lv in self.levels}
 
     def fuse(self, lv, feats, lang, spatial):
-        """The fusion conv of build_lang2vis over [*feats, lang tiled, spatial grid]."""
-        lang_tiled = tf.tile(lang, [1, self.vf_h, self.vf_w, 1])  # [B, h, w, rnn]
-        return tf.nn.relu(self.fusion[lv](tf.concat(feats + [lang_tiled, spatial], 3)))
+        """The fusion conv of build_lang2vis over [*feats, lang tiled, spatial grid]. The
+        sentence is the same at every position: its rows of the kernel act once per sample and
+        the result is added everywhere (the original tiled it and convolved every copy)."""
+        conv = self.fusion[lv]
+        w = cast(conv.w, lang.dtype)  # [1, 1, cin, mlp]
+        n, r = sum(f.shape[3] for f in feats), lang.shape[3]
+        x = tf.concat(feats + [spatial], 3)  # [B, h, w, cin - rnn]
+        y = tf.nn.conv2d(x, tf.concat([w[:, :, :n], w[:, :, n + r:]], 2), 1, 'SAME')
+        sentence = tf.matmul(lang[:, 0], w[0, 0, n:n + r])[:, None]  # [B, 1, 1, mlp]
+        return tf.nn.relu(y + sentence + cast(conv.b, lang.dtype))
 
     @staticmethod
     def necessary_lang(words_feat, words_parse):

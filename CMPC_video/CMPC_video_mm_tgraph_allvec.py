@@ -58,11 +58,12 @@ class TemporalGraph:
         # mm_feat [B * F, h, w, C] (the frames of a sample in a row); action_lang [B, 1, 1, rnn]
         h, w, C = mm_feat.shape[1], mm_feat.shape[2], mm_feat.shape[3]
         F = self.frames
-        vis_trans = tf.reshape(self.vtrans(mm_feat), [-1, h * w, C])  # [BF, HW, C]
+        flat = tf.reshape(mm_feat, [-1, h * w, C])  # [BF, HW, C]
         lang_trans = tf.repeat(self.ltrans(action_lang), F, axis=0)[:, 0]  # [BF, 1, rnn]
-        attn = tf.matmul(lang_trans, vis_trans, transpose_b=True) / self.v_emb_dim ** 0.5
+        # lang_trans @ vtrans(mm_feat)^T, without the [BF, HW, C] transform (Conv.dot)
+        attn = tf.transpose(self.vtrans.dot(flat, lang_trans), [0, 2, 1]) / self.v_emb_dim ** 0.5
         attn = softmax(attn, axis=2)  # [BF, 1, HW], over positions
-        nodes = tf.matmul(attn, tf.reshape(mm_feat, [-1, h * w, C]))  # [BF, 1, C]
+        nodes = tf.matmul(attn, flat)  # [BF, 1, C]
         nodes = tf.reshape(nodes, [-1, 1, F, C])  # [B, 1, F, C]
         query = tf.reshape(self.query(nodes), [-1, F, C])  # [B, F, C]
         key = tf.reshape(self.key(nodes), [-1, F, C])  # [B, F, C]
@@ -83,9 +84,10 @@ class TemporalContext:
         # mm_feat [B, h, w, C] (the annotated frame); nodes [B, 1, F, C]
         h, w, C = mm_feat.shape[1], mm_feat.shape[2], mm_feat.shape[3]
         F = nodes.shape[2]
-        mm_trans = tf.reshape(self.mm_trans(mm_feat), [-1, h * w, C])  # [B, HW, C]
         ctx_trans = tf.reshape(self.ctx_trans(nodes), [-1, F, C])  # [B, F, C]
-        attn = tf.matmul(mm_trans, ctx_trans, transpose_b=True) / self.v_emb_dim ** 0.5
+        # mm_trans(mm_feat) @ ctx_trans^T, without the [B, HW, C] transform (Conv.dot)
+        attn = self.mm_trans.dot(tf.reshape(mm_feat, [-1, h * w, C]), ctx_trans)
+        attn = attn / self.v_emb_dim ** 0.5
         attn = softmax(attn, axis=2)  # [B, HW, F], over frames
         context = tf.matmul(attn, tf.reshape(nodes, [-1, F, C]))  # [B, HW, C]
         return l2_normalize(tf.reshape(context, [-1, h, w, C]), 3)  # [B, h, w, C]
