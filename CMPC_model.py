@@ -581,8 +581,8 @@ class LSTM_model(tf.Module):
 
     def forward_words(self, words, visual):
         """The forward's second part: words [B, T] and forward_visual's features of their
-        pictures, row for row (a picture's rows repeated for several expressions,
-        `repeat_visual`) -> numpy outputs equal to forward(words, im)."""
+        pictures, row for row (a picture's rows repeated for several expressions, as
+        util/pipeline/once_per_picture.py does) -> numpy outputs equal to forward(words, im)."""
         words = self.check_words(words)
         return {k: v.numpy() for k, v in self.segment_fn(words, visual).items()}
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from util.pipeline import contract
 from util import im_processing
-from util.data_reader import REQUIRED_KEYS, DataReader
+from util.data_reader import REQUIRED_KEYS, DataReader, count_batches
 from util.datasets.batches import FRAMES, IMAGE, IMAGE_ID, MASK, SENT, TEXT, batch_path
 from util.eval_tools import EVAL_IOU_THRESHOLDS, SegEvaluator, compute_mask_IU
 
@@ -66,13 +66,11 @@ def read_samples(folder, prefix, H, W, max_samples=None, tf_data=False, make_sam
     them ahead in the tf.data pipeline of util/pipeline/tf_input.py (the same arrays; images
     only). make_sample(batch, H, W) turns a file's arrays into a Sample (clip_test_sample for
     video batches)."""
-    reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys)
-    num = reader.num_batch if max_samples is None else min(max_samples, reader.num_batch)
+    total = count_batches(folder, prefix)
+    num = total if max_samples is None else min(max_samples, total)
     order = picture_order(folder, prefix, num) if by_picture else list(range(num))
-    if by_picture:
-        reader.close()
-        reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys,
-                            order=order + list(range(num, reader.num_batch)))
+    reader = DataReader(folder, prefix, shuffle=False, required_keys=required_keys,
+                        order=order + list(range(num, total)))
 
     def from_files():
         with reader:

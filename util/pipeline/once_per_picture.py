@@ -44,4 +44,4 @@ class OncePerPicture:
         features = known[owner[0]][1] if len(owner) == 1 else tf.nest.map_structure(
             lambda *rows: tf.concat(rows, 0), *[known[k][1] for k in owner])
         self._last = known[-1]
-        return {k: v.numpy() for k, v in self.model.segment_fn(words, features).items()}
+        return self.model.forward_words(words, features)
