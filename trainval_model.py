@@ -50,14 +50,13 @@ is read with -n's module and the sizes of its tensors), prints precision@0.5..0.
 and mean IoU as the original did, with DenseCRF too with -c, and writes the figures as JSON.
 """
 
-import argparse
 import sys
 
 from util.cli import InputError
-from util.pipeline.flags import build_parser, check_args
+from util.pipeline.flags import (add_inference_flags, build_parser, check_args,
+                                  check_inference_args, checkpoint_arg)
 from util.pipeline.models import IMAGE_MODEL
 from util.pipeline.runner import run_mode
-from util.pipeline.snapshots import snapshot_prefix
 
 
 def parse_args(argv=None):
@@ -67,44 +66,11 @@ def parse_args(argv=None):
                      ('train', 'test', 'predict', 'export'), 'referit', IMAGE_MODEL)
     p.add_argument('-conv5', '--conv5', default=False, action='store_true',
                    help='train: also fine-tune the res3, res4 and res5 conv weights of the backbone')
-
-    q = p.add_argument_group('predict and export (added by the port)')
-    q.add_argument('--checkpoint', type=str, default=None,
-                   help='predict, export: checkpoint prefix (e.g. ckpts/unc/unc_iter_700000.tfmodel'
-                        '), one of its files, or a folder (its newest snapshot); instead of -f/-i')
-    q.add_argument('--image', type=str, action='append', default=None,
-                   help='predict: image file, any size and mode (repeatable)')
-    q.add_argument('--sentence', type=str, action='append', default=None,
-                   help='predict: referring expression (repeatable; each is run on each image)')
-    q.add_argument('--sentences-file', type=str, default=None,
-                   help='predict: text file with one expression per line (blank lines skipped)')
-    q.add_argument('--out-dir', type=str, default='predictions',
-                   help='predict: output folder ({out-dir}/{image}/{k}_{sentence}/ per prediction)')
-    q.add_argument('--explain', default=True, action=argparse.BooleanOptionalAction,
-                   help='predict: draw explain.png (word types, c3/c4/c5 maps, mask)')
-    q.add_argument('--export-dir', type=str, default=None,
-                   help='export: folder of the SavedModel (replaced once the new one is complete)')
-
+    add_inference_flags(p, 'image')
     args = p.parse_args(argv)
     check_args(p, args)
-    if args.mode not in ('train', 'test'):
-        if args.checkpoint is None and args.folder is None:
-            p.error('-m %s needs the checkpoint: --checkpoint PATH, or -f FOLDER with -d and -i'
-                    % args.mode)
-    if args.mode == 'predict' and not args.image:
-        p.error('-m predict needs --image PATH')
-    if args.mode == 'predict' and not (args.sentence or args.sentences_file):
-        p.error('-m predict needs --sentence TEXT or --sentences-file PATH')
-    if args.mode == 'export' and not args.export_dir:
-        p.error('-m export needs --export-dir PATH')
+    check_inference_args(p, args)
     return args
-
-
-def checkpoint_arg(args):
-    """(checkpoint path, the flags that named it) for predict and export."""
-    if args.checkpoint is not None:
-        return args.checkpoint, '--checkpoint'
-    return snapshot_prefix(args.folder, args.dataset, args.iters), '-f/-d/-i'
 
 
 def predict(args):

@@ -101,6 +101,7 @@ class LSTM_model(CMPC_model.LSTM_model):
     keyword arguments, the fast paths and tf.distribute are the image model's."""
 
     WORD_TYPES = ('entity', 'attribute', 'static relation', 'action', 'unnecessary')
+    SAMPLED_FRAMES = SAMPLED_FRAMES
     input_name = 'clip'
 
     def __init__(self, mode='eval', finetune=False, frames=16, glove=None, precision='fp32',
@@ -110,6 +111,9 @@ class LSTM_model(CMPC_model.LSTM_model):
         self._build(settings, train_settings, mode, glove, precision, xla, fold_bn)
 
     def _build_extra(self, store, s):
+        self.frame_fn = tf.function(self.frame_features, jit_compile=self.xla,
+                                    input_signature=[tf.TensorSpec([None, s.H, s.W, 3],
+                                                                   tf.float32)])
         self.temporal_graph = {lv: TemporalGraph(store, lv, s.v_emb_dim, s.rnn_size)
                                for lv in self.levels}
         self.temporal_context = {lv: TemporalContext(store, lv, s.v_emb_dim)
@@ -128,9 +132,16 @@ class LSTM_model(CMPC_model.LSTM_model):
         return [words, tf.TensorSpec([None, s.frames, s.H, s.W, 3], tf.float32)]
 
     def visual_features(self, clip):
-        """clip [B, frames, H, W, 3] -> the image model's visual_features of the sampled
-        frames, [B * 5, ...] sample by sample (build_graph's first part)."""
-        return self.picture_side(self.backbone(cast(sample_frames(clip), self.compute_dtype)))
+        """clip [B, frames, H, W, 3] -> frame_features of the sampled frames, [B * 5, ...]
+        sample by sample (build_graph's first part)."""
+        return self.frame_features(sample_frames(clip))
+
+    def frame_features(self, frames):
+        """frames [N, H, W, 3] -> the image model's visual_features of each frame, row for row.
+        A frame's rows are the same in every clip that samples it, so a whole video needs them
+        once per frame (util/pipeline/once_per_picture.FrameFeatures); a clip's
+        visual_features are the rows of its sampled frames, in SAMPLED_FRAMES order."""
+        return self.picture_side(self.backbone(cast(frames, self.compute_dtype)))
 
     def segment(self, words, visual, keep_probs=None):
         """words [B, T] and visual_features of their clips -> the outputs of the annotated

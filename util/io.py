@@ -203,3 +203,47 @@ def video_frames(path):
         raise ValueError('%s: cannot be decoded as a video (%s)' % (path, e)) from None
     if n == 0:
         raise ValueError('%s: no video frames' % path)
+
+
+class VideoWriter:
+    """An H.264 .mp4 written frame by frame with PyAV (libx264, yuv420p), atomically: the file
+    appears under its final name only when closed without an error.
+
+        with VideoWriter('overlay.mp4', fps=24) as out:
+            out.write(rgb)  # uint8 [h, w, 3], every frame of one size
+
+    H.264 in yuv420p needs even sides: an odd side gets one more row or column, a copy of
+    its last (so a 321 x 241 video is written 322 x 242)."""
+
+    def __init__(self, path, fps):
+        self.path, self.fps = path, fps
+        self._file = self._container = self._stream = None
+
+    def __enter__(self):
+        import av
+        self._atomic = atomic_open(self.path, 'wb', fsync=False)
+        self._file = self._atomic.__enter__()
+        self._container = av.open(self._file, 'w', format='mp4')
+        return self
+
+    def write(self, rgb):
+        import av
+        h, w = rgb.shape[:2]
+        rgb = np.pad(rgb, [(0, h % 2), (0, w % 2), (0, 0)], mode='edge')
+        if self._stream is None:
+            self._stream = self._container.add_stream('libx264', rate=self.fps)
+            self._stream.width, self._stream.height = rgb.shape[1], rgb.shape[0]
+            self._stream.pix_fmt = 'yuv420p'
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def __exit__(self, *exc):
+        try:
+            if exc[0] is None and self._stream is not None:
+                for packet in self._stream.encode():  # flush the encoder
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._atomic.__exit__(*exc)
+        return False

@@ -1,4 +1,5 @@
-"""Export CMPC as a TensorFlow SavedModel that takes an image and a sentence.
+"""Export CMPC as a TensorFlow SavedModel that takes an image (the video model: a clip of 16
+frames) and a sentence.
 
     python trainval_model.py -m export --checkpoint ckpts/synthetic/unc_iter_4000.tfmodel \
         --vocab data/synthetic/vocabulary_synthetic.txt --export-dir exported/cmpc
@@ -16,6 +17,12 @@ mode (util/inference/predict.py) inside the graph, so a serving system needs not
     out['word_ids']     int32 [T]      their ids (left-padded with <pad>, <unk> for unknown)
     out['word_types']   float32 [T, types]: the model's WORD_TYPES per word (image: entity /
                         attribute / relation / unnecessary)
+
+The video model's SavedModel (CMPC_video/trainval_video.py -m export) has one signature,
+serving_default(clip=uint8 [16, h, w, C], sentence=...): the frames of batches.clip_window
+around the frame to segment, which is clip[8]; the outputs are the same, of that frame, at its
+size. Each frame goes through the image path below; the masks equal whole-video prediction's
+(util/inference/predict_video.py) for that frame (tests/test_predict_video.py).
 
 In the graph, in this order (each step is the numpy path's, see the functions below):
   decode (serving_default only; JPEG EXIF orientation applied as PIL's exif_transpose does),
@@ -63,6 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from util.cli import InputError
+from util.datasets.batches import ANNOTATED_FRAME, CLIP_FRAMES
 from util.pipeline.contract import MU, SCORE_THRESH
 from util.io import write_json
 from util.inference.predict import (Predictor, read_model_settings, restore_model,
@@ -330,8 +338,9 @@ def decode(contents):
 
 # ---------------------------------------------------------------------------------------------
 
-class CMPCServing(tf.Module):
-    """Image + sentence in, mask and probability at the image's resolution out."""
+class _Serving(tf.Module):
+    """The model, its vocabulary and test mode's pre- and post-processing in the graph; the
+    subclasses add the signatures."""
 
     def __init__(self, model, vocab_dict, mean_bgr, score_thresh):
         super().__init__(name='cmpc_serving')
@@ -345,26 +354,42 @@ class CMPCServing(tf.Module):
         self._mean = tf.constant(np.asarray(mean_bgr, np.float64))
         self._thresh = float(score_thresh)
 
-    def _predict(self, image, sentence):
-        """image uint8 [h, w, 3], sentence scalar string -> dict of outputs."""
-        words, tokens = encode_sentence(sentence, self.table, self._T, self._pad_id)
+    def _network_input(self, image):
+        """uint8 [h, w, 3] -> float32 [H, W, 3] as predict mode's contract.network_input."""
         check = tf.debugging.assert_positive(tf.size(image), message='image has no pixels')
         with tf.control_dependencies([check]):
-            h, w = tf.shape(image)[0], tf.shape(image)[1]
-        proc_im = tf_img_as_ubyte(tf_resize_and_pad(tf_img_as_float(image), self._H, self._W))
+            proc_im = tf_img_as_ubyte(tf_resize_and_pad(tf_img_as_float(image), self._H,
+                                                        self._W))
         # [H, W, 3] uint8 -> BGR minus mean, in float64 as numpy promotes it, then float32.
-        im = tf.cast(tf.cast(proc_im, tf.float64)[:, :, ::-1] - self._mean, tf.float32)
+        return tf.cast(tf.cast(proc_im, tf.float64)[:, :, ::-1] - self._mean, tf.float32)
+
+    def _run(self, words, tokens, net_input, h, w):
+        """The network on one sample (net_input: [H, W, 3], or the video model's [16, H, W,
+        3]) and test mode's post-processing at h x w -> dict of outputs."""
         # A batch of one whose size the graph does not know, as in predict mode's forward
         # (input_signature [None, ...]): with a static batch Grappler specialises the network's
         # kernels and the logits move by ~4e-7; this way they are bit-identical.
         one = tf.minimum(h, 1)
-        out = self._forward(tf.tile(words[None], [one, 1]), tf.tile(im[None], [one, 1, 1, 1]))
+        rank = len(net_input.shape)
+        out = self._forward(tf.tile(words[None], [one, 1]),
+                            tf.tile(net_input[None], [one] + [1] * rank))
         up = out['up'][0]  # [H, W, 1] logits
         pred_raw = tf.cast(up >= self._thresh, tf.float64)
         mask = tf_resize_and_crop(pred_raw, h, w)[:, :, 0] > 0  # [h, w]
         prob = tf_resize_and_crop(tf.cast(out['sigm'][0], tf.float64), h, w)[:, :, 0]
         return {'mask': tf.cast(mask, tf.uint8), 'probability': tf.cast(prob, tf.float32),
                 'tokens': tokens, 'word_ids': words, 'word_types': out['words_parse'][0]}
+
+
+
+class CMPCServing(_Serving):
+    """Image + sentence in, mask and probability at the image's resolution out."""
+
+    def _predict(self, image, sentence):
+        """image uint8 [h, w, 3], sentence scalar string -> dict of outputs."""
+        words, tokens = encode_sentence(sentence, self.table, self._T, self._pad_id)
+        im = self._network_input(image)
+        return self._run(words, tokens, im, tf.shape(image)[0], tf.shape(image)[1])
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name='image_bytes'),
                                   tf.TensorSpec([], tf.string, name='sentence')])
@@ -376,13 +401,38 @@ class CMPCServing(tf.Module):
     def serve_image(self, image, sentence):
         return self._predict(to_rgb(image), sentence)
 
+    def signatures(self):
+        return {SERVING_KEY: self.serve_encoded, IMAGE_KEY: self.serve_image}
+
+
+class CMPCClipServing(_Serving):
+    """The video model: 16 frames (batches.clip_window's) + sentence in; mask and probability
+    of the annotated frame, clip[ANNOTATED_FRAME], at its resolution out (predict mode's
+    predict_clip, and what whole-video prediction gives for that frame)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([CLIP_FRAMES, None, None, None], tf.uint8,
+                                                 name='clip'),
+                                  tf.TensorSpec([], tf.string, name='sentence')])
+    def serve_clip(self, clip, sentence):
+        words, tokens = encode_sentence(sentence, self.table, self._T, self._pad_id)
+        frames = tf.map_fn(lambda f: self._network_input(to_rgb(f)), clip,
+                           fn_output_signature=tf.float32)  # [16, H, W, 3]
+        h, w = tf.shape(clip)[1], tf.shape(clip)[2]
+        return self._run(words, tokens, tf.ensure_shape(frames, [CLIP_FRAMES, self._H, self._W,
+                                                                 3]), h, w)
+
+    def signatures(self):
+        return {SERVING_KEY: self.serve_clip}
+
 
 def export_saved_model(model, vocab_dict, export_dir, mean_bgr, score_thresh, info=None):
     """Writes the SavedModel to export_dir (replacing one already there only once the new one
     is complete) and returns export_dir."""
-    module = CMPCServing(model, vocab_dict, mean_bgr, score_thresh)
+    video = model.input_name == 'clip'
+    module = (CMPCClipServing if video else CMPCServing)(model, vocab_dict, mean_bgr,
+                                                          score_thresh)
     # Traced by save itself: a trace made before, outside its save context, is not reused.
-    signatures = {SERVING_KEY: module.serve_encoded, IMAGE_KEY: module.serve_image}
+    signatures = module.signatures()
     export_dir = os.path.normpath(export_dir)
     parent = os.path.dirname(export_dir) or '.'
     os.makedirs(parent, exist_ok=True)
@@ -404,29 +454,38 @@ def export_saved_model(model, vocab_dict, export_dir, mean_bgr, score_thresh, in
 
 
 def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
-               checkpoint_flag='--checkpoint', model_name=None):
+               checkpoint_flag='--checkpoint', model_name=None, kinds=('image',)):
     """Export mode: the checkpoint and its vocabulary as a SavedModel in export_dir
-    (model_name: -n, for a checkpoint without .json)."""
+    (model_name: -n, for a checkpoint without .json; kinds: the models accepted, ('image',)
+    from trainval_model.py, ('video',) from the video script)."""
     prefix, module, settings, vocab_path, vocab_dict = read_model_settings(
-        checkpoint, vocab, num_steps, checkpoint_flag, model_name=model_name)
+        checkpoint, vocab, num_steps, checkpoint_flag, kinds=kinds, model_name=model_name)
     log('Loading %s (vocabulary %s, %d words)' % (prefix, vocab_path, len(vocab_dict)))
     model = restore_model(prefix, module, settings)
+    outputs = {'mask': 'uint8 [h, w] 0/1', 'probability': 'float32 [h, w]',
+               'tokens': 'string [T]', 'word_ids': 'int32 [T]',
+               'word_types': 'float32 [T, %d] %s' % (len(model.WORD_TYPES),
+                                                     ', '.join(model.WORD_TYPES))}
+    if settings.kind == 'video':
+        signatures = {SERVING_KEY: {'inputs': {
+            'clip': 'uint8 [%d, h, w, 1|2|3|4], the frames around the one to segment, at '
+                    'index %d (batches.clip_window)' % (CLIP_FRAMES, ANNOTATED_FRAME),
+            'sentence': 'string []'}}}
+        outputs = {k: v.replace('[h, w]', '[h, w] of clip[%d]' % ANNOTATED_FRAME)
+                   for k, v in outputs.items()}
+    else:
+        signatures = {SERVING_KEY: {'inputs': {'image_bytes': 'string [] (JPEG, PNG, GIF, BMP, '
+                                                              'WebP)', 'sentence': 'string []'}},
+                      IMAGE_KEY: {'inputs': {'image': 'uint8 [h, w, 1|2|3|4]',
+                                             'sentence': 'string []'}}}
     info = {'checkpoint': os.path.abspath(prefix), 'vocab': os.path.abspath(vocab_path),
             'model': settings.to_json(), 'model_name': module.__name__,
             'mean_bgr': list(map(float, MU)),
             'score_threshold_logit': SCORE_THRESH,
-            'signatures': {
-                SERVING_KEY: {'inputs': {'image_bytes': 'string [] (JPEG, PNG, GIF, BMP, WebP)',
-                                         'sentence': 'string []'}},
-                IMAGE_KEY: {'inputs': {'image': 'uint8 [h, w, 1|2|3|4]',
-                                       'sentence': 'string []'}},
-                'outputs': {'mask': 'uint8 [h, w] 0/1', 'probability': 'float32 [h, w]',
-                            'tokens': 'string [T]', 'word_ids': 'int32 [T]',
-                            'word_types': 'float32 [T, %d] %s' % (
-                                len(model.WORD_TYPES), ', '.join(model.WORD_TYPES))}}}
+            'signatures': dict(signatures, outputs=outputs)}
     log('Tracing and writing the SavedModel ...')
     export_saved_model(model, vocab_dict, export_dir, MU, SCORE_THRESH, info)
-    log('SavedModel written to %s (signatures %s, %s)' % (export_dir, SERVING_KEY, IMAGE_KEY))
+    log('SavedModel written to %s (signatures %s)' % (export_dir, ', '.join(signatures)))
     return export_dir
 
 
@@ -436,7 +495,7 @@ def run_export(checkpoint, export_dir, vocab=None, num_steps=None, log=print,
 class SavedModelPredictor(Predictor):
     """An exported SavedModel with util.inference.predict.Predictor's interface: the same mask,
     probability and word types (the signature serve_image, whose pixels predict mode's
-    load_image decodes). Not exported, so not available: the c3 / c4 / c5 maps and DenseCRF
+    load_image decodes; a video model's serving_default, which takes a clip). Not exported, so not available: the c3 / c4 / c5 maps and DenseCRF
     (which needs the network-resolution image)."""
     levels = False
     dcrf = False
@@ -455,7 +514,7 @@ class SavedModelPredictor(Predictor):
         except (ValueError, KeyError) as e:
             raise InputError('%s: %s' % (info_path, e.args[0] if e.args else e)) from None
         self.prefix = self.vocab_path = export_dir
-        self.video = False
+        self.video = self.settings.kind == 'video'
         self.num_steps = self.settings.num_steps
         self.vocab_dict = None  # read from the SavedModel's own table by load()
         self.serve = None
@@ -471,7 +530,8 @@ class SavedModelPredictor(Predictor):
                 table_handle=loaded.table.resource_handle, Tkeys=tf.string, Tvalues=tf.int64)
             self.vocab_dict = {w.decode('utf-8'): int(i) for w, i in zip(words.numpy(),
                                                                         ids.numpy())}
-            self.loaded, self.serve = loaded, loaded.signatures[IMAGE_KEY]
+            self.loaded = loaded
+            self.serve = loaded.signatures[SERVING_KEY if self.video else IMAGE_KEY]
         return self
 
     def encode(self, sentence):
@@ -483,7 +543,10 @@ class SavedModelPredictor(Predictor):
             raise InputError('DenseCRF needs a checkpoint (--checkpoint); a SavedModel gives '
                              'the mask at the image resolution only')
         _, kept, unknown, dropped = self.load().encode(sentence)
-        out = self.serve(image=tf.constant(image), sentence=tf.constant(sentence))
+        if self.video:  # image: the 16 frames of a clip
+            out = self.serve(clip=tf.constant(np.stack(image)), sentence=tf.constant(sentence))
+        else:
+            out = self.serve(image=tf.constant(image), sentence=tf.constant(sentence))
         ids, types = out['word_ids'].numpy(), out['word_types'].numpy()
         return {'mask': out['mask'].numpy() > 0, 'prob': out['probability'].numpy(),
                 'word_types': types, 'mask_dcrf': None, 'levels': {}, 'word_ids': ids,

@@ -10,6 +10,7 @@ import argparse
 
 from util.cli import HelpFormatter, InputError
 from util.pipeline.models import module_name
+from util.pipeline.snapshots import snapshot_prefix
 from util.pipeline.settings import PRESETS, TrainSettings
 
 ITERS_PER_LOG = 100
@@ -220,3 +221,67 @@ def check_args(p, args):
                     % args.backbone_blocks)
     if args.size is not None and args.size % 8:
         p.error('--size must be a multiple of 8 (output stride), got %d' % args.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict and export (util/inference/)
+
+def add_inference_flags(p, model_input):
+    """The flags of -m predict and -m export: the image script's take --image, the video
+    script's --video (util/inference/predict.py, predict_video.py, export.py)."""
+    q = p.add_argument_group('predict and export (added by the port)')
+    q.add_argument('--checkpoint', type=str, default=None,
+                   help='predict, export: checkpoint prefix (e.g. ckpts/unc/unc_iter_700000.tfmodel'
+                        '), one of its files, or a folder (its newest snapshot); instead of -f/-i')
+    if model_input == 'image':
+        q.add_argument('--image', type=str, action='append', default=None,
+                       help='predict: image file, any size and mode (repeatable)')
+    else:
+        q.add_argument('--video', type=str, default=None,
+                       help='predict: a video file (decoded with PyAV) or a folder of frames '
+                            '(image files sorted by name, all of one size)')
+        q.add_argument('--frames', type=str, default=None,
+                       help='predict: frames A:B or A:B:STEP to segment (numbered from 1, both '
+                            'included; default: every frame)')
+        q.add_argument('--fps', type=float, default=None,
+                       help="predict: frame rate of overlay.mp4 (default: the video's; 24 for a "
+                            'folder of frames)')
+    q.add_argument('--sentence', type=str, action='append', default=None,
+                   help='predict: referring expression (repeatable; each is run on each %s)'
+                        % ('image' if model_input == 'image' else 'frame'))
+    q.add_argument('--sentences-file', type=str, default=None,
+                   help='predict: text file with one expression per line (blank lines skipped)')
+    q.add_argument('--out-dir', type=str, default='predictions',
+                   help='predict: output folder (%s)'
+                        % ('{out-dir}/{image}/{k}_{sentence}/ per prediction'
+                           if model_input == 'image' else
+                           '{out-dir}/{video}/{k}_{sentence}/ per sentence'))
+    if model_input == 'image':
+        q.add_argument('--explain', default=True, action=argparse.BooleanOptionalAction,
+                       help='predict: draw explain.png (word types, c3/c4/c5 maps, mask)')
+    q.add_argument('--export-dir', type=str, default=None,
+                   help='export: folder of the SavedModel (replaced once the new one is complete)')
+
+
+def check_inference_args(p, args):
+    """Refuses a predict or export run without what it needs (p.error exits)."""
+    if args.mode not in ('predict', 'export'):
+        return
+    if args.checkpoint is None and args.folder is None:
+        p.error('-m %s needs the checkpoint: --checkpoint PATH, or -f FOLDER with -d and -i'
+                % args.mode)
+    if args.mode == 'predict':
+        what = '--image' if hasattr(args, 'image') else '--video'
+        if not getattr(args, what[2:]):
+            p.error('-m predict needs %s PATH' % what)
+        if not (args.sentence or args.sentences_file):
+            p.error('-m predict needs --sentence TEXT or --sentences-file PATH')
+    if args.mode == 'export' and not args.export_dir:
+        p.error('-m export needs --export-dir PATH')
+
+
+def checkpoint_arg(args):
+    """(checkpoint path, the flags that named it) for predict and export."""
+    if args.checkpoint is not None:
+        return args.checkpoint, '--checkpoint'
+    return snapshot_prefix(args.folder, args.dataset, args.iters), '-f/-d/-i'

@@ -45,3 +45,37 @@ class OncePerPicture:
             lambda *rows: tf.concat(rows, 0), *[known[k][1] for k in owner])
         self._last = known[-1]
         return self.model.forward_words(words, features)
+
+
+class FrameFeatures:
+    """The video model's features of a whole video, each frame through the backbone once: a
+    window (a clip's sampled frames) takes the rows of its frames, computed when the frame is
+    added (LSTM_model.frame_features) and kept until dropped. `backbone_runs` counts the frames
+    computed. Predict on a video (util/inference/predict_video.py) adds frames as they are
+    decoded and drops those no later window reads, so a long video holds a few at a time."""
+
+    def __init__(self, model):
+        self.model = model
+        self.backbone_runs = 0
+        self.frames = {}  # frame number -> its features {level: {'lateral', 'mutan'}}, 1 row
+
+    def add(self, number, net_im):
+        """net_im float32 [H, W, 3]: the frame as the network takes it (BGR minus the mean)."""
+        im = np.asarray(net_im, np.float32)
+        if im.shape != (self.model.H, self.model.W, 3):
+            raise ValueError('a frame must be [%d, %d, 3], got shape %s'
+                             % (self.model.H, self.model.W, list(im.shape)))
+        self.frames[number] = self.model.frame_fn(im[None])  # {level: ...} of [1, h, w, C]
+        self.backbone_runs += 1
+
+    def window(self, numbers, repeat=1):
+        """The visual_features of a clip whose sampled frames are `numbers` (in the model's
+        SAMPLED_FRAMES order), for `repeat` expressions: [repeat * 5, ...] rows, sample by
+        sample, as the model's visual_features of `repeat` copies of that clip."""
+        rows = [self.frames[n] for n in numbers] * repeat
+        return tf.nest.map_structure(lambda *r: tf.concat(r, 0), *rows)
+
+    def forget(self, numbers):
+        """Drops the features of these frames."""
+        for n in numbers:
+            del self.frames[n]
