@@ -20,7 +20,7 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     rows = result['rows']
     kinds = {r['kind'] for r in rows}
     assert kinds == {'forward', 'train', 'input_pipeline', 'test_end_to_end', 'per_picture',
-                     'build_batches', 'fidelity'}
+                     'predict', 'video_predict', 'build_batches', 'fidelity'}
     for r in rows:
         if r['kind'] == 'fidelity':
             assert 0 <= r['overall_iou'] <= 1 and r['max_abs_up_diff'] >= 0 and r['samples'] > 0
@@ -38,6 +38,9 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     assert [(r['pipeline'], r['expressions_per_image']) for r in rows
             if r['kind'] == 'per_picture'] == [('plain forward', 1), ('once per picture', 1),
                                                ('once per picture', 7)]
+    assert [r['sentences_per_image'] for r in rows if r['kind'] == 'predict'] == [1, 5]
+    assert [r['pipeline'] for r in rows if r['kind'] == 'video_predict'] == [
+        'backbone once per frame', 'a forward per window']
     # Counted from the graph: the train step (forward + backward of the head) costs more than
     # the forward, and the forward is dominated by the backbone's convolutions.
     fl = result['flops_per_sample']
@@ -58,7 +61,8 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ck', '-i', '2', '--results',
               'test.json'], tmp_path)
     run_main(['--quick', '--configs', 'small', '--skip', 'forward,train,input_pipeline,'
-              'test_end_to_end,per_picture,build_batches', '--precisions', 'bf16', '--xla', 'off',
+              'test_end_to_end,per_picture,predict,video_predict,build_batches',
+              '--precisions', 'bf16', '--xla', 'off',
               '--checkpoint', 'ck/unc_iter_2.tfmodel', '--val-batches', 'unc/val_batch',
               '--workdir', 'work', '--out', 'bench.json'], tmp_path, script='tools/benchmark.py')
     test = json.load(open(tmp_path / 'test.json'))['without_DenseCRF']

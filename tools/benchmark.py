@@ -22,6 +22,11 @@ Rows (all in the JSON under "rows", printed as one table):
                   per config: one plain forward per expression (the original's way), then
                   the backbone once per picture (OncePerPicture) with 1 and with 7
                   expressions per image; expressions/s
+  predict         predict mode's computation (predict_one with OncePerPicture, the level maps
+                  included) on one 320 x 240 image with 1 and with 5 sentences, per sentence
+  video_predict   whole-video prediction of the video model (predict_frames) on 12 frames of
+                  320 x 240, one sentence, per frame: the backbone once per frame, and one
+                  plain forward per frame's window (5 backbone runs a frame)
   build_batches   the writer of build_batches.py (util/datasets: refcoco's entries,
                   batches.build_image_split) on a small synthetic split, expressions/s (one
                   worker)
@@ -57,6 +62,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 
@@ -117,7 +123,8 @@ def parse_args(argv=None):
                         'split); use the dataset the --checkpoint was trained on')
     p.add_argument('--skip', default='',
                    help='comma list of row kinds to leave out: forward, train, input_pipeline, '
-                        'test_end_to_end, per_picture, build_batches, fidelity')
+                        'test_end_to_end, per_picture, predict, video_predict, build_batches, '
+                        'fidelity')
     p.add_argument('--max-samples', type=int, default=None,
                    help='val expressions read by the test and fidelity rows (default: all)')
     p.add_argument('--seed', type=int, default=0, help='seed of weights, data and inputs')
@@ -125,7 +132,8 @@ def parse_args(argv=None):
     args.configs = _split(args.configs, CONFIGS, '--configs')
     args.xla = [x == 'on' for x in _split(args.xla, ('off', 'on'), '--xla')]
     args.skip = _split(args.skip, ('forward', 'train', 'input_pipeline', 'test_end_to_end',
-                                   'per_picture', 'build_batches', 'fidelity'), '--skip')
+                                   'per_picture', 'predict', 'video_predict', 'build_batches',
+                                   'fidelity'), '--skip')
     if args.precisions is not None:
         args.precisions = _split(args.precisions, ('fp32', 'bf16', 'fp16'), '--precisions')
     if args.batch_sizes is not None:
@@ -616,6 +624,60 @@ class Bench:
                            'expressions_per_image': per_image, 'batch': 1,
                            'precision': 'fp32', 'xla': False}, t / expressions)
 
+    def predict_rows(self, config, sentences=(1, 5)):
+        """Predict mode's computation on one 320 x 240 image (util/inference/predict.predict_one
+        with the Predictor's OncePerPicture, the c3 / c4 / c5 maps included, no DenseCRF) with
+        1 and with 5 sentences; per sentence."""
+        from util.inference.predict import predict_one
+        from util.pipeline.once_per_picture import OncePerPicture
+        model = self.build(config, 'eval')
+        rng = np.random.RandomState(self.args.seed)
+        words = random_inputs(model, max(sentences), rng)[0].numpy()
+        image = rng.randint(0, 255, (240, 320, 3)).astype(np.uint8)
+        for n in sentences:
+            def run():
+                forward = OncePerPicture(model)
+                for k in range(n):
+                    predict_one(model, image, words[k], forward=forward)
+            t = median_time(run, self.args.warmup, self.args.repeats)
+            self.add_rate({'kind': 'predict', 'config': config, 'pipeline': 'predict_one',
+                           'sentences_per_image': n, 'batch': 1, 'precision': 'fp32',
+                           'xla': False}, t / n)
+
+    def video_predict_rows(self, config, frames=12):
+        """Whole-video prediction (util/inference/predict_video.predict_frames) of the video
+        model on a 320 x 240 video of `frames` frames, one sentence, per frame: the backbone
+        once per frame (FrameFeatures), and one plain forward of each frame's window (the
+        backbone on 5 frames per frame). Random weights: the time does not depend on them."""
+        from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model as VideoModel
+        from util.datasets.batches import clip_window
+        from util.inference.predict import predict_clip
+        from util.inference.predict_video import predict_frames
+        from util.pipeline.once_per_picture import FrameFeatures
+        from util.pipeline.settings import VideoModelSettings
+        self.tf.random.set_seed(self.args.seed)
+        model = VideoModel.from_settings(VideoModelSettings.of(CONFIGS[config]), mode='eval')
+        rng = np.random.RandomState(self.args.seed)
+        words = random_inputs(model, 1, rng)[0].numpy()
+        video = rng.randint(0, 255, (frames, 240, 320, 3)).astype(np.uint8)
+
+        source = types.SimpleNamespace(n=frames, frames=lambda: iter(video))  # a VideoSource
+
+        def once_per_frame():
+            list(predict_frames(model, FrameFeatures(model), source, list(range(1, frames + 1)),
+                                words, progress=False))
+
+        def window_by_window():
+            for f in range(1, frames + 1):
+                predict_clip(model, [video[i - 1] for i in clip_window(f, frames)], words[0],
+                             levels=False)
+        for name, run in (('backbone once per frame', once_per_frame),
+                          ('a forward per window', window_by_window)):
+            t = median_time(run, self.args.warmup, self.args.repeats)
+            self.add_rate({'kind': 'video_predict', 'config': config, 'pipeline': name,
+                           'sentences_per_image': 1, 'batch': 1, 'precision': 'fp32',
+                           'xla': False}, t / frames)
+
     def build_rows(self):
         for split, size in (('val', batches.INPUT_SIZE), ('train', 64)):
             counts = []
@@ -703,6 +765,10 @@ class Bench:
                 self.input_rows(config)
             if 'per_picture' not in a.skip:
                 self.per_picture_rows(config)
+            if 'predict' not in a.skip:
+                self.predict_rows(config)
+            if 'video_predict' not in a.skip:
+                self.video_predict_rows(config)
         for kind, rows in (('test_end_to_end', self.test_rows), ('build_batches', self.build_rows),
                            ('fidelity', self.fidelity_rows)):
             if kind not in a.skip:
@@ -725,6 +791,9 @@ def describe(row):
     parts = [row.get('config', ''), row.get('split', ''), row.get('pipeline', '')]
     if 'expressions_per_image' in row:
         parts.append('%d expr/image' % row['expressions_per_image'])
+    if 'sentences_per_image' in row:
+        parts.append('%d sentence%s' % (row['sentences_per_image'],
+                                        's' if row['sentences_per_image'] > 1 else ''))
     if 'batch' in row:
         parts.append('bs %d' % row['batch'])
     if 'precision' in row:
