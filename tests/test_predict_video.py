@@ -163,6 +163,8 @@ def test_overlay_video_and_json(workspace, video_predicted):
                 ys, xs = np.nonzero(mask)
                 assert r['mask']['bbox_xywh'] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
                                                   ys.max() - ys.min() + 1]
+        with Image.open(os.path.join(folder, 'preview.png')) as preview:
+            assert preview.format == 'PNG' and preview.size[0] > 400
         video = decode(os.path.join(folder, 'overlay.mp4'))
         assert video.shape == (N_FRAMES, SIZE[0] + 1, SIZE[1], 3)  # 45 rows -> 46 (H.264)
     assert 'backbone runs: %d' % N_FRAMES in proc.stdout

@@ -89,3 +89,27 @@ def explain_figure(path, image, sentence, words, level_probs, mask, prob=None):
               frameon=False, fontsize=9)
     fig.savefig(path, format='png', dpi=DPI)
     return path
+
+
+PREVIEW_FRAMES = 8  # frames in a video prediction's preview.png
+
+
+def frames_figure(path, sentence, frames):
+    """A video prediction at a glance (util/inference/predict_video.py's preview.png): frames,
+    [(frame number, uint8 [h, w, 3] with the mask overlaid, mask area fraction)], in a row of up
+    to 4 per line, each titled with its number and the mask's share of the frame."""
+    cols = min(len(frames), 4)
+    rows = -(-len(frames) // cols)
+    h, w = frames[0][1].shape[:2]
+    side = 3.2  # inches per panel's longer side
+    fig = Figure(figsize=(cols * side * min(1, w / h) + 0.2,
+                          rows * (side * min(1, h / w) + 0.45) + 0.5), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.suptitle('"%s"' % sentence, fontsize=12)
+    for k, (number, shown, area) in enumerate(frames):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(shown)
+        ax.set_title('frame %d: mask %.1f%%' % (number, 100 * area), fontsize=9)
+        ax.axis('off')
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, format='png')

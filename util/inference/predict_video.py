@@ -22,6 +22,7 @@ so a folder that exists is a whole prediction):
   {k}_{sentence}/masks_dcrf/{f:05d}.png  with -c: the DenseCRF-refined mask
   {k}_{sentence}/overlay.mp4             the predicted frames with the mask in red, at the
                                          video's frame rate (--fps for a folder of frames)
+  {k}_{sentence}/preview.png             8 of them, evenly spaced, with their numbers
   {k}_{sentence}/result.json             the sentence as the vocabulary saw it (tokens, word
                                          types), and per frame: its number, its source (the
                                          file, for a folder), the mask's area and box
@@ -42,9 +43,10 @@ from tqdm import tqdm
 
 from util.cli import InputError
 from util.datasets.batches import ANNOTATED_FRAME, clip_window
+from util.inference.explain import PREVIEW_FRAMES, frames_figure
 from util.inference.predict import (Predictor, load_image, mask_summary, postprocess, save_png,
                                     slug, unique_names, word_records)
-from util.io import VideoWriter, video_frames, write_json
+from util.io import VideoWriter, atomic_open, video_frames, write_json
 from util.pipeline import contract
 from util.visualize import overlay
 
@@ -237,6 +239,10 @@ def run_predict_video(checkpoint, video, sentences, out_dir, frames=None, fps=No
     ids = np.stack([e[0] for e in encoded])  # [S, T]
     per_frame = [[] for _ in sentences]
     word_types = [None] * len(sentences)
+    shown = set(np.asarray(targets)[np.linspace(0, len(targets) - 1, min(PREVIEW_FRAMES,
+                                                                       len(targets))).round()
+                                    .astype(int)].tolist())  # frames of preview.png
+    previews = [[] for _ in sentences]
     try:
         for folder in folders:
             os.makedirs(os.path.join(folder, 'masks'))
@@ -254,7 +260,10 @@ def run_predict_video(checkpoint, video, sentences, out_dir, frames=None, fps=No
                     if dcrf:
                         save_png(os.path.join(folders[k], 'masks_dcrf', png),
                                  res['mask_dcrf'].astype(np.uint8) * 255)
-                    writers[k].write(overlay(rgb, res['mask']))
+                    drawn = overlay(rgb, res['mask'])
+                    writers[k].write(drawn)
+                    if f in shown:
+                        previews[k].append((f, drawn, res['mask'].mean()))
                     per_frame[k].append(frame_record(f, source.names[f - 1], res['mask'],
                                                      res['mask_dcrf']))
                     word_types[k] = res['word_types']
@@ -283,6 +292,9 @@ def run_predict_video(checkpoint, video, sentences, out_dir, frames=None, fps=No
                           'overlay': os.path.join(folder, 'overlay.mp4')}}
             if dcrf:
                 record['files']['masks_dcrf'] = os.path.join(folder, 'masks_dcrf')
+            record['files']['preview'] = os.path.join(folder, 'preview.png')
+            with atomic_open(os.path.join(folders[k], 'preview.png'), 'wb', fsync=False) as png:
+                frames_figure(png, sentence, previews[k])
             write_json(os.path.join(folders[k], 'result.json'), record)
             records.append(record)
         write_json(os.path.join(tmp, 'predictions.json'), records)
