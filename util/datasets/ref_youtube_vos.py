@@ -187,11 +187,12 @@ def object_mask(anno_dir, image_dir, obj_id, frame):
 
 
 def object_id(e, path, video, exp_id):
+    obj = key(e, 'obj_id', path, 'video %s expression %s' % (video, exp_id))
     try:
-        return int(e['obj_id'])
+        return int(obj)
     except (TypeError, ValueError):
         raise ValueError('%s: video %s expression %s: obj_id %r is not a number'
-                         % (path, video, exp_id, e['obj_id'])) from None
+                         % (path, video, exp_id, obj)) from None
 
 
 def annotators_of(expressions, path, video):
@@ -202,7 +203,8 @@ def annotators_of(expressions, path, video):
         raise ValueError('%s: video %s has %d expressions; Ref-DAVIS17 has %d per object (%s)'
                          % (path, video, len(ids), len(ANNOTATORS), '; '.join(ANNOTATORS)))
     for k in range(0, len(ids), len(ANNOTATORS)):
-        objs = {str(expressions[i]['obj_id']) for i in ids[k:k + len(ANNOTATORS)]}
+        objs = {str(object_id(expressions[i], path, video, i))
+                for i in ids[k:k + len(ANNOTATORS)]}
         if len(objs) != 1:
             raise ValueError('%s: video %s expressions %s should refer to one object (one per '
                              'annotator), not %s' % (path, video, ', '.join(ids[k:k + 4]),
@@ -240,10 +242,10 @@ def _samples(root, split, num_words, counts, davis, progress):
             else:
                 counts['listed frame without an annotation .png (skipped)'] += 1
         for exp_id, e in expressions.items():
+            obj = object_id(e, meta, video, exp_id)
             if str(e['obj_id']) not in objects[video]:
                 counts['expression of an object missing from meta.json (skipped)'] += 1
                 continue
-            obj = object_id(e, meta, video, exp_id)
             sent, text = query_words(e['exp'], num_words)
             what = '%s, video %s expression %s' % (meta, video, exp_id)
             if exp_id in annotator:
@@ -263,7 +265,7 @@ def _samples(root, split, num_words, counts, davis, progress):
 
 def _queries(root, split, num_words, counts, davis):
     meta = meta_expressions_path(root, split)
-    videos = read_meta_expressions(meta)
+    videos = read_meta_expressions(meta, ('exp',))  # valid's expressions hide their obj_id
     image_dir = os.path.join(root, split, 'JPEGImages')
     has_masks = os.path.isdir(os.path.join(root, split, 'Annotations'))
     out = []
@@ -272,12 +274,12 @@ def _queries(root, split, num_words, counts, davis):
         annotator = annotators_of(expressions, meta, video) if davis else {}
         frames = sorted_frames(entry['frames'], meta, video, counts)
         paths = frame_paths(image_dir, video, frames, meta)
+        anno_dir = os.path.join(root, split, 'Annotations', video)
         for exp_id, e in expressions.items():
             sent, text = query_words(e['exp'], num_words)
             load = None
             if has_masks:
-                load = functools.partial(object_mask, os.path.join(root, split, 'Annotations', video),
-                                         os.path.join(image_dir, video),
+                load = functools.partial(object_mask, anno_dir, os.path.join(image_dir, video),
                                          object_id(e, meta, video, exp_id))
             out.append(VideoQuery(video=video, exp_id=exp_id, sent=sent, text=text,
                                   frames=frames, frame_paths=paths, annotator=annotator.get(exp_id),
