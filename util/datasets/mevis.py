@@ -113,8 +113,8 @@ def samples(root, split, num_words, counts, progress=iter):
     """(split, ClipEntry) of every sample of a split with masks (train, valid_u): videos and
     expressions in the file's order, then frames in order; progress wraps the videos."""
     meta, mask_path, image_dir = split_files(root, split)
-    videos = read_meta_expressions(meta, EXPRESSION_KEYS)
     masks = read_mask_dict(mask_path)
+    videos = read_meta_expressions(meta, EXPRESSION_KEYS)
     for video in progress(list(videos)):
         listed = videos[video]['frames']
         frames = sorted_frames(listed, meta, video, counts)
