@@ -6,6 +6,7 @@ its RLE round trip, and the one-line errors naming the file for malformed releas
 
 import json
 import os
+import pickle
 import shutil
 from collections import Counter
 
@@ -90,7 +91,7 @@ def ytvos_mask(video, v, exp, name):
 def test_ref_youtube_vos_samples_are_the_drawn_masks(releases):
     root, truth = releases['ytvos']
     counts = Counter()
-    got = list(ref_youtube_vos.samples(root, T, counts))
+    got = list(ref_youtube_vos.samples(root, 'train', T, counts))
     want = expected_samples(root, 'train', truth['train'], ytvos_mask,
                             os.path.join(root, 'train', 'JPEGImages'))
     check_samples(got, want, 'train')
@@ -111,7 +112,7 @@ def test_ref_youtube_vos_samples_are_the_drawn_masks(releases):
 
 def test_clip_windows_at_the_ends_of_a_video(releases):
     root, truth = releases['ytvos']
-    got = [e for _, e in ref_youtube_vos.samples(root, T, Counter())
+    got = [e for _, e in ref_youtube_vos.samples(root, 'train', T, Counter())
            if 'video skips expression 0' in e.what]
     folder = os.path.join(root, 'train', 'JPEGImages', 'skips')
     names = [os.path.relpath(p, folder) for p in got[0].frame_paths]
@@ -145,6 +146,8 @@ def test_ref_youtube_vos_queries_with_and_without_masks(releases):
     train = ref_youtube_vos.queries(root, 'train', T, Counter())
     assert [(q.video, q.exp_id) for q in train] == [
         (v, e) for v, video in truth['train'].items() for e in video['expressions']]
+    copy = pickle.loads(pickle.dumps(train[0]))  # module functions: fit for worker processes
+    np.testing.assert_array_equal(copy.mask(5), train[0].mask(5))
     skips = truth['train']['skips']
     for q in train[:2]:
         obj = skips['expressions'][q.exp_id][1]
@@ -168,7 +171,7 @@ def test_ref_youtube_vos_queries_with_and_without_masks(releases):
 def test_ref_davis_samples_leave_void_out_and_queries_carry_their_annotator(releases):
     root, truth = releases['davis']
     counts = Counter()
-    got = list(ref_youtube_vos.davis_samples(root, T, counts))
+    got = list(ref_youtube_vos.davis_samples(root, 'train', T, counts))
     want = expected_samples(root, 'train', truth['train'], ytvos_mask,
                             os.path.join(root, 'train', 'JPEGImages'))
     check_samples(got, want, 'train')
@@ -256,6 +259,28 @@ def test_mevis_queries_with_and_without_masks(releases):
     np.testing.assert_array_equal(train[1].mask(0), m1['10']['00000'] | m1['11']['00000'])
 
 
+def test_empty_expressions_and_expressions_without_objects_are_counted(releases, tmp_path):
+    root = copy_of(releases, 'mevis', tmp_path)
+
+    def change(d):
+        d['videos']['m1']['expressions']['0']['exp'] = ' '
+        d['videos']['m1']['expressions']['2']['anno_id'] = []
+    edit_json(os.path.join(root, 'train', 'meta_expressions.json'), change)
+    counts = Counter()
+    got = list(mevis.samples(root, 'train', T, counts))
+    assert len(got) == 18 + 4  # expression 1 of m1 and m2's
+    assert counts == Counter({'empty expression (skipped)': 1,
+                              'expression without anno_id (skipped)': 1,
+                              'frames not listed in sorted order (sorted)': 1})
+    assert len(list(mevis.samples(root, 'valid_u', T, Counter()))) == 5
+    root = copy_of(releases, 'ytvos', tmp_path)
+    edit_json(os.path.join(root, 'meta_expressions', 'train', 'meta_expressions.json'),
+              lambda d: d['videos']['names']['expressions']['5'].__setitem__('exp', ''))
+    counts = Counter()
+    assert len(list(ref_youtube_vos.samples(root, 'train', T, counts))) == 18 + 10
+    assert counts['empty expression (skipped)'] == 1
+
+
 def test_rle_round_trip_through_pycocotools():
     rng = np.random.RandomState(0)
     mask = rng.rand(37, 53) > 0.6
@@ -300,7 +325,7 @@ def test_malformed_ref_youtube_vos_files_are_one_line_errors_naming_the_file(rel
 
     def fails(error, start):
         with pytest.raises(error) as e:
-            list(ref_youtube_vos.samples(root, T, Counter()))
+            list(ref_youtube_vos.samples(root, 'train', T, Counter()))
         assert one_line(e).startswith(start), str(e.value)
 
     shutil.copy(meta, meta + '.good')

@@ -288,7 +288,7 @@ def _queries(root, split, num_words, counts, davis):
     return out
 
 
-def samples(root, num_words, counts, split='train', progress=iter):
+def samples(root, split, num_words, counts, progress=iter):
     """(split, ClipEntry) of every Ref-YouTube-VOS training sample: videos and expressions in
     the file's order, then frames in order; progress wraps the videos (e.g. a tqdm)."""
     return _samples(root, split, num_words, counts, davis=False, progress=progress)
@@ -300,8 +300,9 @@ def queries(root, split, num_words, counts):
     return _queries(root, split, num_words, counts, davis=False)
 
 
-def davis_samples(root, num_words, counts, split='train', progress=iter):
-    """samples of Ref-DAVIS17 in ReferFormer's converted layout (4 expressions per object)."""
+def davis_samples(root, split, num_words, counts, progress=iter):
+    """samples of Ref-DAVIS17 in ReferFormer's converted layout (4 expressions per object;
+    `what` names the annotator)."""
     return _samples(root, split, num_words, counts, davis=True, progress=progress)
 
 
