@@ -303,6 +303,31 @@ def test_rle_round_trip_through_pycocotools():
     assert mevis.decode(None, (37, 53), 'here') is None
 
 
+# --------------------------------------------------------------------------- the one writer
+
+def test_the_samples_are_what_the_video_writer_takes(releases, tmp_path):
+    """One sample of each release through batches.write_clip (a test split: the frames' own
+    size): the stored clip is the 16 frame images, the mask the drawn one."""
+    from helpers import write_vocab
+    from util import text_processing
+    from util.datasets import batches
+    vocab = text_processing.load_vocab_dict_from_file(write_vocab(str(tmp_path / 'v.txt'), 30))
+    picks = [('ytvos', ref_youtube_vos.samples, 'names'),
+             ('davis', ref_youtube_vos.davis_samples, 'dav'),
+             ('mevis', mevis.samples, 'm2')]
+    for name, samples, video in picks:
+        entry = [e for _, e in samples(releases[name][0], 'train', T, Counter())
+                 if 'video %s ' % video in e.what][-1]
+        writer = batches.SplitWriter(str(tmp_path), name, 'test', batches.VIDEO_MANIFEST, {})
+        batches.write_clip(writer, entry, vocab, T, train=False, size=batches.INPUT_SIZE)
+        with np.load(writer.path(0)) as stored:
+            frames, mask = stored['frames'], stored['mask_batch']
+        assert frames.shape == (16,) + mask.shape + (3,)
+        for k, path in enumerate(entry.frame_paths):
+            np.testing.assert_array_equal(frames[k], np.asarray(Image.open(path).convert('RGB')))
+        np.testing.assert_array_equal(mask, entry.mask)
+
+
 # --------------------------------------------------------------------------- malformed files
 
 def one_line(excinfo):
