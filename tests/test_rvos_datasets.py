@@ -161,7 +161,7 @@ def test_ref_youtube_vos_queries_with_and_without_masks(releases):
     assert [(q.video, q.exp_id, q.sent) for q in valid] == [
         ('val', '0', 'the person on the left'), ('val', '1', 'a horse')]
     for q in valid:
-        assert not q.has_masks and q.mask(0) is None and q.mask(6) is None
+        assert not q.has_masks and q.mask(0) is None and q.mask(6) is None and q.void(0) is None
         assert q.frames == ['%05d' % k for k in range(7)]
         assert all(os.path.isfile(p) for p in q.frame_paths)
 
@@ -190,6 +190,8 @@ def test_ref_davis_samples_leave_void_out_and_queries_carry_their_annotator(rele
         assert q.has_masks and q.frames == sorted(labels)
         for k, name in enumerate(q.frames):
             np.testing.assert_array_equal(q.mask(k), labels[name] == 1)
+            np.testing.assert_array_equal(q.void(k), labels[name] == 255)
+            assert q.void(k)[0].all() and not q.void(k)[1:].any()  # the fixture's top row
 
 
 def test_ref_davis_needs_four_expressions_per_object(releases, tmp_path):

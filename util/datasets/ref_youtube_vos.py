@@ -18,11 +18,12 @@ Ref-DAVIS17 (davis_samples, davis_queries; root: the converted release) is read 
 ReferFormer's tools/data/convert_davis_to_ytvos.py (github:wjn922/ReferFormer at 06fc218f)
 converts DAVIS 2017 and the text annotations of Khoreva et al. to: the same files, with
 {train,valid}/meta.json, {train,valid}/Annotations from DAVIS's Annotations_unsupervised/480p
-(every frame annotated; 255 is void, never an object) and the frames 00000, 00001, ... Each
-object has four expressions, listed in turn: annotator 1 first-frame, annotator 1 full-video,
-annotator 2 first-frame, annotator 2 full-video (exp_ids "0", "1", ...). The annotator of an
-expression is its position in the video's list modulo 4 (ANNOTATORS), as ReferFormer's
-inference_davis.py groups them (`obj_id * 4 + anno_id`, one result folder anno_{k} each).
+(every frame annotated; 255 is void, never an object: VideoQuery.void) and the frames 00000,
+00001, ... Each object has four expressions, listed in turn: annotator 1 first-frame, annotator 1
+full-video, annotator 2 first-frame, annotator 2 full-video (exp_ids "0", "1", ...). The
+annotator of an expression is its position in the video's list modulo 4 (ANNOTATORS), as
+ReferFormer's inference_davis.py groups them (`obj_id * 4 + anno_id`, one result folder
+anno_{k} each).
 
 Frames are taken in sorted order of their names, as ReferFormer sorts each video's frame list;
 the names are kept (a submission names its masks after them). A frame's frame_id is its 1-based
@@ -54,6 +55,7 @@ SPLITS = ('train', 'valid')
 ANNOTATORS = ('annotator 1, first frame', 'annotator 1, full video',
               'annotator 2, first frame', 'annotator 2, full video')
 EXPRESSION_KEYS = ('exp', 'obj_id')
+VOID = 255  # DAVIS's void pixels: scored as neither object nor background (video_metrics)
 
 
 @dataclass
@@ -62,7 +64,8 @@ class VideoQuery:
     sent_batch) and text (tokenised); frames, the frame names in order (the names of the
     submission's masks), and frame_paths their images; annotator, the index in ANNOTATORS
     (Ref-DAVIS17 only); load_mask(frame name) -> bool [h, w] or None (frame not annotated), None
-    when the split has no masks. Errors name `what`."""
+    when the split has no masks; load_void likewise, the void pixels (Ref-DAVIS17 only). Errors
+    name `what`."""
     video: str
     exp_id: str
     sent: str
@@ -72,6 +75,7 @@ class VideoQuery:
     what: str
     annotator: int = None
     load_mask: Callable = None
+    load_void: Callable = None
 
     @property
     def has_masks(self):
@@ -81,6 +85,10 @@ class VideoQuery:
         """The ground truth of frames[k] (bool [h, w]), or None: no masks in the split, or this
         frame is not annotated."""
         return None if self.load_mask is None else self.load_mask(self.frames[k])
+
+    def void(self, k):
+        """The void pixels of frames[k] (bool [h, w], Ref-DAVIS17), or None."""
+        return None if self.load_void is None else self.load_void(self.frames[k])
 
 
 # -- the files shared with MeViS (one JSON layout, frames as JPEGImages/<video>/<frame>.jpg)
@@ -178,12 +186,13 @@ def read_label(path, frame_path):
     return label
 
 
-def object_mask(anno_dir, image_dir, obj_id, frame):
-    """bool [h, w]: where the annotation PNG of `frame` holds obj_id; None without a PNG."""
+def label_mask(anno_dir, image_dir, value, frame):
+    """bool [h, w]: where the annotation PNG of `frame` holds `value` (an object id, or VOID);
+    None without a PNG."""
     png = os.path.join(anno_dir, frame + '.png')
     if not os.path.isfile(png):
         return None
-    return read_label(png, os.path.join(image_dir, frame + '.jpg')) == obj_id
+    return read_label(png, os.path.join(image_dir, frame + '.jpg')) == value
 
 
 def object_id(e, path, video, exp_id):
@@ -277,13 +286,16 @@ def _queries(root, split, num_words, counts, davis):
         anno_dir = os.path.join(root, split, 'Annotations', video)
         for exp_id, e in expressions.items():
             sent, text = query_words(e['exp'], num_words)
-            load = None
+            load = void = None
             if has_masks:
-                load = functools.partial(object_mask, anno_dir, os.path.join(image_dir, video),
+                load = functools.partial(label_mask, anno_dir, os.path.join(image_dir, video),
                                          object_id(e, meta, video, exp_id))
+                if davis:
+                    void = functools.partial(label_mask, anno_dir, os.path.join(image_dir, video),
+                                             VOID)
             out.append(VideoQuery(video=video, exp_id=exp_id, sent=sent, text=text,
                                   frames=frames, frame_paths=paths, annotator=annotator.get(exp_id),
-                                  load_mask=load,
+                                  load_mask=load, load_void=void,
                                   what='%s, video %s expression %s' % (meta, video, exp_id)))
     return out
 
