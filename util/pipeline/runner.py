@@ -643,9 +643,10 @@ def test(args, model_input):
 
 def run_mode(args, model_input, **other_modes):
     """Runs the mode -m names: train and test here, the script's other modes (predict, export:
-    functions of args) as it gives them. model_input: 'image' or 'clip'."""
+    functions of args) as it gives them, its own test in place of this one's if it gives one
+    (the video script's whole-video datasets). model_input: 'image' or 'clip'."""
     os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    modes = dict(train=lambda a: train(a, model_input), test=lambda a: test(a, model_input),
-                 **other_modes)
+    modes = dict(train=lambda a: train(a, model_input), test=lambda a: test(a, model_input))
+    modes.update(other_modes)
     return modes[args.mode](args)
