@@ -109,9 +109,11 @@ def frame_mask(masks, anno_ids, index_of, frame_dir, mask_path, frame):
                       image_size(os.path.join(frame_dir, frame + '.jpg')), where)
 
 
-def samples(root, split, num_words, counts, progress=iter):
+def samples(root, split, num_words, counts, progress=iter, frame_stride=1):
     """(split, ClipEntry) of every sample of a split with masks (train, valid_u): videos and
-    expressions in the file's order, then frames in order; progress wraps the videos."""
+    expressions in the file's order, then frames in order; progress wraps the videos;
+    frame_stride N keeps frames 1, N + 1, 2N + 1, ... of each video (every frame of MeViS is
+    annotated: one sample per expression and frame is millions on its train split)."""
     meta, mask_path, image_dir = split_files(root, split)
     masks = read_mask_dict(mask_path)
     videos = read_meta_expressions(meta, EXPRESSION_KEYS)
@@ -131,6 +133,8 @@ def samples(root, split, num_words, counts, progress=iter):
                 counts['empty expression (skipped)'] += 1
                 continue
             for frame_id, (frame, size) in enumerate(zip(frames, sizes), 1):
+                if (frame_id - 1) % frame_stride:
+                    continue
                 mask = union_mask(masks, ids, index_of[frame], size,
                                   '%s, frame %s' % (mask_path, frame))  # [h, w]
                 if not mask.any():

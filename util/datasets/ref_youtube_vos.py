@@ -229,7 +229,7 @@ def read_objects(path):
     return {v: set(key(entry, 'objects', path, 'video %s' % v)) for v, entry in videos.items()}
 
 
-def _samples(root, split, num_words, counts, davis, progress):
+def _samples(root, split, num_words, counts, davis, progress, frame_stride):
     meta = meta_expressions_path(root, split)
     videos = read_meta_expressions(meta)
     objects = read_objects(os.path.join(root, split, 'meta.json'))
@@ -245,6 +245,8 @@ def _samples(root, split, num_words, counts, davis, progress):
         anno_dir = os.path.join(root, split, 'Annotations', video)
         labels = {}  # frame_id -> object ids [h, w], each PNG read once for all expressions
         for k, (frame, path) in enumerate(zip(frames, paths), 1):
+            if (k - 1) % frame_stride:
+                continue
             png = os.path.join(anno_dir, frame + '.png')
             if os.path.isfile(png):
                 labels[k] = read_label(png, path)
@@ -300,10 +302,11 @@ def _queries(root, split, num_words, counts, davis):
     return out
 
 
-def samples(root, split, num_words, counts, progress=iter):
+def samples(root, split, num_words, counts, progress=iter, frame_stride=1):
     """(split, ClipEntry) of every Ref-YouTube-VOS training sample: videos and expressions in
-    the file's order, then frames in order; progress wraps the videos (e.g. a tqdm)."""
-    return _samples(root, split, num_words, counts, davis=False, progress=progress)
+    the file's order, then frames in order; progress wraps the videos (e.g. a tqdm);
+    frame_stride N keeps frames 1, N + 1, 2N + 1, ... of each video."""
+    return _samples(root, split, num_words, counts, False, progress, frame_stride)
 
 
 def queries(root, split, num_words, counts):
@@ -312,10 +315,10 @@ def queries(root, split, num_words, counts):
     return _queries(root, split, num_words, counts, davis=False)
 
 
-def davis_samples(root, split, num_words, counts, progress=iter):
+def davis_samples(root, split, num_words, counts, progress=iter, frame_stride=1):
     """samples of Ref-DAVIS17 in ReferFormer's converted layout (4 expressions per object;
     `what` names the annotator)."""
-    return _samples(root, split, num_words, counts, davis=True, progress=progress)
+    return _samples(root, split, num_words, counts, True, progress, frame_stride)
 
 
 def davis_queries(root, split, num_words, counts):
