@@ -87,21 +87,10 @@ def predict(args):
         sys.exit('error: %s' % e)
 
 
-def export(args):
-    from util.inference.export import run_export
-    checkpoint, flag = checkpoint_arg(args)
-    try:
-        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
-                          num_steps=args.num_steps, checkpoint_flag=flag,
-                          model_name=args.model_name, kinds=('video',))
-    except InputError as e:
-        sys.exit('error: %s' % e)
-
-
 def main(argv=None):
     args = parse_args(argv)
     whole_videos = {'test': run_test_videos} if args.dataset in RELEASES else {}
-    return run_mode(args, 'clip', predict=predict, export=export, **whole_videos)
+    return run_mode(args, 'clip', predict=predict, **whole_videos)
 
 
 if __name__ == '__main__':
