@@ -83,7 +83,8 @@ def test_jhmdb_is_tested_with_the_a2d_snapshot(video_run):
 
 def test_a_missing_frame_file_is_one_line_naming_it(video_run, tmp_path):
     root, ckpt, _ = video_run
-    shutil.copytree(root / 'a2d_sent_new' / 'train_batch', tmp_path / 'a2d_sent_new' / 'train_batch')
+    shutil.copytree(root / 'a2d_sent_new' / 'train_batch',
+                    tmp_path / 'a2d_sent_new' / 'train_batch')
     frame = tmp_path / 'a2d_sent_new' / 'train_batch' / 'frames' / 'clip2' / '00005.npz'
     os.remove(frame)
     out = run_main(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'train', '-i', '2', '-f', ckpt,
