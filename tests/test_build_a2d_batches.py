@@ -347,6 +347,14 @@ def test_an_annotated_frame_past_the_video_is_skipped_and_broken_h5_named(a2d, t
     out = capsys.readouterr().out
     assert "warning: 1 x annotated frame past the video's last frame (skipped)" in out
     assert 'test_batch: 1 samples' in out
+    # A frame of the clip not the size of the annotated frame: one line naming it.
+    frame = root / 'A2D-Sentences' / 'Release' / 'frames' / 'vidB' / '00004.png'
+    data = frame.read_bytes()
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(frame)
+    assert build(root, '--overwrite') == 2
+    assert capsys.readouterr().err == ('error: %s: frame is [6, 8], the annotated frame of its '
+                                       'clip [12, 16]\n' % frame)
+    frame.write_bytes(data)
     # A truncated .h5 and one without reMask: one line naming the file.
     path = anno / 'vidB' / '00007.h5'
     with h5py.File(path, 'w') as f:
