@@ -1,5 +1,6 @@
-"""Write one .npz per (query, annotated frame) of A2D Sentences, and of J-HMDB Sentences, in the
-layout of the original CMPC_video/build_A2D_batches.py, from the public releases.
+"""Write one .npz per (query, annotated frame) of A2D Sentences, and of J-HMDB Sentences, from
+the public releases, each frame of the clips once in a frame store (--original-layout: the
+layout of the original CMPC_video/build_A2D_batches.py, 16 frames in every sample).
 
 The command line of util/datasets/: a2d.py and jhmdb.py read the releases and yield the samples,
 batches.py owns the format below (and the clip window) and writes it.
@@ -47,13 +48,22 @@ Files: {out}/a2d_sent_new/{train,test}_batch/a2d_sent_new_{split}_{n}.npz (J-HMD
   mask_batch  bool  [h, w]         the queried actor in the annotated frame
   sent_batch  str   [1]            the query, lower case
   frame_id    int64 []             the annotated frame (1-based)
+  image_id    str   [1]            the clip: <video>/<annotated frame file>
+  frame_files str   [16]           the clip's frames, files of the split's frame store,
+                                   relative to the split folder: frames/<video>/<frame:05d>.npz
+and the frame store {split folder}/frames/<video>/<frame:05d>.npz, one file per frame that a
+clip shows, written once whatever the number of clips showing it:
+  frame       uint8 [h, w, 3]      the frame, RGB (resized and padded as the samples)
+util/data_reader.load_batch reassembles frames uint8 [16, h, w, 3] from them.
+With --original-layout, the original's layout instead, uncompressed (np.savez) as the
+original wrote it: no image_id and no frame store, but in every sample
   frames      uint8 [16, h, w, 3]  the clip, RGB
-  im_batch    uint8 [h, w, 3]      the annotated frame: only with --original-layout, which
-                                   also writes uncompressed (np.savez) as the original did;
-                                   by default files are compressed and im_batch, which is
-                                   frames[8], is left out (readers take frames[8]).
-Files are written under a temporary name and renamed when complete; rerunning resumes, and a
-folder built with other settings is refused unless --overwrite.
+  im_batch    uint8 [h, w, 3]      the annotated frame, frames[8]
+(Folders built before the frame store, with frames in every sample and no im_batch, are still
+read, and refused as another layout if built into again without --overwrite.)
+Files are written under a temporary name and renamed when complete, the frames before the
+samples that name them; rerunning resumes (and writes a missing frame file again), and a
+folder built with other settings or another layout is refused unless --overwrite.
 
 Quirks of the real files, each counted and reported at the end instead of a crash: a query
 row whose instance id is not a number ('1 (copy)': its leading number is used), a video
@@ -119,7 +129,8 @@ def parse_args(argv=None):
                    help="use a one-instance .h5 mask whatever its id, as the original did "
                         "(default: skip it when the id is not the query's)")
     p.add_argument('--original-layout', action='store_true',
-                   help='also write im_batch, uncompressed (np.savez), as the original')
+                   help="the original's layout: the 16 frames and im_batch in every sample, "
+                        "uncompressed (np.savez), instead of each frame once in the frame store")
     p.add_argument('--overwrite', action='store_true',
                    help='rebuild every file instead of resuming')
     p.add_argument('--no-progress', action='store_true', help='hide the progress bars')
@@ -150,20 +161,19 @@ def build(args, dataset, module_samples, splits, vocab_dict, counts, settings, d
     # The first sample reads the release's index files: a missing one is reported before any
     # output folder is made.
     first = next(samples, None)
-    writers = {s: batches.SplitWriter(args.out, dataset, s, batches.VIDEO_MANIFEST,
-                                      dict(settings, split=s), overwrite=args.overwrite,
-                                      compressed=not args.original_layout)
+    layout = batches.ORIGINAL if args.original_layout else batches.FRAMES_ONCE
+    writers = {s: batches.ClipWriter(args.out, dataset, s, dict(settings, split=s), layout,
+                                     overwrite=args.overwrite)
                for s in splits}
     for split, entry in itertools.chain([first] if first else [], samples):
         batches.write_clip(writers[split], entry, vocab_dict, args.num_words,
-                           train=split == 'train', size=args.size,
-                           original_layout=args.original_layout)
+                           train=split == 'train', size=args.size)
     return writers
 
 
 def build_a2d(args, vocab_dict, counts):
     settings = {'dataset': A2D_NAME, 'T': args.num_words, 'size': args.size,
-                'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
+                'vocab_sha1': file_sha1(args.vocab),
                 'single_instance_any_id': args.single_instance_any_id}
     return build(args, A2D_NAME, a2d.samples, a2d.SPLITS, vocab_dict, counts, settings,
                  desc='A2D', root=args.a2d_root, any_id=args.single_instance_any_id)
@@ -171,7 +181,7 @@ def build_a2d(args, vocab_dict, counts):
 
 def build_jhmdb(args, vocab_dict, counts):
     settings = {'dataset': JHMDB_NAME, 'T': args.num_words, 'vocab_sha1': file_sha1(args.vocab),
-                'original_layout': args.original_layout, 'seed': args.seed,
+                'seed': args.seed,
                 'frames_per_video': args.jhmdb_frames}
     chosen = {}
     writers = build(args, JHMDB_NAME, jhmdb.samples, jhmdb.SPLITS, vocab_dict, counts, settings,
@@ -184,8 +194,7 @@ def build_jhmdb(args, vocab_dict, counts):
 
 def build_rvos(args, vocab_dict, counts):
     settings = {'dataset': args.rvos, 'T': args.num_words, 'size': args.size,
-                'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
-                'frame_stride': args.frame_stride}
+                'vocab_sha1': file_sha1(args.vocab), 'frame_stride': args.frame_stride}
     return build(args, args.rvos, RVOS[args.rvos], ('train',), vocab_dict, counts, settings,
                  desc=args.rvos, unit='video', root=args.release_root, split='train',
                  frame_stride=args.frame_stride)
@@ -216,8 +225,10 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         return 2
     for split, w in writers.items():
-        print('%s: %d samples (%d written, %d kept from an earlier run)'
-              % (w.folder, w.n, w.written, w.n - w.written))
+        print('%s: %d samples (%d written, %d kept from an earlier run)%s'
+              % (w.folder, w.n, w.written, w.n - w.written,
+                 '' if w.frames is None else ', %d frame files (%d written, %d kept)'
+                 % (w.frames.written + w.frames.kept, w.frames.written, w.frames.kept)))
     for what, n in sorted(counts.items()):
         print('warning: %d x %s' % (n, what))
     return 0

@@ -63,10 +63,13 @@ def write_batches(folder, prefix, n, sizes, seed=0, T=20, vocab_size=50):
                  sent_batch=np.array(['expression %d' % k]))
 
 
-def write_video_batches(folder, prefix, n, size, seed=0, T=20, vocab_size=50, original=False):
+def write_video_batches(folder, prefix, n, size, seed=0, T=20, vocab_size=50, original=False,
+                        frame_store=False):
     """n video samples as CMPC_video/build_A2D_batches.py writes them: 16-frame clips
-    [16, h, w, 3] of a rectangle drifting on noise, the mask of frame 8; with original, also
-    im_batch = frames[8] (the original's layout)."""
+    [16, h, w, 3] of a rectangle drifting on noise, the mask of frame 8, the frames in every
+    sample (the layout before the frame store); with original, also im_batch = frames[8] (the
+    original's layout); with frame_store, the frames in frames/clip<k>/<t:05d>.npz (key frame)
+    named by frame_files instead (the frame store)."""
     rng = np.random.RandomState(seed)
     os.makedirs(folder, exist_ok=True)
     h, w = size
@@ -84,6 +87,12 @@ def write_video_batches(folder, prefix, n, size, seed=0, T=20, vocab_size=50, or
                       sent_batch=np.array(['clip %d' % k]), frame_id=np.int64(9), frames=frames)
         if original:
             arrays['im_batch'] = frames[8]
+        if frame_store:
+            names = ['frames/clip%d/%05d.npz' % (k, t + 1) for t in range(16)]
+            for name, frame in zip(names, arrays.pop('frames')):
+                os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
+                np.savez_compressed(os.path.join(folder, name), frame=frame)
+            arrays['frame_files'] = np.array(names)
         np.savez(os.path.join(folder, '%s_%d.npz' % (prefix, k)), **arrays)
 
 

@@ -31,7 +31,9 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     # Both forward settings of fold_bn, both pipelines, with and without DenseCRF.
     assert {r['fold_bn'] for r in rows if r['kind'] == 'forward'} == {False, True}
     assert {(r['config'], r['pipeline']) for r in rows if r['kind'] == 'input_pipeline'} == {
-        ('small', 'python DataReader'), ('small', 'tf.data'), ('small video', 'python DataReader')}
+        ('small', 'python DataReader'), ('small', 'tf.data'),
+        ('small video', 'python DataReader, frames once'),
+        ('small video', 'python DataReader, original')}
     assert all(r['samples_per_s_per_core'] > 0 for r in rows if r['kind'] == 'input_pipeline')
     assert {r['dcrf'] for r in rows if r['kind'] == 'test_end_to_end'} == {False, True}
     # The original's way, then the backbone once per picture with 1 and 7 expressions each.

@@ -287,3 +287,50 @@ def test_video_sample_gets_its_annotated_frame_and_shapes_are_checked(tmp_path):
     with pytest.raises(BatchFileError, match='v_2.npz: missing frames .*expected an .npz with '
                                              'text_batch, frames, mask_batch, sent_batch'):
         load_batch(str(tmp_path / 'v_2.npz'), VIDEO_REQUIRED_KEYS)
+
+
+def test_frame_store_samples_read_as_the_frames_they_name_and_bad_frame_files_are_named(
+        tmp_path):
+    """A frame store sample (frame_files) reads as the same arrays as the sample holding its
+    frames; a missing, truncated, misshapen or keyless frame file, and a name outside the
+    folder, are one line naming the file."""
+    from helpers import write_video_batches
+    from util.data_reader import VIDEO_REQUIRED_KEYS
+    write_video_batches(str(tmp_path / 'in'), 'v', 2, (6, 10), seed=5)
+    write_video_batches(str(tmp_path / 'store'), 'v', 2, (6, 10), seed=5, frame_store=True)
+    for n in range(2):
+        want = load_batch(str(tmp_path / 'in' / ('v_%d.npz' % n)), VIDEO_REQUIRED_KEYS)
+        got = load_batch(str(tmp_path / 'store' / ('v_%d.npz' % n)), VIDEO_REQUIRED_KEYS)
+        assert sorted(got) == sorted(list(want) + ['frame_files'])
+        for k in want:
+            assert got[k].dtype == want[k].dtype
+            np.testing.assert_array_equal(got[k], want[k])
+    sample = str(tmp_path / 'store' / 'v_1.npz')
+    frame = tmp_path / 'store' / 'frames' / 'clip1' / '00004.npz'
+
+    def error():
+        with pytest.raises(BatchFileError) as err:
+            load_batch(sample, VIDEO_REQUIRED_KEYS)
+        assert '\n' not in str(err.value)
+        return str(err.value)
+    data = frame.read_bytes()
+    frame.write_bytes(data[:len(data) // 2])
+    assert error().startswith('%s: not a readable .npz archive, truncated or another kind of '
+                              'file (BadZipFile' % frame)
+    assert error().endswith('; expected an .npz with frame, uint8 [h, w, 3], as '
+                            'CMPC_video/build_A2D_batches.py writes')
+    os.remove(frame)
+    assert error() == ('%s: frame file not found (a frame of %s; rerun '
+                       'CMPC_video/build_A2D_batches.py: it writes the missing frames)'
+                       % (frame, sample))
+    np.savez_compressed(frame, frame=np.zeros((6, 9, 3), np.uint8))  # another size
+    assert error() == ("%s: frame is uint8 [6, 9, 3]; expected uint8 [h, w, 3], the size of the "
+                       "clip's other frames" % frame)
+    np.savez_compressed(frame, image=np.zeros((6, 10, 3), np.uint8))
+    assert error() == ('%s: missing frame (has image); expected an .npz with frame, uint8 [h, w, '
+                       '3], as CMPC_video/build_A2D_batches.py writes' % frame)
+    with np.load(sample) as z:
+        arrays = dict(z)
+    np.savez(sample, **dict(arrays, frame_files=np.array(['../x.npz'] * 16)))
+    assert error() == ("%s: frame_files names '../x.npz', outside its folder; expected str [16], "
+                       "files of the frame store relative to the split folder" % sample)

@@ -1,14 +1,16 @@
 """CMPC_video/trainval_video.py run as a user runs it (in this process: helpers.run_main), on
-generated video batches in build_A2D_batches.py's layouts (compact, and the original's with
-im_batch): train 2 iterations of the tiny video model, resume, test with the A2D metrics and
+generated video batches in build_A2D_batches.py's layouts (train: the frame store; test: the
+original's, with im_batch; J-HMDB: frames in every sample, the layout before the frame store):
+train 2 iterations of the tiny video model, resume, test with the A2D metrics and
 DenseCRF, J-HMDB-style testing with the A2D snapshot, and the refusals (an image snapshot,
---tf-data).
+--tf-data, a missing frame file).
 
     cd /work/main && .venv/bin/python -m pytest tests/test_trainval_video.py -q
 """
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -25,7 +27,8 @@ TRAIN = ['-m', 'train', '-d', 'a2d_sent_new', '-t', 'train', '--random-backbone'
 def video_run(tmp_path_factory):
     root = tmp_path_factory.mktemp('video')
     data = root / 'a2d_sent_new'
-    write_video_batches(str(data / 'train_batch'), 'a2d_sent_new_train', 4, (64, 64), seed=1)
+    write_video_batches(str(data / 'train_batch'), 'a2d_sent_new_train', 4, (64, 64), seed=1,
+                        frame_store=True)
     write_video_batches(str(data / 'test_batch'), 'a2d_sent_new_test', 3, (48, 80), seed=2,
                         original=True)
     write_video_batches(str(root / 'jhmdb_sent' / 'test_batch'), 'jhmdb_sent_test', 2, (40, 56),
@@ -76,6 +79,21 @@ def test_jhmdb_is_tested_with_the_a2d_snapshot(video_run):
                    cwd=str(root), script=SCRIPT)
     assert 'mAP = ' in out.stdout
     assert os.path.isfile(os.path.join(ckpt, 'jhmdb_sent_test_iter_2_results.json'))
+
+
+def test_a_missing_frame_file_is_one_line_naming_it(video_run, tmp_path):
+    root, ckpt, _ = video_run
+    shutil.copytree(root / 'a2d_sent_new' / 'train_batch',
+                    tmp_path / 'a2d_sent_new' / 'train_batch')
+    frame = tmp_path / 'a2d_sent_new' / 'train_batch' / 'frames' / 'clip2' / '00005.npz'
+    os.remove(frame)
+    out = run_main(['-m', 'test', '-d', 'a2d_sent_new', '-t', 'train', '-i', '2', '-f', ckpt,
+                    '--data-root', str(tmp_path)], cwd=str(tmp_path), script=SCRIPT, check=False)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        'error: %s: frame file not found (a frame of %s; rerun CMPC_video/build_A2D_batches.py: '
+        'it writes the missing frames)'
+        % (frame, tmp_path / 'a2d_sent_new' / 'train_batch' / 'a2d_sent_new_train_2.npz'))
 
 
 @pytest.mark.slow  # half a minute or more: in CI (.ci/run)

@@ -15,7 +15,8 @@ Rows (all in the JSON under "rows", printed as one table):
   input_pipeline  samples/s of the input alone (and per core of the machine): the Python
                   DataReader + batches.train_input, and util/pipeline/tf_input.train_dataset
                   (tf.data), at batch 8; and the video batches' Python reader (16-frame
-                  clips, train_input(clip=True); tf.data has no video input)
+                  clips, train_input(clip=True); tf.data has no video input) in the frame
+                  store layout and in the original's, with the bytes stored per sample
   test_end_to_end test mode's loop (read, pad, forward, IoU; DenseCRF with "dcrf") on the
                   synthetic val split, samples/s, with the Python reader and with tf.data
   per_picture     test mode's loop (evaluate: pad, forward, IoU) on 7 expressions in memory,
@@ -536,30 +537,46 @@ class Bench:
         self.video_input_row(config, folder, prefix, H, W)
 
     def video_input_row(self, config, folder, prefix, H, W, n=16):
-        """The Python reader on n video samples (batches.clip_sample, the builder's arrays)
-        whose 16 frames are one training image shifted a few pixels a frame, at batch 8."""
+        """The Python reader on n video samples whose 16 frames are one training image shifted
+        a few pixels a frame, at batch 8, written by the builder's writer (batches.ClipWriter)
+        in its two layouts: each frame once in the frame store (the default), and the
+        original's (16 frames and im_batch in every sample)."""
         from util.data_reader import VIDEO_REQUIRED_KEYS, DataReader, count_batches, load_batch
-        from util.io import save_npz_atomic
-        out = os.path.join(self.workdir, 'video_train_' + config)
-        os.makedirs(out, exist_ok=True)
+        samples = []
         for k in range(min(n, count_batches(folder, prefix))):
             sample = load_batch(batches.batch_path(folder, prefix, k))
             frames = np.stack([np.roll(sample[batches.IMAGE], 3 * t, axis=1)
-                               for t in range(batches.CLIP_FRAMES)])
-            arrays = batches.clip_sample(sample[batches.TEXT], frames, sample[batches.MASK],
-                                         'clip %d' % k, 9, 'video%d/00009.png' % k)
-            save_npz_atomic(batches.batch_path(out, 'video_train', k), **arrays)
+                               for t in range(batches.CLIP_FRAMES)])  # [16, h, w, 3]
+            samples.append((sample, frames))
         B = PIPELINE_BATCH
-        reader = DataReader(out, 'video_train', seed=self.args.seed,
-                            required_keys=VIDEO_REQUIRED_KEYS)
+        for layout in (batches.FRAMES_ONCE, batches.ORIGINAL):
+            writer = batches.ClipWriter(self.workdir, 'video_' + config, 'train', {}, layout,
+                                        overwrite=True)
+            for k, (sample, frames) in enumerate(samples):
+                clip = {'frames': frames, 'original_layout': layout == batches.ORIGINAL}
+                if writer.frames:
+                    names = ['%s/video%d/%05d.npz' % (batches.FRAME_STORE, k, t + 1)
+                             for t in range(batches.CLIP_FRAMES)]
+                    for name in writer.frames.missing(names):
+                        writer.frames.save(name, frames[names.index(name)])
+                    clip = {'frame_files': names}
+                writer.save(k, batches.clip_sample(sample[batches.TEXT], sample[batches.MASK],
+                                                   'clip %d' % k, 9, 'video%d/00009.png' % k,
+                                                   **clip))
+            stored = sum(os.path.getsize(os.path.join(d, f))
+                         for d, _, names in os.walk(writer.folder) for f in names
+                         if f.endswith('.npz'))
+            reader = DataReader(writer.folder, writer.prefix, seed=self.args.seed,
+                                required_keys=VIDEO_REQUIRED_KEYS)
 
-        def python_batch():
-            for _ in range(B):
-                batches.train_input(reader.read_batch(is_log=False), H, W, clip=True)
-        t = median_time(python_batch, self.args.warmup, self.args.repeats)
-        reader.close()
-        self.add_rate({'kind': 'input_pipeline', 'config': config + ' video', 'batch': B,
-                       'pipeline': 'python DataReader'}, t / B)
+            def python_batch():
+                for _ in range(B):
+                    batches.train_input(reader.read_batch(is_log=False), H, W, clip=True)
+            t = median_time(python_batch, self.args.warmup, self.args.repeats)
+            reader.close()
+            self.add_rate({'kind': 'input_pipeline', 'config': config + ' video', 'batch': B,
+                           'pipeline': 'python DataReader, ' + layout,
+                           'bytes_per_sample': stored / len(samples)}, t / B)
 
     def run_test(self, model, B, dcrf, pipeline='python DataReader', keep_up=False):
         """Test mode's loop (util/pipeline/evaluate.py: read, resize-and-pad, batched forward,

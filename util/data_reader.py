@@ -4,7 +4,9 @@ Each file `{folder}/{prefix}_{n}.npz`, n = 0 .. num_batch - 1, holds one sample 
 of util/datasets/batches.py: text_batch, im_batch, mask_batch, sent_batch; a video sample
 also frames, the clip, and im_batch may be left out: it is the annotated frame,
 frames[ANNOTATED_FRAME], which load_batch then adds (so the image model reads video
-batches as images of their annotated frames). A daemon thread loads files
+batches as images of their annotated frames). A video sample of the frame store layout names
+its frames (frame_files, relative to its folder) instead of holding them: load_batch reads
+them into frames, so every reader sees the three layouts as one. A daemon thread loads files
 ahead into a bounded queue, reshuffling the order at the start of every epoch.
 
 Files written by the original (Python 2 numpy) store the sentence as a bytes ('S')
@@ -15,7 +17,8 @@ Anything wrong with the folder or a file raises BatchFileError with one line tha
 file and what was expected: a missing folder, no files, a gap in the numbering followed by
 higher-numbered files (the original stopped counting at the first gap and silently left the
 rest out), an empty, truncated or non-npz file, object arrays (files are loaded with
-allow_pickle=False), missing keys, and arrays of the wrong dtype or shape (SPECS).
+allow_pickle=False), missing keys, and arrays of the wrong dtype or shape (SPECS); the same
+for a frame file of the frame store, and one that is missing.
 """
 
 import os
@@ -27,14 +30,15 @@ import zlib
 
 import numpy as np
 
-from util.datasets.batches import (ANNOTATED_FRAME, FRAMES, IMAGE, IMAGE_ID, IMAGE_KEYS, MASK,
-                                   SENT, SPECS, TEXT, VIDEO_KEYS)
+from util.datasets.batches import (ANNOTATED_FRAME, FRAME, FRAME_FILES, FRAMES, IMAGE, IMAGE_ID,
+                                   IMAGE_KEYS, MASK, SENT, SPECS, TEXT, VIDEO_KEYS)
 
 # The keys a file must hold (the format is util/datasets/batches.py's): an image sample's, or a
 # video sample's, whose im_batch, the annotated frame, may be left out (load_batch adds it).
 REQUIRED_KEYS = IMAGE_KEYS
 VIDEO_REQUIRED_KEYS = VIDEO_KEYS
 EXPECTED = 'an .npz with %s as build_batches.py writes' % ', '.join(REQUIRED_KEYS)
+FRAME_EXPECTED = 'an .npz with frame, uint8 [h, w, 3], as CMPC_video/build_A2D_batches.py writes'
 # What np.load and reading a member raise on a file that is not a whole .npz archive.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
@@ -65,15 +69,16 @@ def _decode_bytes(arr):
     return np.array([dec(b) for b in arr.ravel()], dtype=str).reshape(arr.shape)
 
 
-def _read_arrays(path):
-    """{key: array} of the .npz at path; BatchFileError for a file that is not one."""
+def _read_arrays(path, expected=EXPECTED):
+    """{key: array} of the .npz at path; BatchFileError for a file that is not one (the message
+    ends with `expected`)."""
     try:
         size = os.path.getsize(path)
     except OSError as e:
         raise BatchFileError('%s: cannot be read (%s); expected %s'
-                             % (path, _one_line(e), EXPECTED)) from e
+                             % (path, _one_line(e), expected)) from e
     if size == 0:
-        raise BatchFileError('%s: empty file (0 bytes); expected %s' % (path, EXPECTED))
+        raise BatchFileError('%s: empty file (0 bytes); expected %s' % (path, expected))
     try:
         npz = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:
@@ -81,10 +86,10 @@ def _read_arrays(path):
         # and no numpy header (numpy's message then is about pickle, which would mislead).
         why = 'no numpy header' if isinstance(e, ValueError) else _one_line(e)
         raise BatchFileError('%s: not a readable .npz archive, truncated or another kind of '
-                             'file (%s); expected %s' % (path, why, EXPECTED)) from e
+                             'file (%s); expected %s' % (path, why, expected)) from e
     if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array
         raise BatchFileError('%s: a single .npy array %s, not an archive; expected %s'
-                             % (path, _describe(npz), EXPECTED))
+                             % (path, _describe(npz), expected))
     batch = {}
     with npz:
         for k in npz.files:
@@ -94,13 +99,13 @@ def _read_arrays(path):
                 if 'allow_pickle' not in str(e):
                     raise BatchFileError('%s: %s cannot be read, the file is truncated or '
                                          'corrupt (%s); expected %s'
-                                         % (path, k, _one_line(e), EXPECTED)) from e
+                                         % (path, k, _one_line(e), expected)) from e
                 raise BatchFileError('%s: %s is an object array, which needs pickle (refused: '
                                      'files are loaded with allow_pickle=False); expected %s %s'
                                      % (path, k, k, SPECS.get(k, 'a plain array'))) from e
             except _READ_ERRORS as e:
                 raise BatchFileError('%s: %s cannot be read, the file is truncated or corrupt '
-                                     '(%s); expected %s' % (path, k, _one_line(e), EXPECTED)) from e
+                                     '(%s); expected %s' % (path, k, _one_line(e), expected)) from e
     return batch
 
 
@@ -134,10 +139,46 @@ def _check_arrays(path, batch):
                'uint8 [16, %d, %d, 3], the h, w of mask_batch' % mask.shape)
 
 
+def _read_frames(path, names):
+    """frames uint8 [16, h, w, 3] of the sample at path from the frame files it names (each
+    read once); BatchFileError naming a missing, unreadable or misshapen frame file."""
+    names = _decode_bytes(names)
+    if not (names.ndim == 1 and names.shape[0] > ANNOTATED_FRAME and names.dtype.kind == 'U'):
+        raise BatchFileError('%s: %s is %s; expected %s'
+                             % (path, FRAME_FILES, _describe(names), SPECS[FRAME_FILES]))
+    folder, frames = os.path.dirname(path), {}
+    for name in dict.fromkeys(names.tolist()):
+        parts = name.split('/')
+        if name.startswith('/') or '..' in parts or '\\' in name:
+            raise BatchFileError('%s: %s names %r, outside its folder; expected %s'
+                                 % (path, FRAME_FILES, name, SPECS[FRAME_FILES]))
+        frame_path = os.path.join(folder, *parts)
+        if not os.path.isfile(frame_path):
+            raise BatchFileError('%s: frame file not found (a frame of %s; rerun '
+                                 'CMPC_video/build_A2D_batches.py: it writes the missing frames)'
+                                 % (frame_path, path))
+        arrays = _read_arrays(frame_path, FRAME_EXPECTED)
+        if FRAME not in arrays:
+            raise BatchFileError('%s: missing frame (has %s); expected %s'
+                                 % (frame_path, ', '.join(sorted(arrays)) or 'nothing',
+                                    FRAME_EXPECTED))
+        frame = arrays[FRAME]
+        if not (frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+                and min(frame.shape) > 0
+                and frame.shape == next(iter(frames.values()), frame).shape):
+            raise BatchFileError('%s: frame is %s; expected %s'
+                                 % (frame_path, _describe(frame), SPECS[FRAME]))
+        frames[name] = frame
+    return np.stack([frames[n] for n in names.tolist()])  # [16, h, w, 3]
+
+
 def load_batch(path, required_keys=REQUIRED_KEYS):
     """Load one batch file into a dict of arrays (bytes sentences decoded to str), checked
-    against SPECS; BatchFileError, naming the file, for anything else."""
+    against SPECS, the frames of a frame store sample read in; BatchFileError, naming the file,
+    for anything else."""
     batch = _read_arrays(path)
+    if FRAME_FILES in batch and FRAMES not in batch:  # a sample of the frame store layout
+        batch[FRAMES] = _read_frames(path, batch[FRAME_FILES])
     if FRAMES in batch and IMAGE not in batch:  # a video sample: its annotated frame
         frames = batch[FRAMES]
         if frames.ndim == 4 and frames.shape[0] > ANNOTATED_FRAME:

@@ -3,8 +3,9 @@
 
   batches.py   the sample and batch format (keys, dtypes, shapes: IMAGE_KEYS, VIDEO_KEYS, SPECS),
                the clip geometry (CLIP_FRAMES, ANNOTATED_FRAME, clip_window), the one writer
-               (SplitWriter: atomic, resumable, a settings manifest; build_image_split,
-               write_clip) and train_input, a stored sample as the network trains on it (the
+               (SplitWriter: atomic, resumable, a settings manifest; build_image_split; for
+               video ClipWriter, FrameStore, write_clip: each frame once in the frame store, or
+               the original's layout) and train_input, a stored sample as the network trains on it (the
                runner, tf_input, the backbone calibration and the benchmark all call it)
   refcoco.py   unc, unc+, Gref, Gref_umd (refer release + COCO train2014) -> ImageEntry
   referit.py   referit (query json + images/ + mask/*.mat)                 -> ImageEntry
@@ -38,7 +39,8 @@ and its batches are written by the one writer:
 which gives {out}/mydata/{split}_batch/mydata_{split}_{n}.npz; `trainval_model.py -d mydata -t
 SPLIT --data-root out` trains and tests on it (any name works once its folder exists).
 tests/test_datasets.py runs this recipe end to end. A video dataset yields (split, ClipEntry)
-and writes each with batches.write_clip (see a2d.py and CMPC_video/build_A2D_batches.py). A
-dataset scored on whole videos also gives one ref_youtube_vos.VideoQuery per expression (the
-frames in order, each frame's ground truth or None).
+and writes each with batches.write_clip through a batches.ClipWriter (see a2d.py and
+CMPC_video/build_A2D_batches.py). A dataset scored on whole videos also gives one
+ref_youtube_vos.VideoQuery per expression (the frames in order, each frame's ground truth or
+None).
 """
