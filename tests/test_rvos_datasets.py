@@ -2,7 +2,8 @@
 releases of tests/rvos_fixtures.py: the training samples and the whole-video queries against
 an expectation computed here from what the fixtures drew (the masks as numpy arrays, the frame
 names), the clips at the ends of a video, the counted skips, MeViS's union of two objects and
-its RLE round trip, and the one-line errors naming the file for malformed releases."""
+its RLE round trip, the batches build_A2D_batches.py --rvos writes from them, and the one-line
+errors naming the file for malformed releases."""
 
 import json
 import os
@@ -307,21 +308,41 @@ def test_rle_round_trip_through_pycocotools():
 
 # --------------------------------------------------------------------------- the writer's contract
 
-def test_every_sample_is_what_the_video_writer_reads(releases):
-    """What batches.write_clip needs of a ClipEntry (whatever layout it writes): 16 existing
-    frame images of the mask's size, the annotated one at ANNOTATED_FRAME and named by frame_id,
-    a non-empty tokenised sentence."""
-    from util.datasets import batches
-    for name, samples in (('ytvos', ref_youtube_vos.samples),
-                          ('davis', ref_youtube_vos.davis_samples), ('mevis', mevis.samples)):
-        for _, e in samples(releases[name][0], 'train', T, Counter()):
-            assert len(e.frame_paths) == batches.CLIP_FRAMES and e.text.strip()
-            assert all(os.path.isfile(p) for p in e.frame_paths)
-            with Image.open(e.frame_paths[batches.ANNOTATED_FRAME]) as im:
-                assert (im.size[1], im.size[0]) == e.mask.shape
-            frames = sorted(os.listdir(os.path.dirname(e.frame_paths[0])))
-            assert frames[e.frame_id - 1] == os.path.basename(
-                e.frame_paths[batches.ANNOTATED_FRAME])
+@pytest.mark.parametrize('name, dataset, mask_of', [
+    ('ytvos', 'ref_youtube_vos', ytvos_mask), ('davis', 'ref_davis17', ytvos_mask),
+    ('mevis', 'mevis', mevis_mask)])
+def test_the_builder_writes_the_drawn_samples(releases, tmp_path, name, dataset, mask_of):
+    """build_A2D_batches.py --rvos: every training sample read back (data_reader.load_batch)
+    is the drawn mask and the 16 frames of its window, each resized and zero-padded to --size
+    as the original's training samples (im_processing.resize_and_pad), every 2nd frame."""
+    import skimage
+    from helpers import run_main, write_vocab
+    from util import im_processing
+    from util.data_reader import load_batch
+    root, truth = releases[name]
+    vocab = write_vocab(str(tmp_path / 'vocab.txt'), 50)
+    size = 24
+    out = run_main(['--rvos', dataset, '--release-root', root, '--vocab', vocab, '--out',
+                    str(tmp_path), '--size', str(size), '--frame-stride', '2', '--no-progress'],
+                   str(tmp_path), script=os.path.join('CMPC_video', 'build_A2D_batches.py'))
+    assert out.returncode == 0, out.stderr
+    want = [w for w in expected_samples(root, 'train', truth['train'], mask_of,
+                                        os.path.join(root, 'train', 'JPEGImages'))
+            if w[2] % 2 == 1]  # frames 1, 3, 5, ...
+    folder = tmp_path / dataset / 'train_batch'
+    assert len([f for f in os.listdir(folder) if f.endswith('.npz')]) == len(want)
+
+    def stored(im):
+        return skimage.img_as_ubyte(im_processing.resize_and_pad(im, size, size))
+
+    for n, (video, exp_id, k, mask, paths) in enumerate(want):
+        batch = load_batch(str(folder / ('%s_train_%d.npz' % (dataset, n))))
+        assert int(batch['frame_id']) == k
+        np.testing.assert_array_equal(
+            batch['mask_batch'], im_processing.resize_and_pad(mask.astype(np.float32), size,
+                                                              size) > 0)
+        frames = np.stack([stored(np.asarray(Image.open(p).convert('RGB'))) for p in paths])
+        np.testing.assert_array_equal(batch['frames'], frames, err_msg='%s %s' % (video, k))
 
 
 # --------------------------------------------------------------------------- malformed files
