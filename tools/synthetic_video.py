@@ -1,16 +1,28 @@
 """A small synthetic A2D Sentences, written in the release's formats, for the video model.
 
-Each video (96 x 96, 24 frames by default) holds 2-3 shapes (tools/synthetic.py's kinds and
-colours) over a noisy gradient, each in its own horizontal band and doing one action:
-  moving left, moving right   2 px per frame along its band,
-  jumping                     hops of 10 px, a hop every 8 frames,
-  standing still.
-Half the videos hold twins, two shapes of the same kind and colour that differ only in what
-they do ("the red square moving left" beside "the red square moving right", "the blue circle
-jumping" beside "the blue circle standing still"): those queries can only be told apart by the
-action words, and the annotated frame alone does not show the action. Every object gets a
-query; a query is 'motion' when a twin is in the video, else 'appearance' (the action words
-are then redundant with the kind and colour). Frames 6, 12 and 18 are annotated.
+Each video (96 x 96 by default, --video_size; 24 frames) holds 2-3 shapes (tools/synthetic.py's
+kinds and colours) over a noisy gradient, each in its own horizontal band and doing one action:
+  moving left, moving right   2 px per frame along its band (at 96 px; scaled with the size),
+  jumping                     hops of 10 px (scaled), a hop every 8 frames,
+  standing still,
+  changing colour             standing still, white in every frame but the annotated ones.
+A video is of one of three kinds, and each of its queries gets that kind's category:
+  changes     (share `changes_share`, 0.5) twins, two shapes of the same kind, colour and
+              outline, both standing still; one is changing colour ("the red square changing
+              colour" beside "the red square standing still"). In the annotated frames the two
+              are pixel for pixel the same (noise included); in every other frame the one
+              changing colour is white, so every frame the video model samples besides the
+              annotated one (f-8, f-4, f+4, f+7, clamped to the video) shows which twin is meant.
+  motion      (`motion_share`, 0.25) twins that differ only in their motion ("the red square
+              moving left" beside "the red square moving right", "the blue circle jumping"
+              beside "the blue circle standing still"); the hard case: the temporal graph pools
+              each frame into one node, and the twins look alike in every frame.
+  appearance  (the rest) 2-3 shapes, no two of the same kind and colour: the action words
+              are redundant with kind and colour.
+Twin videos may hold one more shape, whose queries are 'appearance'. Only the action words
+tell twins apart, and the annotated frame alone does not show the action. Shapes sit on whole
+pixels and are drawn from one mask each, with one noise pattern per frame relative to each
+shape's centre, so that twins are the same pixels. Frames 6, 12 and 18 are annotated.
 
 Layout written under `out` (the real release's, util.io's atomic writes):
   A2D-Sentences/a2d_annotation.txt      CSV with header: video_id, instance_id, query
@@ -23,7 +35,9 @@ Layout written under `out` (the real release's, util.io's atomic writes):
                                         util.glove's random init of their vectors
   synthetic_video.json                  the settings and, for the test split, each sample as
                                         build_A2D_batches.py numbers it: video, instance,
-                                        frame, query, category (written last)
+                                        frame, query, category (appearance / changes /
+                                        motion), lookalikes (the instances of the query's
+                                        kind and colour, itself included) (written last)
 The frames are not stored as PNGs, as in the release: build_A2D_batches.py --extract-frames
 decodes them. The same settings give the same files.
 """
