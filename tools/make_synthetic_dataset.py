@@ -79,6 +79,8 @@ def build_parser():
     v.add_argument('--motion_share', type=float, default=synthetic_video.DEFAULTS['motion_share'],
                    help="share of the videos with twins told apart by their motion ('motion' "
                         'queries); the rest hold no twins')
+    v.add_argument('--radius', type=float, default=synthetic_video.DEFAULTS['radius'],
+                   help="the shapes' radius as a fraction of the video's side (+-10 %%)")
     return parser
 
 
@@ -89,7 +91,8 @@ def parse_args(argv=None):
 def make_video(args):
     settings = {'seed': args.seed, 'emb_dim': args.emb_dim, 'train_videos': args.train_videos,
                 'test_videos': args.test_videos, 'size': args.video_size,
-                'changes_share': args.changes_share, 'motion_share': args.motion_share}
+                'changes_share': args.changes_share, 'motion_share': args.motion_share,
+                'radius': args.radius}
     path = os.path.join(args.out, 'synthetic_video.json')
     if os.path.isfile(path) and not args.force:
         with open(path) as f:

@@ -1,7 +1,7 @@
 """A small synthetic A2D Sentences, written in the release's formats, for the video model.
 
 Each video (96 x 96 by default, --video_size; 24 frames) holds 2-3 shapes (tools/synthetic.py's
-kinds and colours) over a noisy gradient, each in its own horizontal band and doing one action:
+kinds and colours; radius `radius` (0.1) of the side, +-10 %) over a noisy gradient, each in its own horizontal band and doing one action:
   moving left, moving right   2 px per frame along its band (at 96 px; scaled with the size),
   jumping                     hops of 10 px (scaled), a hop every 8 frames,
   standing still,
@@ -53,7 +53,7 @@ from tools.synthetic import COLOURS, shape_polygon
 from util.text_processing import build_vocab
 
 DEFAULTS = dict(seed=0, train_videos=120, test_videos=30, size=96, frames=24, emb_dim=50,
-                changes_share=0.5, motion_share=0.25)
+                changes_share=0.5, motion_share=0.25, radius=0.1)
 ANNOTATED_FRAMES = (6, 12, 18)
 KINDS = ('circle', 'square', 'triangle', 'star')
 VIDEO_COLOURS = ('red', 'green', 'blue', 'yellow')
@@ -73,11 +73,11 @@ class Actor:
     and it is drawn from one mask (`template`), so that two actors of the same kind, colour and
     radius are pixel for pixel the same shape wherever they are."""
 
-    def __init__(self, instance, kind, colour, action, band, rng, size, frames, r=None,
-                 shape=None):
+    def __init__(self, instance, kind, colour, action, band, rng, size, frames, radius=0.1,
+                 r=None, shape=None):
         self.instance, self.kind, self.colour, self.action = instance, kind, colour, action
         self.scale = size / 96.0
-        self.r = size * rng.uniform(0.09, 0.11) if r is None else r
+        self.r = size * radius * rng.uniform(0.9, 1.1) if r is None else r
         hop = HOP * self.scale
         self.cy = round((band + 0.5) * size / 3 + (hop / 2 if action == 'jumping' else 0))
         travel = SPEED * self.scale * frames
@@ -160,7 +160,7 @@ def make_video(rng, cfg):
     built = []
     for i, (k, c, a) in enumerate(actors):
         twin = built[0] if twins and i == 1 else None  # the same radius and outline
-        built.append(Actor(i + 1, k, c, a, bands[i], rng, size, frames,
+        built.append(Actor(i + 1, k, c, a, bands[i], rng, size, frames, cfg['radius'],
                            r=None if twin is None else twin.r,
                            shape=None if twin is None else twin.shape))
     actors = built
