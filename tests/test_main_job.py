@@ -57,4 +57,13 @@ def test_video_main_job_runs_end_to_end(tmp_path):
     assert 0.01 < table['whole frame']['all']['overall_iou'] < 0.1
     n = table['whole frame']['all']['n']
     assert all(r['all']['n'] == n for r in table.values())
+    # The look-alike baselines: perfect without a twin; with twins (the same outline, not
+    # overlapping), guessing is right for one query of each pair and both twins are IoU 0.5.
+    for row in ('twin at random', 'both twins'):
+        if 'appearance' in table[row]:
+            assert table[row]['appearance']['overall_iou'] == 1
+    for category in ('changes', 'motion'):
+        if category in table['twin at random']:
+            assert table['twin at random'][category]['precision@0.5'] == 0.5
+            assert table['both twins'][category]['overall_iou'] == pytest.approx(0.5, abs=0.02)
     assert os.listdir(tmp_path / 'ckpts' / 'video' / 'visualization')
