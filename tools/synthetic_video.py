@@ -1,7 +1,8 @@
 """A small synthetic A2D Sentences, written in the release's formats, for the video model.
 
-Each video (96 x 96 by default, --video_size; 24 frames) holds 2-3 shapes (tools/synthetic.py's
-kinds and colours; radius `radius` (0.1) of the side, +-10 %) over a noisy gradient, each in its own horizontal band and doing one action:
+Each video (`size` 96 x 96 by default, make_synthetic_dataset.py --video_size; 24 frames) holds
+2-3 shapes (tools/synthetic.py's kinds and colours; a radius of `radius`, 0.1, of the side,
++-10 %) over a noisy gradient, each in its own horizontal band and doing one action:
   moving left, moving right   2 px per frame along its band (at 96 px; scaled with the size),
   jumping                     hops of 10 px (scaled), a hop every 8 frames,
   standing still,
