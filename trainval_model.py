@@ -85,19 +85,8 @@ def predict(args):
         sys.exit('error: %s' % e)
 
 
-def export(args):
-    from util.inference.export import run_export
-    checkpoint, flag = checkpoint_arg(args)
-    try:
-        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
-                          num_steps=args.num_steps, checkpoint_flag=flag,
-                          model_name=args.model_name)
-    except InputError as e:
-        sys.exit('error: %s' % e)
-
-
 def main(argv=None):
-    run_mode(parse_args(argv), 'image', predict=predict, export=export)
+    run_mode(parse_args(argv), 'image', predict=predict)
 
 
 if __name__ == '__main__':

@@ -8,6 +8,8 @@ Commands (run from the repository root; paths default to the layout below):
   python CMPC_video/build_A2D_batches.py --extract-frames    # Release/clips320H/*.mp4 -> PNGs
   python CMPC_video/build_A2D_batches.py                     # a2d_sent_new/{train,test}_batch
   python CMPC_video/build_A2D_batches.py --jhmdb             # jhmdb_sent/test_batch
+  python CMPC_video/build_A2D_batches.py --rvos mevis --release-root data/mevis --frame-stride 5
+                                                             # mevis/train_batch
   python CMPC_video/build_A2D_batches.py --a2d-root data/synthetic_video/A2D-Sentences \
       --vocab data/synthetic_video/vocabulary.txt --out data/synthetic_video --size 96
 
@@ -26,6 +28,11 @@ J-HMDB Sentences (--jhmdb-root, default ./data/J-HMDB-Sentences):
   puppet_mask/<action>/<video>/puppet_mask.mat   part_mask [h, w, frames]
   Each video's annotated frames: --jhmdb-frames (3) drawn without replacement by a generator
   seeded with --seed, recorded in {out}/jhmdb_sent/test_batch/annotated_frames.json.
+Ref-YouTube-VOS, Ref-DAVIS17, MeViS (--rvos NAME --release-root R; the releases as
+util/datasets/ref_youtube_vos.py and mevis.py list them): the training split only, one sample
+per expression and annotated frame (every --frame-stride-th) whose mask is not empty, in
+{out}/{NAME}/train_batch/; their test runs on whole videos from the release
+(CMPC_video/trainval_video.py -m test -d NAME --release-root R).
 
 One sample per (query, annotated frame whose mask is not empty), numbered per split in the
 query file's order, then frame order, as the original. The clip is the 16 frames
@@ -65,7 +72,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from util import text_processing  # noqa: E402
 from util.cli import HelpFormatter  # noqa: E402
-from util.datasets import a2d, batches, jhmdb  # noqa: E402
+from util.datasets import a2d, batches, jhmdb, mevis, ref_youtube_vos  # noqa: E402
 from util.io import file_sha1, write_json  # noqa: E402
 
 T = batches.T
@@ -73,6 +80,10 @@ INPUT_SIZE = batches.INPUT_SIZE
 CLIP = batches.CLIP_FRAMES  # frames per clip, [frame - 8, frame + 8)
 A2D_NAME = a2d.NAME
 JHMDB_NAME = jhmdb.NAME
+# The whole-video benchmarks: their training samples (the train split)
+RVOS = {ref_youtube_vos.NAME: ref_youtube_vos.samples,
+        ref_youtube_vos.DAVIS_NAME: ref_youtube_vos.davis_samples,
+        mevis.NAME: mevis.samples}
 
 
 def parse_args(argv=None):
@@ -88,6 +99,14 @@ def parse_args(argv=None):
     p.add_argument('--jhmdb-frames', type=int, default=3,
                    help='annotated frames drawn per J-HMDB video')
     p.add_argument('--seed', type=int, default=0, help='seed of the J-HMDB frame draw')
+    p.add_argument('--rvos', choices=sorted(RVOS), default=None,
+                   help='build the training batches of this benchmark from --release-root '
+                        'instead of A2D (its test reads the release: trainval_video.py -m test)')
+    p.add_argument('--release-root', default=None,
+                   help='--rvos: the folder of the release (meta_expressions, JPEGImages, ...)')
+    p.add_argument('--frame-stride', type=int, default=1,
+                   help='--rvos: every N-th annotated frame of a video (frames 1, N + 1, ...; '
+                        'MeViS annotates every frame)')
     p.add_argument('--vocab', default='./data/vocabulary_Gref.txt', help='vocabulary file')
     p.add_argument('-o', '--out', default='.', help='output root')
     p.add_argument('-T', '--num-words', type=int, default=T, help='words per query')
@@ -105,7 +124,9 @@ def parse_args(argv=None):
                    help='rebuild every file instead of resuming')
     p.add_argument('--no-progress', action='store_true', help='hide the progress bars')
     args = p.parse_args(argv)
-    for flag in ('num_words', 'size', 'jhmdb_frames'):
+    if args.rvos and not args.release_root:
+        p.error('--rvos %s: give --release-root, the folder of the release' % args.rvos)
+    for flag in ('num_words', 'size', 'jhmdb_frames', 'frame_stride'):
         if getattr(args, flag) <= 0:
             p.error('--%s must be positive, got %d' % (flag.replace('_', '-'),
                                                        getattr(args, flag)))
@@ -119,18 +140,20 @@ def progress(iterable, args, **kw):
 
 # --------------------------------------------------------------------------- build
 
-def build(args, dataset, module, vocab_dict, counts, settings, **kw):
-    """Writes every sample of a video dataset module with the one writer; {split: writer}."""
-    desc = '%s queries' % kw.pop('desc')
-    samples = module.samples(kw.pop('root'), args.num_words, counts, **kw,
-                             progress=lambda rows: progress(rows, args, desc=desc, unit='query'))
+def build(args, dataset, module_samples, splits, vocab_dict, counts, settings, desc, unit='query',
+          **kw):
+    """Writes every sample of a video dataset module (its samples function, called with the
+    keyword arguments kw) with the one writer; {split: writer}."""
+    samples = module_samples(
+        num_words=args.num_words, counts=counts, **kw,
+        progress=lambda rows: progress(rows, args, desc='%s %ss' % (desc, unit), unit=unit))
     # The first sample reads the release's index files: a missing one is reported before any
     # output folder is made.
     first = next(samples, None)
     writers = {s: batches.SplitWriter(args.out, dataset, s, batches.VIDEO_MANIFEST,
                                       dict(settings, split=s), overwrite=args.overwrite,
                                       compressed=not args.original_layout)
-               for s in module.SPLITS}
+               for s in splits}
     for split, entry in itertools.chain([first] if first else [], samples):
         batches.write_clip(writers[split], entry, vocab_dict, args.num_words,
                            train=split == 'train', size=args.size,
@@ -142,8 +165,8 @@ def build_a2d(args, vocab_dict, counts):
     settings = {'dataset': A2D_NAME, 'T': args.num_words, 'size': args.size,
                 'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
                 'single_instance_any_id': args.single_instance_any_id}
-    return build(args, A2D_NAME, a2d, vocab_dict, counts, settings, desc='A2D',
-                 root=args.a2d_root, any_id=args.single_instance_any_id)
+    return build(args, A2D_NAME, a2d.samples, a2d.SPLITS, vocab_dict, counts, settings,
+                 desc='A2D', root=args.a2d_root, any_id=args.single_instance_any_id)
 
 
 def build_jhmdb(args, vocab_dict, counts):
@@ -151,12 +174,21 @@ def build_jhmdb(args, vocab_dict, counts):
                 'original_layout': args.original_layout, 'seed': args.seed,
                 'frames_per_video': args.jhmdb_frames}
     chosen = {}
-    writers = build(args, JHMDB_NAME, jhmdb, vocab_dict, counts, settings, desc='J-HMDB',
-                    root=args.jhmdb_root, frames_per_video=args.jhmdb_frames, seed=args.seed,
-                    chosen=chosen)
+    writers = build(args, JHMDB_NAME, jhmdb.samples, jhmdb.SPLITS, vocab_dict, counts, settings,
+                    desc='J-HMDB', root=args.jhmdb_root, frames_per_video=args.jhmdb_frames,
+                    seed=args.seed, chosen=chosen)
     write_json(os.path.join(writers['test'].folder, 'annotated_frames.json'),
                {'seed': args.seed, 'frames_per_video': args.jhmdb_frames, 'frames': chosen})
     return writers
+
+
+def build_rvos(args, vocab_dict, counts):
+    settings = {'dataset': args.rvos, 'T': args.num_words, 'size': args.size,
+                'vocab_sha1': file_sha1(args.vocab), 'original_layout': args.original_layout,
+                'frame_stride': args.frame_stride}
+    return build(args, args.rvos, RVOS[args.rvos], ('train',), vocab_dict, counts, settings,
+                 desc=args.rvos, unit='video', root=args.release_root, split='train',
+                 frame_stride=args.frame_stride)
 
 
 def extract_frames(args):
@@ -178,7 +210,7 @@ def main(argv=None):
             raise FileNotFoundError('%s: vocabulary not found' % args.vocab)
         vocab_dict = text_processing.load_vocab_dict_from_file(args.vocab)
         counts = Counter()
-        build = build_jhmdb if args.jhmdb else build_a2d
+        build = build_rvos if args.rvos else build_jhmdb if args.jhmdb else build_a2d
         writers = build(args, vocab_dict, counts)
     except (ValueError, OSError, KeyError) as e:
         print('error: %s' % e, file=sys.stderr)

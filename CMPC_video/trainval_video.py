@@ -23,6 +23,13 @@ overlay video, JSON), and a SavedModel that takes 16 frames and a sentence
     python CMPC_video/trainval_video.py -m export --checkpoint ckpts/a2d_sent_new/cmpc_video \
         --export-dir exported/cmpc_video
 
+Ref-YouTube-VOS, Ref-DAVIS17 and MeViS are tested on whole videos from their releases (every
+frame of every expression; J, F and J&F; the server's submission zip;
+util/pipeline/evaluate_video.py):
+
+    python CMPC_video/trainval_video.py -m test -d ref_youtube_vos -t valid \
+        --release-root data/ref-youtube-vos -f ckpts/ref_youtube_vos -i 100000
+
 Everything else is trainval_model.py's machinery (util/pipeline/runner.py): snapshots with their
 settings beside them, exact resume, logs and TensorBoard, validation, several GPUs, the fast
 paths, progress bars and results as JSON. Test prints precision at 0.5, 0.55, ..., 0.95, the
@@ -36,8 +43,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from util.cli import InputError  # noqa: E402
-from util.pipeline.flags import (add_inference_flags, build_parser, check_args,  # noqa: E402
-                                 check_inference_args, checkpoint_arg)
+from util.pipeline.evaluate_video import RELEASES, run_test_videos  # noqa: E402
+from util.pipeline.flags import (add_inference_flags, add_whole_video_flags,  # noqa: E402
+                                 build_parser, check_args, check_inference_args, checkpoint_arg)
 from util.pipeline.models import VIDEO_MODEL  # noqa: E402
 from util.pipeline.runner import run_mode  # noqa: E402
 
@@ -53,7 +61,10 @@ def parse_args(argv=None):
                    help='test: the dataset name in the snapshot file names, when it is not -d '
                         '(e.g. -d jhmdb_sent with the a2d_sent_new model)')
     add_inference_flags(p, 'clip')
+    add_whole_video_flags(p)
     args = p.parse_args(argv)
+    if args.max_videos is not None and args.max_videos < 1:
+        p.error('--max-videos %d: expected at least 1' % args.max_videos)
     if args.tf_data:
         p.error('--tf-data reads image batches only; the video model reads its clips with '
                 'DataReader')
@@ -76,19 +87,10 @@ def predict(args):
         sys.exit('error: %s' % e)
 
 
-def export(args):
-    from util.inference.export import run_export
-    checkpoint, flag = checkpoint_arg(args)
-    try:
-        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
-                          num_steps=args.num_steps, checkpoint_flag=flag,
-                          model_name=args.model_name, kinds=('video',))
-    except InputError as e:
-        sys.exit('error: %s' % e)
-
-
 def main(argv=None):
-    run_mode(parse_args(argv), 'clip', predict=predict, export=export)
+    args = parse_args(argv)
+    whole_videos = {'test': run_test_videos} if args.dataset in RELEASES else {}
+    return run_mode(args, 'clip', predict=predict, **whole_videos)
 
 
 if __name__ == '__main__':

@@ -419,3 +419,28 @@ def result_dir(out_dir, image_name, k):
     folder = os.path.join(out_dir, os.path.splitext(image_name)[0])
     name = [d for d in sorted(os.listdir(folder)) if d.startswith('%02d_' % k)][0]
     return os.path.join(folder, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# video frames as the original's test mode reads them
+
+def network_input(frame, H, W):
+    """(proc_im, the network's input) of one video frame as the original's test mode prepares
+    it."""
+    import skimage
+    from util import im_processing
+    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(frame, H, W))
+    return proc_im, (proc_im.astype(np.float32)[:, :, ::-1] - MU).astype(np.float32)
+
+
+def window_mask(model, frames, f, words):
+    """The mask of frame f (from 1) of frames [n, h, w, 3] as the original's test mode computes
+    it for its window (words [T] int32), and the forward's outputs."""
+    from util import im_processing
+    n = len(frames)
+    window = [min(max(i, 1), n) for i in range(f - 8, f + 8)]  # the original's clip
+    clip = np.stack([network_input(frames[i - 1], model.H, model.W)[1] for i in window])
+    out = model.forward(words[None], clip[None])
+    pred_raw = (out['up'][0, :, :, 0] >= 1e-9).astype(np.float32)
+    h, w = frames.shape[1:3]
+    return im_processing.resize_and_crop(pred_raw, h, w) > 0, out

@@ -15,11 +15,11 @@ import sys
 
 import numpy as np
 import pytest
-import skimage
 import tensorflow as tf
 from PIL import Image
 
-from helpers import MU, ROOT, VIDEO_TINY, randomise, run_main, script_env, write_vocab
+from helpers import (ROOT, VIDEO_TINY, network_input, randomise, run_main, script_env,
+                     window_mask, write_vocab)
 from util import im_processing
 
 pytestmark = pytest.mark.cli  # every test runs the script's predict or export
@@ -39,23 +39,6 @@ def make_frames(n, h, w, seed=0):
         frames[t, 10:24, x:x + 12] = (220, 40, 40)
         frames[t, 28:40, 50:62] = (40, 40, 220)
     return frames
-
-
-def network_input(frame, H, W):
-    """(proc_im, the network's input) of one frame as the original's test mode prepares it."""
-    proc_im = skimage.img_as_ubyte(im_processing.resize_and_pad(frame, H, W))
-    return proc_im, (proc_im.astype(np.float32)[:, :, ::-1] - MU).astype(np.float32)
-
-
-def window_mask(model, frames, f, words):
-    """The mask of frame f (from 1) as test mode computes it for its window."""
-    n = len(frames)
-    window = [min(max(i, 1), n) for i in range(f - 8, f + 8)]  # the original's clip
-    clip = np.stack([network_input(frames[i - 1], model.H, model.W)[1] for i in window])
-    out = model.forward(words[None], clip[None])
-    pred_raw = (out['up'][0, :, :, 0] >= 1e-9).astype(np.float32)
-    h, w = frames.shape[1:3]
-    return im_processing.resize_and_crop(pred_raw, h, w) > 0, out
 
 
 def decode(path):

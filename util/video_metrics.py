@@ -193,8 +193,15 @@ def video_scores(preds, gts, void=None, bound_th=BOUND_TH):
     if gts.ndim != 3 or gts.shape[0] == 0:
         raise ValueError('video_scores: masks must be [t, h, w] with t >= 1, got %s'
                          % (gts.shape,))
-    j = jaccard(preds, gts, void)  # [t]
-    f = boundary_f(preds, gts, void, bound_th)  # [t]
+    return frame_means(jaccard(preds, gts, void), boundary_f(preds, gts, void, bound_th))
+
+
+def frame_means(j, f):
+    """video_scores from the per-frame J and F of one object or expression (sequences of t
+    floats, e.g. gathered a frame at a time)."""
+    if len(j) != len(f) or len(j) == 0:
+        raise ValueError('frame_means: need as many J as F values, at least one, got %d and %d'
+                         % (len(j), len(f)))
     j_mean, f_mean = float(np.mean(j)), float(np.mean(f))
     return {'J': j_mean, 'F': f_mean, 'J&F': (j_mean + f_mean) / 2, 'n_frames': len(j),
             'J_per_frame': [float(x) for x in j], 'F_per_frame': [float(x) for x in f]}

@@ -10,6 +10,9 @@
   referit.py   referit (query json + images/ + mask/*.mat)                 -> ImageEntry
   a2d.py       A2D Sentences (query csv, .h5 masks, frames; extract_frames) -> ClipEntry
   jhmdb.py     J-HMDB Sentences (query csv, puppet masks, seeded frames)    -> ClipEntry
+  ref_youtube_vos.py  Ref-YouTube-VOS (meta_expressions, palette PNGs), and Ref-DAVIS17 in its
+               converted layout (davis_*: each expression's annotator)  -> ClipEntry, VideoQuery
+  mevis.py     MeViS (meta_expressions, mask_dict.json of RLE masks)     -> ClipEntry, VideoQuery
 The synthetic datasets have no module of their own: tools/synthetic.py writes the RefCOCO and
 ReferIt layouts and tools/synthetic_video.py the A2D layout, read by the modules above.
 The command lines are build_batches.py (images) and CMPC_video/build_A2D_batches.py (video).
@@ -35,5 +38,7 @@ and its batches are written by the one writer:
 which gives {out}/mydata/{split}_batch/mydata_{split}_{n}.npz; `trainval_model.py -d mydata -t
 SPLIT --data-root out` trains and tests on it (any name works once its folder exists).
 tests/test_datasets.py runs this recipe end to end. A video dataset yields (split, ClipEntry)
-and writes each with batches.write_clip (see a2d.py and CMPC_video/build_A2D_batches.py).
+and writes each with batches.write_clip (see a2d.py and CMPC_video/build_A2D_batches.py). A
+dataset scored on whole videos also gives one ref_youtube_vos.VideoQuery per expression (the
+frames in order, each frame's ground truth or None).
 """

@@ -111,6 +111,18 @@ class VideoSource:
                 yield load_image(os.path.join(self.path, f), '%s/%s' % (self.label, f))[0]
 
 
+class FrameList:
+    """A video given as its frame images in order (a dataset's listed frames), with
+    VideoSource's `n`, `names` and `frames()`; errors name `label` and the file."""
+
+    def __init__(self, paths, names, label):
+        self.files, self.names, self.label, self.n = list(paths), list(names), label, len(paths)
+
+    def frames(self):
+        for path in self.files:
+            yield load_image(path, '%s: %s' % (self.label, path))[0]
+
+
 def shown_size(path, label):
     """(h, w) of an image file as load_image shows it (EXIF orientation applied), from its
     header."""

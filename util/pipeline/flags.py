@@ -263,6 +263,17 @@ def add_inference_flags(p, model_input):
                    help='export: folder of the SavedModel (replaced once the new one is complete)')
 
 
+def add_whole_video_flags(p):
+    """The flags of test mode on whole videos (-d ref_youtube_vos, ref_davis17, mevis;
+    util/pipeline/evaluate_video.py)."""
+    q = p.add_argument_group('test on whole videos (Ref-YouTube-VOS, Ref-DAVIS17, MeViS)')
+    q.add_argument('--release-root', type=str, default=None,
+                   help='test: the folder of the release (meta_expressions, JPEGImages, '
+                        'Annotations or mask_dict.json, as docs/video.md lists them)')
+    q.add_argument('--max-videos', type=int, default=None,
+                   help='test: only the first N videos of the split (a quick check)')
+
+
 def check_inference_args(p, args):
     """Refuses a predict or export run without what it needs (p.error exits)."""
     if args.mode not in ('predict', 'export'):

@@ -641,11 +641,29 @@ def test(args, model_input):
 # ---------------------------------------------------------------------------------------------
 # The scripts' -m
 
+def export(args, model_input):
+    """-m export: a SavedModel of --checkpoint (or -f/-i) in --export-dir
+    (util/inference/export.py), of the image model or, for clips, the video model."""
+    from util.cli import InputError
+    from util.inference.export import run_export
+    from util.pipeline.flags import checkpoint_arg
+    checkpoint, flag = checkpoint_arg(args)
+    try:
+        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
+                          num_steps=args.num_steps, checkpoint_flag=flag,
+                          model_name=args.model_name,
+                          kinds=('image',) if model_input == 'image' else ('video',))
+    except InputError as e:
+        sys.exit('error: %s' % e)
+
+
 def run_mode(args, model_input, **other_modes):
-    """Runs the mode -m names: train and test here, the script's other modes (predict, export:
-    functions of args) as it gives them. model_input: 'image' or 'clip'."""
+    """Runs the mode -m names: train, test and export here, the script's other modes
+    (predict: a function of args) as it gives them, its own test in place of this one's if it
+    gives one (the video script's whole-video datasets). model_input: 'image' or 'clip'."""
     os.environ.setdefault('CUDA_VISIBLE_DEVICES', args.gpu)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     modes = dict(train=lambda a: train(a, model_input), test=lambda a: test(a, model_input),
-                 **other_modes)
+                 export=lambda a: export(a, model_input))
+    modes.update(other_modes)
     return modes[args.mode](args)
