@@ -49,12 +49,21 @@ def test_video_main_job_runs_end_to_end(tmp_path):
     proc = subprocess.run(['bash', os.path.join(ROOT, 'main_job.sh'), 'video'], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'motion queries' in proc.stdout and 'Video main job took' in proc.stdout
+    assert 'changes' in proc.stdout and 'Video main job took' in proc.stdout
     table = json.load(open(tmp_path / 'ckpts' / 'table.json'))
-    assert sorted(table) == ['image CMPC iter 10', 'union of all objects', 'video CMPC iter 10',
-                             'whole frame']
-    # Shapes of radius ~10 px in 96 x 96 frames: a few percent of the frame each.
+    assert sorted(table) == ['both twins', 'image CMPC iter 10', 'twin at random',
+                             'union of all objects', 'video CMPC iter 10', 'whole frame']
+    # Shapes of radius ~0.1 of the frame's side: a few percent of the frame each.
     assert 0.01 < table['whole frame']['all']['overall_iou'] < 0.1
     n = table['whole frame']['all']['n']
     assert all(r['all']['n'] == n for r in table.values())
+    # The look-alike baselines: perfect without a twin; with twins (the same outline, not
+    # overlapping), guessing is right for one query of each pair and both twins are IoU 0.5.
+    for row in ('twin at random', 'both twins'):
+        if 'appearance' in table[row]:
+            assert table[row]['appearance']['overall_iou'] == 1
+    for category in ('changes', 'motion'):
+        if category in table['twin at random']:
+            assert table['twin at random'][category]['precision@0.5'] == 0.5
+            assert table['both twins'][category]['overall_iou'] == pytest.approx(0.5, abs=0.02)
     assert os.listdir(tmp_path / 'ckpts' / 'video' / 'visualization')

@@ -70,6 +70,17 @@ def build_parser():
                    help='videos in the train split')
     v.add_argument('--test_videos', type=int, default=synthetic_video.DEFAULTS['test_videos'],
                    help='videos in the test split')
+    v.add_argument('--video_size', type=int, default=synthetic_video.DEFAULTS['size'],
+                   help='side of the square videos, in pixels (even, >= 32)')
+    v.add_argument('--changes_share', type=float,
+                   default=synthetic_video.DEFAULTS['changes_share'],
+                   help="share of the videos with twins told apart by a colour change "
+                        "('changes' queries)")
+    v.add_argument('--motion_share', type=float, default=synthetic_video.DEFAULTS['motion_share'],
+                   help="share of the videos with twins told apart by their motion ('motion' "
+                        'queries); the rest hold no twins')
+    v.add_argument('--radius', type=float, default=synthetic_video.DEFAULTS['radius'],
+                   help="the shapes' radius as a fraction of the video's side (+-10 %%)")
     return parser
 
 
@@ -79,7 +90,9 @@ def parse_args(argv=None):
 
 def make_video(args):
     settings = {'seed': args.seed, 'emb_dim': args.emb_dim, 'train_videos': args.train_videos,
-                'test_videos': args.test_videos}
+                'test_videos': args.test_videos, 'size': args.video_size,
+                'changes_share': args.changes_share, 'motion_share': args.motion_share,
+                'radius': args.radius}
     path = os.path.join(args.out, 'synthetic_video.json')
     if os.path.isfile(path) and not args.force:
         with open(path) as f:

@@ -6,10 +6,13 @@
         --results ckpts/synthetic_video/a2d_sent_new_test_iter_2000_results.json \
         --results ckpts/synthetic_video_image/a2d_sent_new_test_iter_2000_results.json
 
-With --video (the synthetic A2D Sentences of tools/synthetic_video.py, test split) the rows are
-split by query: 'motion' queries have a twin of the same kind and colour that only the action
-words tell apart, 'appearance' queries do not; the baselines are the whole frame and the union
-of all objects of the annotated frame.
+With --video (the synthetic A2D Sentences of tools/synthetic_video.py, test split) the columns
+are the query categories: 'appearance' queries have no twin (kind and colour say which object),
+'changes' and 'motion' queries have a twin of the same kind and colour, pixel for pixel the
+same in the annotated frame, that only the action words tell apart (a colour change in the
+other frames, a motion). The baselines, of the annotated frame: the whole frame, the union of
+all objects, 'twin at random' (one of the query's look-alikes: the expected score of a model
+that reads kind and colour and guesses between twins) and 'both twins' (all its look-alikes).
 
 Baselines, scored exactly as test mode scores the model (overall IoU = cum_I / cum_U at each
 image's own resolution, mean IoU, precision@0.5):
@@ -62,21 +65,33 @@ def video_samples(video_dir):
         return json.load(f)['test_samples']
 
 
+CATEGORIES = ('all', 'appearance', 'changes', 'motion')
+
+
 def video_baseline_masks(video_dir, sample):
-    """(ground truth, union of all objects) [h, w] bool of one test sample's annotated frame."""
+    """{'ground truth', 'union of all objects', 'twin at random', 'both twins'} [h, w] bool of
+    one test sample's annotated frame. The look-alikes are the objects of the query's kind and
+    colour (the object alone when it has no twin); 'twin at random' is the first of them (the
+    lowest instance id): both twins of a pair are queried, so it is right for one and wrong
+    for the other, which is the expected score of guessing."""
     ids, masks = load_a2d_masks(os.path.join(
         video_dir, 'A2D-Sentences', 'a2d_annotation_with_instances', sample['video'],
         '%05d.h5' % sample['frame']))
     masks = masks > 0
-    return masks[list(ids).index(sample['instance'])], masks.any(axis=0)
+    ids = list(ids)
+    lookalikes = sample.get('lookalikes', [sample['instance']])
+    return {'ground truth': masks[ids.index(sample['instance'])],
+            'union of all objects': masks.any(axis=0),
+            'twin at random': masks[ids.index(min(lookalikes))],
+            'both twins': masks[[ids.index(i) for i in lookalikes]].any(axis=0)}
 
 
 def by_category(samples, records):
-    """{'all', 'motion', 'appearance': SegEvaluator} of per-sample (I, U) records, in the
-    samples' order."""
+    """{'all', 'appearance', 'changes', 'motion': SegEvaluator} of per-sample (I, U) records,
+    in the samples' order."""
     if len(records) != len(samples):
         raise ValueError('%d results for %d test samples' % (len(records), len(samples)))
-    scores = {k: SegEvaluator() for k in ('all', 'motion', 'appearance')}
+    scores = {k: SegEvaluator() for k in CATEGORIES}
     for sample, (I, U) in zip(samples, records):
         scores['all'].add(I, U)
         scores[sample['category']].add(I, U)
@@ -85,30 +100,30 @@ def by_category(samples, records):
 
 def video_table(args):
     samples = video_samples(args.video)
-    plain, union = [], []
+    baselines = ('whole frame', 'union of all objects', 'twin at random', 'both twins')
+    records = {name: [] for name in baselines}
     for s in samples:
-        gt, all_objects = video_baseline_masks(args.video, s)
-        plain.append(compute_mask_IU(np.ones_like(gt), gt))
-        union.append(compute_mask_IU(all_objects, gt))
-    rows = [('whole frame', by_category(samples, plain)),
-            ('union of all objects', by_category(samples, union))]
+        masks = video_baseline_masks(args.video, s)
+        gt = masks['ground truth']
+        records['whole frame'].append(compute_mask_IU(np.ones_like(gt), gt))
+        for name in baselines[1:]:
+            records[name].append(compute_mask_IU(masks[name], gt))
+    rows = [(name, by_category(samples, records[name])) for name in baselines]
     for path in args.results:
         if not os.path.isfile(path):
             sys.exit('error: --results %s: no such file' % path)
         with open(path) as f:
             res = json.load(f)
         model = 'video CMPC' if res.get('model', 'image') == 'video' else 'image CMPC'
-        records = [(r['I'], r['U']) for r in res['per_sample']]
-        rows.append(('%s iter %s' % (model, res['iter']), by_category(samples, records)))
-    print('\n%-28s %20s %20s %20s' % ('synthetic video test', 'all', 'motion queries',
-                                       'appearance queries'))
-    print('%-28s %20s %20s %20s' % ('(overall IoU / P@0.5)', '', '', ''))
+        got = [(r['I'], r['U']) for r in res['per_sample']]
+        rows.append(('%s iter %s' % (model, res['iter']), by_category(samples, got)))
+    print('\n%-28s' % 'synthetic video test' + ''.join('%20s' % c for c in CATEGORIES))
+    print('%-28s' % '(overall IoU / P@0.5)' + ''.join(
+        '%20s' % ('%d samples' % ev.n) for ev in rows[0][1].values()))
     for name, scores in rows:
         print('%-28s' % name + ''.join(
             '%13.4f /%6.3f' % (ev.overall_iou(), ev.precision()[0.5]) if ev.n else '%20s' % '-'
             for ev in scores.values()))
-    counts = {k: ev.n for k, ev in rows[0][1].items()}
-    print('samples: %s' % ', '.join('%s %d' % kv for kv in counts.items()))
     table = {name: {k: ev.to_dict() for k, ev in scores.items() if ev.n} for name, scores in rows}
     if args.out:
         write_json(args.out, table)

@@ -71,7 +71,7 @@ def synthetic_examples(root, n_images=2, split='val'):
 def synthetic_video_examples(root, n_videos=2):
     """[video path, sentences, frame] of the synthetic A2D Sentences' (tools/make_synthetic_dataset.py
     --video, in root) first n_videos test videos with twins (queries only the action words tell
-    apart); [] if there is none."""
+    apart: 'changes' or 'motion'); [] if there is none."""
     import json
     try:
         with open(os.path.join(root, 'synthetic_video.json'), encoding='utf-8') as f:
@@ -80,7 +80,7 @@ def synthetic_video_examples(root, n_videos=2):
         return []
     by_clip = {}
     for sample in samples:
-        if sample['category'] == 'motion':
+        if sample['category'] in ('changes', 'motion'):
             by_clip.setdefault((sample['video'], sample['frame']), []).append(sample['query'])
     examples, videos = [], set()
     for (video, frame), queries in by_clip.items():
