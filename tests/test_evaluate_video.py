@@ -121,6 +121,7 @@ def test_mevis_every_frame_scored_as_the_original_window_and_averaged_per_expres
     assert again['without_DenseCRF'] == results['without_DenseCRF']
 
 
+@pytest.mark.slow  # CI runs it
 @pytest.mark.parametrize('dataset, split, layout', [
     ('mevis', 'valid', '{video}/{exp_id}/{frame}.png'),
     ('ref_youtube_vos', 'valid', 'Annotations/{video}/{exp_id}/{frame}.png')])
@@ -149,6 +150,7 @@ def test_submission_zip_in_the_servers_layout(workspace, dataset, split, layout)
             np.testing.assert_array_equal(np.asarray(im) > 0, mask, err_msg=path)
 
 
+@pytest.mark.slow  # CI runs it
 def test_ref_davis_averages_the_four_annotators_and_skips_void(workspace):
     ws = workspace
     proc, results, run = run_test(ws, 'ref_davis17', 'train')

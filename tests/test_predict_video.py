@@ -153,6 +153,7 @@ def test_overlay_video_and_json(workspace, video_predicted):
     assert 'backbone runs: %d' % N_FRAMES in proc.stdout
 
 
+@pytest.mark.slow  # CI runs it
 def test_video_file_with_a_frame_range_and_dcrf(workspace, tmp_path):
     from util.dcrf import dense_crf
     from util.io import VideoWriter
@@ -187,6 +188,7 @@ def test_video_file_with_a_frame_range_and_dcrf(workspace, tmp_path):
     assert record['backbone_runs'] == len(read)
 
 
+@pytest.mark.slow  # CI runs it
 def test_checkpoint_of_the_original_without_json(workspace, video_predicted, tmp_path):
     # The original's video snapshot: the .index and .data files only (-n defaults to the
     # video model; the sizes come from the tensors). Same weights, same masks.

@@ -16,7 +16,8 @@ from PIL import Image
 import rvos_fixtures
 from helpers import TINY, TINY_FLAGS, run_main, write_vocab
 
-pytestmark = [pytest.mark.cli, pytest.mark.eager]
+# slow: a build, 2 training iterations and a whole-video test per release (CI runs it)
+pytestmark = [pytest.mark.cli, pytest.mark.eager, pytest.mark.slow]
 
 BUILD = os.path.join('CMPC_video', 'build_A2D_batches.py')
 SCRIPT = os.path.join('CMPC_video', 'trainval_video.py')
