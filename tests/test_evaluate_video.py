@@ -14,6 +14,7 @@ import io
 import json
 import os
 import zipfile
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from PIL import Image
 import rvos_fixtures
 from helpers import VIDEO_TINY, randomise, run_main, window_mask, write_vocab
 from util import video_metrics
+from util.datasets import ref_youtube_vos
 from util.datasets.a2d import query_words
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence
 
@@ -151,12 +153,21 @@ def test_submission_zip_in_the_servers_layout(workspace, dataset, split, layout)
 
 
 @pytest.mark.slow  # CI runs it
-def test_ref_davis_averages_the_four_annotators_and_skips_void(workspace):
+def test_ref_davis_averages_the_four_annotators_and_skips_void(workspace, monkeypatch):
     ws = workspace
+    reads = Counter()
+    read_label = ref_youtube_vos.read_label
+
+    def counted(path, frame_path):
+        reads[os.path.basename(path)] += 1
+        return read_label(path, frame_path)
+    monkeypatch.setattr(ref_youtube_vos, 'read_label', counted)
     proc, results, run = run_test(ws, 'ref_davis17', 'train')
     assert proc.returncode == 0, proc.stderr
     v = ws['truth']['ref_davis17']['train']['dav']
     names = sorted(v['listed'])
+    # Each annotation PNG read once, for the masks and void of the video's 8 expressions
+    assert reads == Counter(n + '.png' for n in names)
     by_annotator = {}
     for exp_id, (sentence, obj) in v['expressions'].items():
         # The masks written (the MeViS test holds them to the original's windows)

@@ -306,6 +306,81 @@ def test_rle_round_trip_through_pycocotools():
     assert mevis.decode(None, (37, 53), 'here') is None
 
 
+# --------------------------------------------------------------------------- whole-video reads
+
+def read_as_test_mode(queries):
+    """{(video, exp_id, frame name): (mask, void)} read as whole-video test mode reads them
+    (evaluate_video.test_video): a video at a time, frame after frame, each expression's mask
+    then its void, then the video's queries forgotten."""
+    videos, out = {}, {}
+    for q in queries:
+        videos.setdefault(q.video, []).append(q)
+    for qs in videos.values():
+        for k, name in enumerate(qs[0].frames):
+            for q in qs:
+                out[q.video, q.exp_id, name] = q.mask(k), q.void(k)
+        for q in qs:
+            q.forget()
+    return out
+
+
+def drawn_truth(name, v, exp, frame):
+    """(mask, void) of an expression in a frame as the queries give them, from what the fixture
+    drew (queries keep the expressions that samples skip)."""
+    if name == 'mevis':
+        drawn = [v['masks'][a][frame] for a in exp[1] if v['masks'][a][frame] is not None]
+        return np.logical_or.reduce(drawn + [np.zeros(v['size'], bool)]), None
+    if frame not in v['labels']:
+        return None, None
+    label = v['labels'][frame]
+    return label == exp[1], (label == ref_youtube_vos.VOID if name == 'davis' else None)
+
+
+@pytest.mark.parametrize('name, read_queries', [
+    ('ytvos', ref_youtube_vos.queries), ('davis', ref_youtube_vos.davis_queries),
+    ('mevis', mevis.queries)])
+def test_whole_video_test_reads_each_annotation_once_per_frame(releases, monkeypatch, name,
+                                                               read_queries):
+    root, truth = releases[name]
+    reads = Counter()  # what was read: an annotation PNG, or an anno_id's RLE in a frame
+
+    def counted(module, function, what):
+        original = getattr(module, function)
+
+        def wrapper(*args):
+            reads[what(*args)] += 1
+            return original(*args)
+        monkeypatch.setattr(module, function, wrapper)
+
+    if name == 'mevis':
+        counted(mevis, 'decode', lambda rle, size, where: where)
+        counted(mevis, 'image_size', lambda path: path)
+        mask_path = os.path.join(root, 'train', 'mask_dict.json')
+        want = ['%s, frame %s, anno_id %s' % (mask_path, frame, a)
+                for v in truth['train'].values()
+                for a in sorted({a for _, ids in v['expressions'].values() for a in ids})
+                for frame in v['listed']]
+        want += [os.path.join(root, 'train', 'JPEGImages', video, frame + '.jpg')
+                 for video, v in truth['train'].items() for frame in v['listed']]
+    else:
+        counted(ref_youtube_vos, 'read_label', lambda path, frame_path: path)
+        want = [os.path.join(root, 'train', 'Annotations', video, frame + '.png')
+                for video, v in truth['train'].items() for frame in v['labels']]
+    queries = read_queries(root, 'train', T, Counter())
+    got = read_as_test_mode(queries)
+    assert reads == Counter(want)  # each once, for all the expressions of its video
+    for (video, exp_id, frame), (mask, void) in got.items():
+        v = truth['train'][video]
+        want_mask, want_void = drawn_truth(name, v, v['expressions'][exp_id], frame)
+        for a, b in ((mask, want_mask), (void, want_void)):
+            assert (a is None) == (b is None), (video, exp_id, frame)
+            if b is not None:
+                np.testing.assert_array_equal(a, b, err_msg='%s %s %s' % (video, exp_id, frame))
+    assert len(got) == sum(len(v['listed']) * len(v['expressions'])
+                           for v in truth['train'].values())
+    assert all(not q.cache.items for q in queries)  # forgotten: no frame held after the video
+
+
 # --------------------------------------------------------------------------- the writer's contract
 
 @pytest.mark.parametrize('name, dataset, mask_of', [

@@ -30,8 +30,8 @@ from pycocotools import mask as coco_mask
 
 from util.datasets.a2d import query_words
 from util.datasets.batches import ClipEntry
-from util.datasets.ref_youtube_vos import (VideoQuery, clip_paths, frame_paths, image_size, key,
-                                           read_meta_expressions, sorted_frames)
+from util.datasets.ref_youtube_vos import (FrameCache, VideoQuery, clip_paths, frame_paths,
+                                           image_size, key, read_meta_expressions, sorted_frames)
 from util.io import load_json
 
 NAME = 'mevis'
@@ -92,21 +92,26 @@ def decode(rle, size, where):
     return m
 
 
-def union_mask(masks, anno_ids, index, size, where):
-    """bool [h, w]: the union of the anno_ids' masks at position `index` of mask_dict's lists."""
+def union_mask(masks, anno_ids, index, size, where, cached=None):
+    """bool [h, w]: the union of the anno_ids' masks at position `index` of mask_dict's lists;
+    cached(anno_id, read), when given, stands for read() (the decoding), e.g. a FrameCache's."""
     out = np.zeros(size, bool)
     for a in anno_ids:
-        m = decode(masks[a][index], size, '%s, anno_id %s' % (where, a))
+        read = functools.partial(decode, masks[a][index], size, '%s, anno_id %s' % (where, a))
+        m = read() if cached is None else cached(a, read)
         if m is not None:
             out |= m > 0
     return out
 
 
-def frame_mask(masks, anno_ids, index_of, frame_dir, mask_path, frame):
-    """VideoQuery.load_mask of MeViS: the union mask of `frame` (a name)."""
+def frame_mask(cache, masks, anno_ids, index_of, frame_dir, mask_path, frame):
+    """VideoQuery.load_mask of MeViS: the union mask of `frame` (a name). The frame's size and
+    each anno_id's RLE are read once per frame for the whole video (cache): the video's
+    expressions share objects."""
     where = '%s, frame %s' % (mask_path, frame)
-    return union_mask(masks, anno_ids, index_of[frame],
-                      image_size(os.path.join(frame_dir, frame + '.jpg')), where)
+    size = cache.get(frame, 'size', lambda: image_size(os.path.join(frame_dir, frame + '.jpg')))
+    return union_mask(masks, anno_ids, index_of[frame], size, where,
+                      lambda a, read: cache.get(frame, ('anno_id', a), read))
 
 
 def samples(root, split, num_words, counts, progress=iter, frame_stride=1):
@@ -158,14 +163,15 @@ def queries(root, split, num_words, counts):
         frames = sorted_frames(listed, meta, video, counts)
         paths = frame_paths(image_dir, video, frames, meta)
         index_of = {f: i for i, f in enumerate(listed)}
+        cache = FrameCache() if masks is not None else None  # shared by the video's expressions
         for exp_id, e in entry['expressions'].items():
             sent, text = query_words(e['exp'], num_words)
             load = None
             if masks is not None:
                 ids = anno_ids_of(e, masks, mask_path, meta, video, exp_id, len(listed))
-                load = functools.partial(frame_mask, masks, ids, index_of,
+                load = functools.partial(frame_mask, cache, masks, ids, index_of,
                                          os.path.join(image_dir, video), mask_path)
             out.append(VideoQuery(video=video, exp_id=exp_id, sent=sent, text=text,
-                                  frames=frames, frame_paths=paths, load_mask=load,
+                                  frames=frames, frame_paths=paths, load_mask=load, cache=cache,
                                   what='%s, video %s expression %s' % (meta, video, exp_id)))
     return out

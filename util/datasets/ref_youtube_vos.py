@@ -58,14 +58,36 @@ EXPRESSION_KEYS = ('exp', 'obj_id')
 VOID = 255  # DAVIS's void pixels: scored as neither object nor background (video_metrics)
 
 
+class FrameCache:
+    """What the queries of one video read of a frame's ground truth (an annotation PNG, a
+    decoded RLE, the frame's size), kept while that frame is asked for: scored frame after
+    frame, each file is read once for all the video's expressions, and only one frame's worth
+    is held (a cache per video, not of the dataset)."""
+
+    def __init__(self):
+        self.frame, self.items = None, {}
+
+    def get(self, frame, key, read):
+        """read() the first time `key` of `frame` is asked for, its result after that."""
+        if frame != self.frame:
+            self.frame, self.items = frame, {}
+        if key not in self.items:
+            self.items[key] = read()
+        return self.items[key]
+
+    def clear(self):
+        self.frame, self.items = None, {}
+
+
 @dataclass
 class VideoQuery:
     """One expression of a video as whole-video test mode reads it: sent (lower case, as
     sent_batch) and text (tokenised); frames, the frame names in order (the names of the
     submission's masks), and frame_paths their images; annotator, the index in ANNOTATORS
     (Ref-DAVIS17 only); load_mask(frame name) -> bool [h, w] or None (frame not annotated), None
-    when the split has no masks; load_void likewise, the void pixels (Ref-DAVIS17 only). Errors
-    name `what`."""
+    when the split has no masks; load_void likewise, the void pixels (Ref-DAVIS17 only); cache,
+    the FrameCache the loaders of the video's queries share (forget() empties it). Errors name
+    `what`."""
     video: str
     exp_id: str
     sent: str
@@ -76,6 +98,7 @@ class VideoQuery:
     annotator: int = None
     load_mask: Callable = None
     load_void: Callable = None
+    cache: FrameCache = None
 
     @property
     def has_masks(self):
@@ -89,6 +112,11 @@ class VideoQuery:
     def void(self, k):
         """The void pixels of frames[k] (bool [h, w], Ref-DAVIS17), or None."""
         return None if self.load_void is None else self.load_void(self.frames[k])
+
+    def forget(self):
+        """Drops the frame the video's cache holds (the video is done)."""
+        if self.cache is not None:
+            self.cache.clear()
 
 
 # -- the files shared with MeViS (one JSON layout, frames as JPEGImages/<video>/<frame>.jpg)
@@ -186,13 +214,19 @@ def read_label(path, frame_path):
     return label
 
 
-def label_mask(anno_dir, image_dir, value, frame):
-    """bool [h, w]: where the annotation PNG of `frame` holds `value` (an object id, or VOID);
-    None without a PNG."""
+def frame_label(anno_dir, image_dir, frame):
+    """The object ids uint8 [h, w] of `frame` (read_label), None without a PNG."""
     png = os.path.join(anno_dir, frame + '.png')
     if not os.path.isfile(png):
         return None
-    return read_label(png, os.path.join(image_dir, frame + '.jpg')) == value
+    return read_label(png, os.path.join(image_dir, frame + '.jpg'))
+
+
+def label_mask(cache, anno_dir, image_dir, value, frame):
+    """bool [h, w]: where the annotation PNG of `frame` holds `value` (an object id, or VOID);
+    None without a PNG. The PNG is read once per frame for the whole video (cache)."""
+    label = cache.get(frame, 'label', lambda: frame_label(anno_dir, image_dir, frame))
+    return None if label is None else label == value
 
 
 def object_id(e, path, video, exp_id):
@@ -286,18 +320,20 @@ def _queries(root, split, num_words, counts, davis):
         frames = sorted_frames(entry['frames'], meta, video, counts)
         paths = frame_paths(image_dir, video, frames, meta)
         anno_dir = os.path.join(root, split, 'Annotations', video)
+        cache = FrameCache() if has_masks else None  # shared by the video's expressions
         for exp_id, e in expressions.items():
             sent, text = query_words(e['exp'], num_words)
             load = void = None
             if has_masks:
-                load = functools.partial(label_mask, anno_dir, os.path.join(image_dir, video),
+                load = functools.partial(label_mask, cache, anno_dir,
+                                         os.path.join(image_dir, video),
                                          object_id(e, meta, video, exp_id))
                 if davis:
-                    void = functools.partial(label_mask, anno_dir, os.path.join(image_dir, video),
-                                             VOID)
+                    void = functools.partial(label_mask, cache, anno_dir,
+                                             os.path.join(image_dir, video), VOID)
             out.append(VideoQuery(video=video, exp_id=exp_id, sent=sent, text=text,
                                   frames=frames, frame_paths=paths, annotator=annotator.get(exp_id),
-                                  load_mask=load, load_void=void,
+                                  load_mask=load, load_void=void, cache=cache,
                                   what='%s, video %s expression %s' % (meta, video, exp_id)))
     return out
 

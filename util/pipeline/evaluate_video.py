@@ -112,6 +112,8 @@ def test_video(model, queries, ids, dcrf, folder, progress=False):
                 s['I'].append(int(I))
                 s['U'].append(int(U))
                 s['frames'].append(name)
+    for q in queries:  # the frame their shared cache holds: the queries outlive the video
+        q.forget()
     return scores
 
 
