@@ -445,6 +445,12 @@ def test_malformed_ref_youtube_vos_files_are_one_line_errors_naming_the_file(rel
             list(ref_youtube_vos.samples(root, 'train', T, Counter()))
         assert one_line(e).startswith(start), str(e.value)
 
+    def query_fails(video, k, start):  # whole-video test mode's read of the same file
+        q = [q for q in ref_youtube_vos.queries(root, 'train', T, Counter()) if q.video == video]
+        with pytest.raises(ValueError) as e:
+            q[0].mask(k)
+        assert one_line(e).startswith(start), str(e.value)
+
     shutil.copy(meta, meta + '.good')
     edit_json(meta, lambda d: d['videos']['names'].pop('frames'))
     fails(ValueError, meta + ': video names has no "frames" key')
@@ -467,8 +473,10 @@ def test_malformed_ref_youtube_vos_files_are_one_line_errors_naming_the_file(rel
 
     png = os.path.join(root, 'train', 'Annotations', 'skips', '00020.png')
     rvos_fixtures.write_palette_png(png, np.zeros((36, 53), np.uint8))
-    fails(ValueError, png + ': annotation is 53x36, its frame %s is 53x37'
-          % os.path.join(root, 'train', 'JPEGImages', 'skips', '00020.jpg'))
+    wrong_size = png + ': annotation is 53x36, its frame %s is 53x37' % os.path.join(
+        root, 'train', 'JPEGImages', 'skips', '00020.jpg')
+    fails(ValueError, wrong_size)
+    query_fails('skips', 4, wrong_size)  # frame 00020
     Image.new('RGB', (53, 37)).save(png)
     fails(ValueError, png + ': annotation PNG in mode RGB')
     with open(png, 'wb') as f:
@@ -503,6 +511,11 @@ def test_malformed_mevis_files_are_one_line_errors_naming_the_file(releases, tmp
     shutil.copy(masks + '.good', masks)
     edit_json(masks, lambda d: d['10'].__setitem__(2, rvos_fixtures.rle(np.ones((37, 52), bool))))
     fails(ValueError, masks + ', frame 00002, anno_id 10: mask is 52x37, the frame 53x37')
+    q = mevis.queries(root, 'train', T, Counter())[0]  # whole-video test mode's read
+    with pytest.raises(ValueError) as e:
+        q.mask(2)
+    assert one_line(e).startswith(masks + ', frame 00002, anno_id 10: mask is 52x37, the '
+                                  'frame 53x37')
     shutil.copy(masks + '.good', masks)
     edit_json(masks, lambda d: d['10'].__setitem__(2, {'counts': 'abc'}))
     fails(ValueError, masks + ', frame 00002, anno_id 10: not a COCO RLE')
