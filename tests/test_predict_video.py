@@ -249,6 +249,29 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(workspace, tmp_path, c
     assert not os.path.exists(tmp_path / 'out')
 
 
+def test_a_list_of_frame_files_is_read_as_the_folder_of_them(tmp_path):
+    # Whole-video test mode's source: a dataset's listed frames, in the list's order, named
+    # by the dataset; the errors name the video as the caller does, then the file.
+    from util.cli import InputError
+    from util.inference.predict_video import VideoSource
+    frames = make_frames(3, 12, 16)
+    paths = [str(tmp_path / ('%d.png' % t)) for t in range(3)]
+    for frame, path in zip(frames, paths):
+        Image.fromarray(frame).save(path)
+    folder = VideoSource(str(tmp_path))
+    listed = VideoSource(paths, flag='video v expression 0', names=['a', 'b', 'c'])
+    assert (listed.n, listed.names, listed.size, listed.fps) == (3, ['a', 'b', 'c'], None, None)
+    np.testing.assert_array_equal(np.stack(list(listed.frames())), frames)
+    np.testing.assert_array_equal(np.stack(list(folder.frames())), frames)
+    os.remove(paths[1])
+    with pytest.raises(InputError) as e:
+        list(listed.frames())
+    assert str(e.value) == 'video v expression 0: %s: no such file' % paths[1]
+    with pytest.raises(InputError) as e:
+        list(folder.frames())
+    assert str(e.value) == '--video %s/1.png: no such file' % tmp_path
+
+
 # ---------------------------------------------------------------------------------------------
 # the video SavedModel
 

@@ -61,9 +61,18 @@ class VideoSource:
     """A video file or a folder of frames: its frame count `n`, frame size (h, w), frame rate,
     a name per frame, and its frames in order (`frames()`, RGB uint8 [h, w, 3]). The
     constructor reads the whole source once to check it (a file is decoded to count its
-    frames; a folder's image headers give their sizes): InputError naming it otherwise."""
+    frames; a folder's image headers give their sizes): InputError naming it otherwise.
 
-    def __init__(self, path, fps=None, flag='--video'):
+    Or a list of frame files in order (a dataset's listed frames), taken as it is (its dataset
+    module checked them): names their names, flag what errors call the video; no size or frame
+    rate (None)."""
+
+    def __init__(self, path, fps=None, flag='--video', names=None):
+        if isinstance(path, (list, tuple)):
+            self.path, self.label, self.size, self.fps = None, flag, None, None
+            self.files, self.names, self.n = list(path), list(names), len(path)
+            self.file_labels = ['%s: %s' % (flag, p) for p in self.files]
+            return
         self.path, self.label = path, '%s %s' % (flag, path)
         if fps is not None and not fps > 0:
             raise InputError('--fps %s: expected a positive frame rate' % fps)
@@ -82,6 +91,8 @@ class VideoSource:
                                                           self.size[0], f, sizes[f][1],
                                                           sizes[f][0]))
             self.names = list(self.files)
+            self.files = [os.path.join(path, f) for f in self.names]
+            self.file_labels = ['%s/%s' % (self.label, f) for f in self.names]
             self.fps = Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
         elif os.path.isfile(path):
             self.files = None
@@ -107,20 +118,8 @@ class VideoSource:
         if self.files is None:
             yield from video_frames(self.path)
         else:
-            for f in self.files:
-                yield load_image(os.path.join(self.path, f), '%s/%s' % (self.label, f))[0]
-
-
-class FrameList:
-    """A video given as its frame images in order (a dataset's listed frames), with
-    VideoSource's `n`, `names` and `frames()`; errors name `label` and the file."""
-
-    def __init__(self, paths, names, label):
-        self.files, self.names, self.label, self.n = list(paths), list(names), label, len(paths)
-
-    def frames(self):
-        for path in self.files:
-            yield load_image(path, '%s: %s' % (self.label, path))[0]
+            for path, label in zip(self.files, self.file_labels):
+                yield load_image(path, label)[0]
 
 
 def shown_size(path, label):

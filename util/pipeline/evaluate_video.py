@@ -80,10 +80,10 @@ def test_video(model, queries, ids, dcrf, folder, progress=False):
     {exp_id: {name: {'J_per_frame', 'F_per_frame', 'I', 'U', 'frames'}}} over the frames with a
     ground truth."""
     from util.inference.predict import save_png
-    from util.inference.predict_video import FrameList, predict_frames
+    from util.inference.predict_video import VideoSource, predict_frames
     from util.pipeline.once_per_picture import FrameFeatures
     first = queries[0]
-    source = FrameList(first.frame_paths, first.frames, first.what)
+    source = VideoSource(first.frame_paths, flag=first.what, names=first.frames)
     submitted = 'mask_dcrf' if dcrf else 'mask'
     scores = {q.exp_id: {name: {'J_per_frame': [], 'F_per_frame': [], 'I': [], 'U': [],
                                 'frames': []} for _, name in kinds(dcrf)} for q in queries}
