@@ -45,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from util.cli import InputError  # noqa: E402
 from util.pipeline.evaluate_video import RELEASES, run_test_videos  # noqa: E402
 from util.pipeline.flags import (add_inference_flags, add_whole_video_flags,  # noqa: E402
-                                 build_parser, check_args, check_inference_args, checkpoint_arg)
+                                 build_parser, check_args, check_inference_args,
+                                 check_whole_video_args, checkpoint_arg)
 from util.pipeline.models import VIDEO_MODEL  # noqa: E402
 from util.pipeline.runner import run_mode  # noqa: E402
 
@@ -63,8 +64,7 @@ def parse_args(argv=None):
     add_inference_flags(p, 'clip')
     add_whole_video_flags(p)
     args = p.parse_args(argv)
-    if args.max_videos is not None and args.max_videos < 1:
-        p.error('--max-videos %d: expected at least 1' % args.max_videos)
+    check_whole_video_args(p, args)
     if args.tf_data:
         p.error('--tf-data reads image batches only; the video model reads its clips with '
                 'DataReader')

@@ -196,3 +196,12 @@ def test_bad_release_root_is_a_one_line_error(workspace, tmp_path):
                      '--checkpoint-dataset', 'a2d_sent_new'], str(workspace['root']),
                     script=SCRIPT, check=False)
     assert proc.returncode == 1 and '--release-root' in proc.stderr
+
+
+def test_max_videos_below_one_is_refused(tmp_path):
+    proc = run_main(['-m', 'test', '-d', 'mevis', '-t', 'valid_u', '--release-root',
+                     str(tmp_path), '-f', 'ckpt', '-i', '5', '--max-videos', '0'],
+                    str(tmp_path), script=SCRIPT, check=False)
+    assert proc.returncode == 2  # argparse's usage error, before anything is read
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        'error: --max-videos 0: expected at least 1'), proc.stderr

@@ -274,6 +274,12 @@ def add_whole_video_flags(p):
                    help='test: only the first N videos of the split (a quick check)')
 
 
+def check_whole_video_args(p, args):
+    """Refuses whole-video test flags that make no sense (p.error exits)."""
+    if args.max_videos is not None and args.max_videos < 1:
+        p.error('--max-videos %d: expected at least 1' % args.max_videos)
+
+
 def check_inference_args(p, args):
     """Refuses a predict or export run without what it needs (p.error exits)."""
     if args.mode not in ('predict', 'export'):
