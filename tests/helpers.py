@@ -1,7 +1,8 @@
 """Helpers of the tests (plain functions; the pytest fixtures are in conftest.py): generated data
 (batch folders in the original's .npz layout, predict mode's workspace), the original graph's
 variable lists, a tiny CMPC with random weights and its inputs (shared by test_cmpc_model.py and
-test_trainer.py), and the project's scripts run as the user runs them."""
+test_trainer.py), the project's scripts run as the user runs them, and a tiny video model's
+checkpoint with the original's test mode on a video's windows."""
 
 import contextlib
 import io
@@ -431,7 +432,27 @@ def result_dir(out_dir, image_name, k):
 
 
 # ---------------------------------------------------------------------------------------------
-# video frames as the original's test mode reads them
+# a tiny video model's checkpoint (test_predict_video.py, test_evaluate_video.py), and video
+# frames as the original's test mode reads them
+
+def make_video_checkpoint(root, seed, weights_seed, calibrate=None):
+    """A tiny video model with random weights (tf seed `seed`, randomise(weights_seed)) and one
+    block per ResNet stage (the tests' plain forwards run 5 backbones per window), saved as
+    root/ckpt/a2d_sent_new_iter_5.tfmodel recording the vocabulary root/vocab.txt. calibrate:
+    network inputs [n, H, W, 3] that set the backbone's batch-norm statistics (unit-scale
+    features that differ from frame to frame). Returns (model, checkpoint prefix, vocab path)."""
+    import tensorflow as tf
+    from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model
+    tf.random.set_seed(seed)
+    model = LSTM_model(mode='eval', **dict(VIDEO_TINY, backbone_blocks=(1, 1, 1, 1)))
+    randomise(model, weights_seed)
+    if calibrate is not None:
+        model.backbone.calibrate(calibrate)
+    vocab = write_vocab(os.path.join(root, 'vocab.txt'), VIDEO_TINY['vocab_size'])
+    prefix = os.path.join(root, 'ckpt', 'a2d_sent_new_iter_5.tfmodel')
+    model.save(prefix, {'vocab': vocab})
+    return model, prefix, vocab
+
 
 def network_input(frame, H, W):
     """(proc_im, the network's input) of one video frame as the original's test mode prepares

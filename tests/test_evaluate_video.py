@@ -18,11 +18,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 import rvos_fixtures
-from helpers import VIDEO_TINY, randomise, run_main, window_mask, write_vocab
+from helpers import make_video_checkpoint, run_main, window_mask
 from util import video_metrics
 from util.datasets import ref_youtube_vos
 from util.datasets.a2d import query_words
@@ -35,13 +34,8 @@ SCRIPT = 'CMPC_video/trainval_video.py'
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
-    from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model
     root = tmp_path_factory.mktemp('evaluate_video')
-    tf.random.set_seed(3)
-    model = LSTM_model(mode='eval', **dict(VIDEO_TINY, backbone_blocks=(1, 1, 1, 1)))
-    randomise(model, 4)
-    vocab = write_vocab(str(root / 'vocab.txt'), VIDEO_TINY['vocab_size'])
-    model.save(str(root / 'ckpt' / 'a2d_sent_new_iter_5.tfmodel'), {'vocab': vocab})
+    model, _, vocab = make_video_checkpoint(str(root), 3, 4)
     truth = {'mevis': rvos_fixtures.write_mevis(str(root / 'mevis')),
              'ref_youtube_vos': rvos_fixtures.write_ref_youtube_vos(str(root / 'ytvos')),
              'ref_davis17': rvos_fixtures.write_ref_davis(str(root / 'davis'))}

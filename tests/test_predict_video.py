@@ -15,11 +15,10 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
-from helpers import (ROOT, VIDEO_TINY, network_input, randomise, run_main, script_env,
-                     window_mask, write_vocab)
+from helpers import (ROOT, make_video_checkpoint, network_input, run_main, script_env,
+                     window_mask)
 from util import im_processing
 
 pytestmark = pytest.mark.cli  # every test runs the script's predict or export
@@ -49,20 +48,13 @@ def decode(path):
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
-    from CMPC_video.CMPC_video_mm_tgraph_allvec import LSTM_model
     from util.text_processing import load_vocab_dict_from_file, preprocess_sentence
     root = tmp_path_factory.mktemp('predict_video')
-    tf.random.set_seed(5)
-    # One block per ResNet stage: the windows' plain forwards below run 5 backbones each.
-    model = LSTM_model(mode='eval', **dict(VIDEO_TINY, backbone_blocks=(1, 1, 1, 1)))
-    randomise(model, 2)
     frames = make_frames(N_FRAMES, *SIZE)
     # Unit-scale features that differ from frame to frame (random batch-norm statistics would
     # leave the frames alike).
-    model.backbone.calibrate(np.stack([network_input(f, 64, 64)[1] for f in frames[::8]]))
-    vocab = write_vocab(str(root / 'vocab.txt'), VIDEO_TINY['vocab_size'])
-    prefix = str(root / 'ckpt' / 'a2d_sent_new_iter_5.tfmodel')
-    model.save(prefix, {'vocab': vocab})
+    model, prefix, vocab = make_video_checkpoint(
+        str(root), 5, 2, calibrate=np.stack([network_input(f, 64, 64)[1] for f in frames[::8]]))
     folder = root / 'frames'
     folder.mkdir()
     for t, frame in enumerate(frames):  # names that sort in frame order, not plain numbers
