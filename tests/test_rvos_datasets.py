@@ -69,15 +69,23 @@ def expected_samples(root, split, videos, mask_of, image_dir):
     return out
 
 
-def check_samples(got, want, split):
+def checked_samples(releases, name, read, mask_of):
+    """(samples, counts) of read (a module's samples) on the train split of release `name`,
+    each sample checked against expected_samples of what the fixture drew."""
+    root, truth = releases[name]
+    counts = Counter()
+    got = list(read(root, 'train', T, counts))
+    want = expected_samples(root, 'train', truth['train'], mask_of,
+                            os.path.join(root, 'train', 'JPEGImages'))
     assert len(got) == len(want)
     for (s, entry), (video, exp_id, k, mask, paths) in zip(got, want):
-        assert s == split
+        assert s == 'train'
         assert ('video %s expression %s' % (video, exp_id)) in entry.what
         assert entry.frame_id == k
         assert entry.mask.shape == mask.shape
         np.testing.assert_array_equal(entry.mask.astype(bool), mask)
         assert entry.frame_paths == paths
+    return got, counts
 
 
 # --------------------------------------------------------------------------- Ref-YouTube-VOS
@@ -90,12 +98,7 @@ def ytvos_mask(video, v, exp, name):
 
 
 def test_ref_youtube_vos_samples_are_the_drawn_masks(releases):
-    root, truth = releases['ytvos']
-    counts = Counter()
-    got = list(ref_youtube_vos.samples(root, 'train', T, counts))
-    want = expected_samples(root, 'train', truth['train'], ytvos_mask,
-                            os.path.join(root, 'train', 'JPEGImages'))
-    check_samples(got, want, 'train')
+    got, counts = checked_samples(releases, 'ytvos', ref_youtube_vos.samples, ytvos_mask)
     # 'skips': object 1 in the 18 annotated frames, object 2 in 10 of them (frames 0-11 but 3
     # and 10, which have no PNG); 'names': 5 frames.
     assert len(got) == 18 + 10 + 5
@@ -171,11 +174,7 @@ def test_ref_youtube_vos_queries_with_and_without_masks(releases):
 
 def test_ref_davis_samples_leave_void_out_and_queries_carry_their_annotator(releases):
     root, truth = releases['davis']
-    counts = Counter()
-    got = list(ref_youtube_vos.davis_samples(root, 'train', T, counts))
-    want = expected_samples(root, 'train', truth['train'], ytvos_mask,
-                            os.path.join(root, 'train', 'JPEGImages'))
-    check_samples(got, want, 'train')
+    got, counts = checked_samples(releases, 'davis', ref_youtube_vos.davis_samples, ytvos_mask)
     # 4 expressions of object 1 in 18 frames, 4 of object 2 in 9 (it leaves after frame 9)
     assert len(got) == 4 * 18 + 4 * 9 and counts == Counter({'all-zero mask (skipped)': 4 * 9})
     assert not any(e.mask[0].any() for _, e in got)  # the void row (255) is no object
@@ -219,12 +218,8 @@ def mevis_mask(video, v, exp, name):
 
 
 def test_mevis_samples_are_the_union_of_the_expression_objects(releases):
-    root, truth = releases['mevis']
-    counts = Counter()
-    got = list(mevis.samples(root, 'train', T, counts))
-    want = expected_samples(root, 'train', truth['train'], mevis_mask,
-                            os.path.join(root, 'train', 'JPEGImages'))
-    check_samples(got, want, 'train')
+    truth = releases['mevis'][1]
+    got, counts = checked_samples(releases, 'mevis', mevis.samples, mevis_mask)
     # m1: anno 10 in 18 frames; 10 and 11 in 18; 11 in frames 0-8 but 4 (empty RLE); m2: 4
     assert len(got) == 18 + 18 + 8 + 4
     assert counts == Counter({'all-zero mask (skipped)': 10,
