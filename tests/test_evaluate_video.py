@@ -13,6 +13,7 @@ over the four.
 import io
 import json
 import os
+import shutil
 import zipfile
 from collections import Counter
 
@@ -35,14 +36,14 @@ SCRIPT = 'CMPC_video/trainval_video.py'
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('evaluate_video')
-    model, _, vocab = make_video_checkpoint(str(root), 3, 4)
+    model, prefix, vocab = make_video_checkpoint(str(root), 3, 4)
     truth = {'mevis': rvos_fixtures.write_mevis(str(root / 'mevis')),
              'ref_youtube_vos': rvos_fixtures.write_ref_youtube_vos(str(root / 'ytvos')),
              'ref_davis17': rvos_fixtures.write_ref_davis(str(root / 'davis'))}
     releases = {'mevis': root / 'mevis', 'ref_youtube_vos': root / 'ytvos',
                 'ref_davis17': root / 'davis'}
     return dict(root=root, model=model, vocab=load_vocab_dict_from_file(vocab), truth=truth,
-                releases=releases)
+                releases=releases, checkpoint=prefix)
 
 
 def run_test(ws, dataset, split, *extra):
@@ -190,6 +191,23 @@ def test_bad_release_root_is_a_one_line_error(workspace, tmp_path):
                      '--checkpoint-dataset', 'a2d_sent_new'], str(workspace['root']),
                     script=SCRIPT, check=False)
     assert proc.returncode == 1 and '--release-root' in proc.stderr
+
+
+def test_a_model_that_fails_to_load_leaves_nothing_behind(workspace, tmp_path):
+    # The checkpoint's index and settings without its weights: the release is read, then
+    # restoring the model fails; no {run}_videos/ (nor anything else) is left in -f.
+    from util.cli import InputError
+    prefix = workspace['checkpoint']
+    folder = tmp_path / 'ckpt'
+    folder.mkdir()
+    for suffix in ('.index', '.json'):
+        shutil.copy(prefix + suffix, str(folder))
+    kept = sorted(os.listdir(folder))
+    with pytest.raises(InputError):
+        run_main(['-m', 'test', '-d', 'mevis', '-t', 'valid', '--release-root',
+                  str(workspace['releases']['mevis']), '-f', str(folder), '-i', '5',
+                  '--checkpoint-dataset', 'a2d_sent_new'], str(tmp_path), script=SCRIPT)
+    assert sorted(os.listdir(folder)) == kept
 
 
 def test_max_videos_below_one_is_refused(tmp_path):

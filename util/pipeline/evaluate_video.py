@@ -186,9 +186,9 @@ def run_test_videos(args):
 
     run = os.path.join(args.folder, '%s_%s_iter_%s' % (args.dataset, args.split, args.iters))
     videos_dir = run + '_videos'
-    os.makedirs(videos_dir, exist_ok=True)
-    remove_stale_temps(videos_dir)
     predictor.load()
+    os.makedirs(videos_dir, exist_ok=True)  # once the model loaded: a failed start writes nothing
+    remove_stale_temps(videos_dir)
     start = time.time()
     per_video, done = {}, 0
     for video, qs in tqdm(videos.items(), desc='test', unit='video', dynamic_ncols=True):
