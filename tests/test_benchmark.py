@@ -92,7 +92,7 @@ flags\t\t: fpu sse sse2 avx {flags}
 def test_parse_cpuinfo_records_the_isa_of_the_fast_paths():
     """The machine entry's CPU from /proc/cpuinfo's text: first processor's model and clock, the
     ISA flags as booleans (AVX-512 BF16 / FP16 and AMX told apart from AVX2 / AVX-512F)."""
-    from tools.benchmark import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
+    from tools.machine import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
     zen4 = parse_cpuinfo(CPUINFO.format(
         vendor='AuthenticAMD', name='AMD EPYC 9R14', mhz='3700.000',
         flags='fma avx2 avx512f avx512dq avx512_bf16 avx512_vnni avx512_vbmi2'))

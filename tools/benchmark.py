@@ -57,7 +57,6 @@ the faithful path, not accuracy.
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -67,6 +66,8 @@ import types
 
 import numpy as np
 
+from tools.flops import COUNTED_OPS, model_flops
+from tools.machine import describe_machine, device_info, machine_info, peak_flops
 from util.cli import HelpFormatter
 from util.datasets import batches, refcoco
 from util.pipeline.evaluate import PLAIN
@@ -74,11 +75,6 @@ from util.pipeline.settings import PRESETS
 
 # The tests' configuration and the paper's (util/pipeline/settings.py).
 CONFIGS = {'small': PRESETS['tiny'], 'paper': PRESETS['paper']}
-COUNTED_OPS = ('Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MatMul',
-               'BatchMatMulV2', 'BatchMatMulV3', 'DepthwiseConv2dNative')
-# Dense tensor-core peaks from NVIDIA's H100 SXM data sheet (per GPU).
-GPU_PEAKS = {'H100': {'fp32': 67e12, 'bf16': 989e12, 'fp16': 989e12},
-             'H200': {'fp32': 67e12, 'bf16': 989e12, 'fp16': 989e12}}
 PIPELINE_BATCH = 8
 SYNTHETIC = dict(train_images=8, val_images=6, testA_images=1, testB_images=1)
 CALIBRATION_IMAGES = 8
@@ -157,189 +153,6 @@ def _split(text, allowed, flag):
     if bad:
         sys.exit('error: %s: unknown %s (choose from %s)' % (flag, bad, ', '.join(allowed)))
     return items
-
-
-# ---------------------------------------------------------------------------------------------
-# FLOPs from the graph
-
-def _dims(shape, what, op):
-    dims = shape.as_list()
-    if None in dims:
-        raise ValueError('FLOP count: %s of %s (%s) has an unknown dimension %s; trace on '
-                         'fixed shapes' % (what, op.name, op.type, dims))
-    return dims
-
-
-def live_ops(graph):
-    """The ops a call of the function runs: those its outputs and control outputs (the variable
-    updates) depend on. The tape also writes gradient ops for the frozen backbone (every
-    variable read under it is watched), which nothing consumes and the runtime prunes: counting
-    them would triple a frozen-backbone train step's FLOPs."""
-    stack = [t.op for t in graph.outputs] + list(graph.control_outputs)
-    live = set()
-    while stack:
-        op = stack.pop()
-        if op in live:
-            continue
-        live.add(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-    return live
-
-
-def graph_flops(graph):
-    """(total FLOPs, {op type: FLOPs}) = 2 x multiply-accumulates of the COUNTED_OPS among the
-    live ops of `graph`, from static shapes. The model's graph has no control flow (its loops
-    are unrolled in Python), so every op is in graph.get_operations()."""
-    by_type = {}
-    live = live_ops(graph)
-    for op in graph.get_operations():
-        if op.type not in COUNTED_OPS or op not in live:
-            continue
-        if op.type in ('Conv2D', 'DepthwiseConv2dNative'):
-            out = _dims(op.outputs[0].shape, 'output', op)  # [B, oh, ow, cout]
-            kh, kw, cin, mult = _dims(op.inputs[1].shape, 'filter', op)
-            # Every output value is kh * kw * cin MACs (depthwise: kh * kw).
-            macs = np.prod(out) * kh * kw * (1 if op.type == 'DepthwiseConv2dNative' else cin)
-        elif op.type == 'Conv2DBackpropInput':  # (input_sizes, filter, out_backprop)
-            kh, kw, cin, _ = _dims(op.inputs[1].shape, 'filter', op)
-            macs = np.prod(_dims(op.inputs[2].shape, 'out_backprop', op)) * kh * kw * cin
-        elif op.type == 'Conv2DBackpropFilter':  # (input, filter_sizes, out_backprop)
-            kh, kw, cin, _ = _dims(op.outputs[0].shape, 'filter grad', op)
-            macs = np.prod(_dims(op.inputs[2].shape, 'out_backprop', op)) * kh * kw * cin
-        elif op.type == 'MatMul':
-            a = _dims(op.inputs[0].shape, 'a', op)
-            k = a[0] if op.get_attr('transpose_a') else a[1]
-            macs = np.prod(_dims(op.outputs[0].shape, 'output', op)) * k
-        else:  # BatchMatMulV2/V3: [..., m, k] x [..., k, n]
-            a = _dims(op.inputs[0].shape, 'x', op)
-            k = a[-2] if op.get_attr('adj_x') else a[-1]
-            macs = np.prod(_dims(op.outputs[0].shape, 'output', op)) * k
-        by_type[op.type] = by_type.get(op.type, 0) + 2 * int(macs)
-    return sum(by_type.values()), by_type
-
-
-def model_flops(model, mode, trainer=None):
-    """Per-sample FLOPs of the forward ('forward') or train step ('train', of `trainer`): the
-    model's own step function traced again with tf.function on fixed batch-1 shapes (the
-    model's traces have a None batch, which a count cannot multiply)."""
-    import tensorflow as tf
-    specs = [tf.TensorSpec([1, model.num_steps], tf.int32),
-             tf.TensorSpec([1, model.H, model.W, 3], tf.float32)]
-    if mode == 'train':
-        fn = trainer.step_fn
-        specs = specs + [tf.TensorSpec([1, model.H, model.W, 1], tf.float32)]
-    else:
-        fn = model.forward_fn
-    # Tracing only: nothing runs, so no variable (Adam state, step) changes.
-    graph = tf.function(fn.python_function).get_concrete_function(*specs).graph
-    return graph_flops(graph)
-
-
-# ---------------------------------------------------------------------------------------------
-# Machine
-
-# The /proc/cpuinfo flags that decide which fast paths a CPU has: fp32 FMA width (AVX2 / FMA,
-# AVX-512F), native bf16 dot products (AVX-512 BF16), fp16 arithmetic (AVX-512 FP16) and the AMX
-# tile units (bf16 and int8 matrix multiplies).
-ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'amx_bf16', 'amx_tile',
-             'amx_int8')
-
-
-def parse_cpuinfo(text):
-    """The CPU of a /proc/cpuinfo text: {'name', 'mhz', and one boolean per ISA_FLAGS}.
-
-    Pure (testable): the first processor's model name and clock ('cpu MHz'), the flags of the
-    first 'flags' line; name None and mhz None where the text lacks them.
-    """
-    name, mhz, flags = None, None, None
-    for line in text.splitlines():
-        key, _, value = line.partition(':')
-        key, value = key.strip(), value.strip()
-        if key == 'model name' and name is None:
-            name = value
-        elif key == 'cpu MHz' and mhz is None:
-            try:
-                mhz = float(value)
-            except ValueError:
-                pass
-        elif key == 'flags' and flags is None:
-            flags = set(value.split())
-    flags = flags or set()
-    return dict({'name': name, 'mhz': mhz}, **{f: f in flags for f in ISA_FLAGS})
-
-
-def cpu_info():
-    """This machine's CPU: model name, cores this process may use, clock and ISA_FLAGS."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = parse_cpuinfo(f.read())
-    except OSError:
-        cpu = parse_cpuinfo('')
-    name = cpu.pop('name') or platform.processor() or 'CPU'
-    return dict({'kind': 'cpu', 'name': name, 'cores': len(os.sched_getaffinity(0))}, **cpu)
-
-
-def device_info():
-    """The device the benchmark runs on: the CPU (cpu_info), or the GPUs' name and count with
-    the host CPU under 'host'."""
-    import tensorflow as tf
-    cpu = cpu_info()
-    gpus = tf.config.list_physical_devices('GPU')
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        name = details.get('device_name', 'GPU')
-        return {'kind': 'gpu', 'name': name, 'count': len(gpus), 'host': cpu}
-    return cpu
-
-
-def describe_cpu(cpu):
-    """'AMD EPYC 9R14, 2 cores, 3.7 GHz; avx2 fma avx512f avx512_bf16 (no avx512_fp16, amx)'."""
-    text = '%s, %d cores' % (cpu['name'], cpu['cores'])
-    if cpu.get('mhz'):
-        text += ', %.1f GHz' % (cpu['mhz'] / 1e3)
-    has = [f for f in ISA_FLAGS if cpu.get(f)]
-    lacks = [f for f in ISA_FLAGS if f not in has]
-    if not any(f.startswith('amx') for f in has):  # the three AMX flags come together
-        lacks = [f for f in lacks if not f.startswith('amx')] + ['amx']
-    return '%s; %s' % (text, ' '.join(has + ['(no %s)' % ', '.join(lacks)] if lacks else has))
-
-
-def describe_machine(dev):
-    """One line: the CPU (describe_cpu), or the GPUs and their host CPU."""
-    if dev['kind'] == 'gpu':
-        return '%d x %s; host CPU: %s' % (dev['count'], dev['name'], describe_cpu(dev['host']))
-    return describe_cpu(dev)
-
-
-def machine_info(dev):
-    """The JSON's "machine": the device (device_info), its one-line summary and the software."""
-    import tensorflow as tf
-    return dict(dev, summary=describe_machine(dev), platform=platform.platform(),
-                python=platform.python_version(), tensorflow=tf.__version__)
-
-
-def peak_flops(dev, precision):
-    """(FLOP/s or None, how it was obtained)."""
-    if dev['kind'] == 'gpu':
-        for key, peaks in GPU_PEAKS.items():
-            if key in dev['name']:
-                return peaks[precision], '%s %s dense (data sheet)' % (key, precision)
-        return None, 'unknown GPU'
-    if not dev.get('mhz') or not dev.get('fma'):
-        return None, 'unknown'
-    # fp32 lanes per vector x 2 (FMA) x 2 FMA units per core; bf16/fp16 without native support
-    # run at best at this rate (the estimate is fp32's for every precision, which a CPU with
-    # native bf16 / fp16 instructions, ISA_FLAGS, can exceed: the label says so).
-    lanes = 16 if dev['avx512f'] else 8
-    peak = dev['cores'] * dev['mhz'] * 1e6 * lanes * 2 * 2
-    source = 'estimate: %d cores x %.0f MHz x %d fp32 FLOP/cycle' % (
-        dev['cores'], dev['mhz'], lanes * 4)
-    native = {'bf16': ('avx512_bf16', 'amx_bf16'), 'fp16': ('avx512_fp16',)}.get(precision, ())
-    native = [f for f in native if dev.get(f)]
-    if native:
-        source += ' (fp32 rate; this CPU\'s %s can exceed it)' % ' / '.join(native)
-    return peak, source
 
 
 # ---------------------------------------------------------------------------------------------
