@@ -488,8 +488,11 @@ class LSTM_model(tf.Module):
         lateral = self.lateral_features(backbone_out)
         rows = tf.shape(lateral[self.levels[0]])[0]
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [rows, 1, 1, 1])
-        return {lv: {'lateral': vis, 'mutan': self.mutan[lv].visual(vis, spatial)}
-                for lv, vis in lateral.items()}
+        out = {}
+        for lv, vis in lateral.items():
+            with tf.name_scope('mutan_visual_' + lv):
+                out[lv] = {'lateral': vis, 'mutan': self.mutan[lv].visual(vis, spatial)}
+        return out
 
     def segment(self, words, visual, keep_probs=None):
         """The part of the forward that takes the words: words [B, T] and visual_features of
@@ -497,50 +500,60 @@ class LSTM_model(tf.Module):
         B = tf.shape(words)[0]
         words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
-        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
-        valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+        with tf.name_scope('sentence'):
+            entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
+            valid_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+            nec_lang = self.necessary_lang(words_feat, words_parse)  # [B, 1, 1, rnn]
 
         fusion = {}
         for lv in self.levels:
-            vis_la_sp = self.mutan[lv](valid_lang, visual[lv]['mutan'])  # [B, h, w, v_emb]
-            graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
+            with tf.name_scope('mutan_' + lv):
+                vis_la_sp = self.mutan[lv](valid_lang, visual[lv]['mutan'])  # [B, h, w, v_emb]
+            with tf.name_scope('reasoning_' + lv):
+                graph = self.reasoning[lv](vis_la_sp, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [vis_la_sp, graph], valid_lang, spatial)
-        return self.decode(fusion, self.necessary_lang(words_feat, words_parse), words_parse)
+        return self.decode(fusion, nec_lang, words_parse)
 
     def encode_words(self, words, keep_probs=None):
         """words [B, T] -> words_feat [B, 1, T, rnn] (l2-normalised), words_parse
         [B, 1, T, types] (zero before the first real word) and valid [B, T]; keep_probs as
         build_graph's."""
         T = self.num_steps
-        # Words from the first real token on take part (all of them for an all-pad sentence,
-        # where the original's valid_idx stayed 0).
-        leading_pads = tf.reduce_sum(
-            tf.cast(tf.cumsum(tf.cast(words != 0, tf.int32), axis=1) == 0, tf.int32), axis=1)
-        first = tf.where(leading_pads == T, 0, leading_pads)  # [B]
-        valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
+        with tf.name_scope('word_encoder'):  # a scope per part: tools/profile_forward.py
+            # Words from the first real token on take part (all of them for an all-pad
+            # sentence, where the original's valid_idx stayed 0).
+            leading_pads = tf.reduce_sum(
+                tf.cast(tf.cumsum(tf.cast(words != 0, tf.int32), axis=1) == 0, tf.int32), axis=1)
+            first = tf.where(leading_pads == T, 0, leading_pads)  # [B]
+            valid = tf.range(T)[None, :] >= first[:, None]  # [B, T]
 
-        keep_emb, keep_rnn = keep_probs if keep_probs is not None else (1.0, 1.0)
-        words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
-        words_feat = cast(l2_normalize(words_feat, 2)[:, None], self.compute_dtype)
-        return words_feat, self.parser(words_feat, valid), valid
+            keep_emb, keep_rnn = keep_probs if keep_probs is not None else (1.0, 1.0)
+            words_feat = self.words_encoder(words, keep_emb, keep_rnn)  # [B, T, rnn]
+            words_feat = cast(l2_normalize(words_feat, 2)[:, None], self.compute_dtype)
+            return words_feat, self.parser(words_feat, valid), valid
 
     def lateral_features(self, visual):
         """The backbone's res5 / res4 / res3 through the lateral 1x1 convs, l2-normalised."""
         c3, c4, c5 = self.backbone.endpoints  # res3b3_relu, res4b22_relu, res5c_relu
         layers = {'c5': visual[c5], 'c4': visual[c4], 'c3': visual[c3]}
-        return {lv: l2_normalize(self.lateral[lv](layers[lv]), 3) for lv in self.levels}
+        out = {}
+        for lv in self.levels:
+            with tf.name_scope('lateral_' + lv):
+                out[lv] = l2_normalize(self.lateral[lv](layers[lv]), 3)
+        return out
 
     def fuse(self, lv, feats, lang, spatial):
         """The fusion conv of build_lang2vis over [*feats, lang tiled, spatial grid]. The
         sentence is the same at every position: its rows of the kernel act once per sample and
         the result is added everywhere (the original tiled it and convolved every copy)."""
         conv = self.fusion[lv]
-        w = cast(conv.w, lang.dtype)  # [1, 1, cin, mlp]
-        n, r = sum(f.shape[3] for f in feats), lang.shape[3]
-        x = tf.concat(feats + [spatial], 3)  # [B, h, w, cin - rnn]
-        y = tf.nn.conv2d(x, tf.concat([w[:, :, :n], w[:, :, n + r:]], 2), 1, 'SAME')
-        sentence = tf.matmul(lang[:, 0], w[0, 0, n:n + r])[:, None]  # [B, 1, 1, mlp]
-        return tf.nn.relu(y + sentence + cast(conv.b, lang.dtype))
+        with tf.name_scope('fusion_' + lv):
+            w = cast(conv.w, lang.dtype)  # [1, 1, cin, mlp]
+            n, r = sum(f.shape[3] for f in feats), lang.shape[3]
+            x = tf.concat(feats + [spatial], 3)  # [B, h, w, cin - rnn]
+            y = tf.nn.conv2d(x, tf.concat([w[:, :, :n], w[:, :, n + r:]], 2), 1, 'SAME')
+            sentence = tf.matmul(lang[:, 0], w[0, 0, n:n + r])[:, None]  # [B, 1, 1, mlp]
+            return tf.nn.relu(y + sentence + cast(conv.b, lang.dtype))
 
     @staticmethod
     def necessary_lang(words_feat, words_parse):
@@ -554,18 +567,23 @@ class LSTM_model(tf.Module):
         rnn], the ConvLSTM and the score: fusion {level: [B, h, w, mlp]} -> the outputs."""
         out = {}
         for lv in self.levels:
-            score = cast(self.level_score[lv](fusion[lv]), tf.float32)  # [B, h, w, 1]
-            out['up_' + lv] = resize_bilinear(score, [self.H, self.W])
+            with tf.name_scope('score_' + lv):
+                score = cast(self.level_score[lv](fusion[lv]), tf.float32)  # [B, h, w, 1]
+                out['up_' + lv] = resize_bilinear(score, [self.H, self.W])
         f3, f4, f5 = fusion['c3'], fusion['c4'], fusion['c5']
         ex = self.exchange
-        e3, e4, e5 = ex['c3'](f3, f4, f5, lang), ex['c4'](f4, f3, f5, lang), ex['c5'](f5, f3, f4, lang)
-        e3, e4, e5 = (ex['c3_2'](e3, e4, e5, lang), ex['c4_2'](e4, e3, e5, lang),
-                      ex['c5_2'](e5, e3, e4, lang))
-        fused = self.convlstm([e3, e4, e5])  # [B, h, w, mlp]
-
-        out['pred'] = cast(self.score(fused), tf.float32)  # [B, h, w, 1]
-        out['up'] = resize_bilinear(out['pred'], [self.H, self.W])  # [B, H, W, 1]
-        out['sigm'] = tf.sigmoid(out['up'])
+        with tf.name_scope('exchange'):
+            e3, e4, e5 = (ex['c3'](f3, f4, f5, lang), ex['c4'](f4, f3, f5, lang),
+                          ex['c5'](f5, f3, f4, lang))
+        with tf.name_scope('exchange_2'):
+            e3, e4, e5 = (ex['c3_2'](e3, e4, e5, lang), ex['c4_2'](e4, e3, e5, lang),
+                          ex['c5_2'](e5, e3, e4, lang))
+        with tf.name_scope('convlstm'):
+            fused = self.convlstm([e3, e4, e5])  # [B, h, w, mlp]
+        with tf.name_scope('score'):
+            out['pred'] = cast(self.score(fused), tf.float32)  # [B, h, w, 1]
+            out['up'] = resize_bilinear(out['pred'], [self.H, self.W])  # [B, H, W, 1]
+            out['sigm'] = tf.sigmoid(out['up'])
         out['words_parse'] = cast(words_parse[:, 0], tf.float32)  # [B, T, types]
         return out
 

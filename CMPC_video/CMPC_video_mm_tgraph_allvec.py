@@ -149,22 +149,26 @@ class LSTM_model(CMPC_model.LSTM_model):
         B, F = tf.shape(words)[0], len(SAMPLED_FRAMES)
         words_feat, words_parse, valid = self.encode_words(words, keep_probs)
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [B, 1, 1, 1])  # [B, h, w, 8]
-        entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
-        ea_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
-        action_lang = weighted_words(words_parse[:, :, :, 3], words_feat)
-        valid_lang = self.necessary_lang(words_feat, words_parse)  # all but 'unnecessary'
-        ea_frames = tf.repeat(ea_lang, F, axis=0)  # [BF, 1, 1, rnn]: each frame its sentence
+        with tf.name_scope('sentence'):
+            entity_attr = words_parse[:, :, :, 0] + words_parse[:, :, :, 1]  # [B, 1, T]
+            ea_lang = weighted_words(entity_attr, words_feat)  # [B, 1, 1, rnn]
+            action_lang = weighted_words(words_parse[:, :, :, 3], words_feat)
+            valid_lang = self.necessary_lang(words_feat, words_parse)  # all but 'unnecessary'
+            ea_frames = tf.repeat(ea_lang, F, axis=0)  # [BF, 1, 1, rnn]: each frame its sentence
 
         fusion = {}
         for lv in self.levels:
             vis = visual[lv]['lateral']  # [BF, h, w, C]
             h, w, C = vis.shape[1], vis.shape[2], vis.shape[3]
-            mm_feat = self.mutan[lv](ea_frames, visual[lv]['mutan'])  # [BF, h, w, C]
-            nodes = self.temporal_graph[lv](mm_feat, action_lang)  # [B, 1, F, C]
-            key_mm = tf.reshape(mm_feat, [-1, F, h, w, C])[:, ANNOTATED]  # [B, h, w, C]
-            key_vis = tf.reshape(vis, [-1, F, h, w, C])[:, ANNOTATED]
-            context = self.temporal_context[lv](key_mm, nodes)  # [B, h, w, C]
-            graph = self.reasoning[lv](key_mm, words_feat, words_parse, valid)
+            with tf.name_scope('mutan_' + lv):
+                mm_feat = self.mutan[lv](ea_frames, visual[lv]['mutan'])  # [BF, h, w, C]
+            with tf.name_scope('temporal_graph_' + lv):
+                nodes = self.temporal_graph[lv](mm_feat, action_lang)  # [B, 1, F, C]
+                key_mm = tf.reshape(mm_feat, [-1, F, h, w, C])[:, ANNOTATED]  # [B, h, w, C]
+                key_vis = tf.reshape(vis, [-1, F, h, w, C])[:, ANNOTATED]
+                context = self.temporal_context[lv](key_mm, nodes)  # [B, h, w, C]
+            with tf.name_scope('reasoning_' + lv):
+                graph = self.reasoning[lv](key_mm, words_feat, words_parse, valid)
             fusion[lv] = self.fuse(lv, [key_vis, graph, context], valid_lang, spatial)
         return self.decode(fusion, valid_lang, words_parse)
 

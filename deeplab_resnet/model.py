@@ -112,7 +112,7 @@ class DeepLabResNetModel(tf.Module):
         else:
             x = tf.nn.conv2d(x, w, strides=stride, padding='SAME')
         if self._folded is not None:
-            x = x + bias
+            x = tf.nn.bias_add(x, bias)  # Grappler fuses conv, bias add and ReLU into one op
         else:
             if self._calibrating:
                 mean, var = tf.nn.moments(x, [0, 1, 2])
@@ -157,23 +157,25 @@ class DeepLabResNetModel(tf.Module):
 
     def __call__(self, im):
         layers = {}
-        x = self.conv_bn(im, 'conv1', 'bn_conv1', stride=2)  # [B, H/2, W/2, 64]
-        x = tf.nn.max_pool2d(x, 3, 2, padding='SAME')  # [B, H/4, W/4, 64]
+        with tf.name_scope('conv1'):  # op names say the layer (tools/profile_forward.py)
+            x = self.conv_bn(im, 'conv1', 'bn_conv1', stride=2)  # [B, H/2, W/2, 64]
+            x = tf.nn.max_pool2d(x, 3, 2, padding='SAME')  # [B, H/4, W/4, 64]
         layers['pool1'] = x
         for stage, blocks, _, _, stride, dilation in self.stages:
             for i, suffix in enumerate(block_names(stage, blocks)):
                 unit = 'res%d%s' % (stage, suffix)
                 bn = 'bn%d%s' % (stage, suffix)
                 s = stride if i == 0 else 1
-                if i == 0:
-                    shortcut = self.conv_bn(x, unit + '_branch1', bn + '_branch1', stride=s,
-                                            relu=False)
-                else:
-                    shortcut = x
-                y = self.conv_bn(x, unit + '_branch2a', bn + '_branch2a', stride=s)
-                y = self.conv_bn(y, unit + '_branch2b', bn + '_branch2b', dilation=dilation)
-                y = self.conv_bn(y, unit + '_branch2c', bn + '_branch2c', relu=False)
-                x = tf.nn.relu(shortcut + y)
+                with tf.name_scope(unit):
+                    if i == 0:
+                        shortcut = self.conv_bn(x, unit + '_branch1', bn + '_branch1', stride=s,
+                                                relu=False)
+                    else:
+                        shortcut = x
+                    y = self.conv_bn(x, unit + '_branch2a', bn + '_branch2a', stride=s)
+                    y = self.conv_bn(y, unit + '_branch2b', bn + '_branch2b', dilation=dilation)
+                    y = self.conv_bn(y, unit + '_branch2c', bn + '_branch2c', relu=False)
+                    x = tf.nn.relu(shortcut + y)
                 layers[unit + '_relu'] = x
         # res3b3_relu [B, H/8, W/8, 512], res4b22_relu [.., 1024], res5c_relu [.., 2048]
         return layers
