@@ -86,7 +86,24 @@ class Conv:
         self.b = store.get(SCOPE + name + '/biases', [cout], zeros)
 
     def __call__(self, x):
-        return tf.nn.conv2d(x, cast(self.w, x.dtype), 1, 'SAME') + cast(self.b, x.dtype)
+        w = cast(self.w, x.dtype)
+        if w.shape[0] > 1 and w.shape[0] % 2 == 1 and w.shape[3] == 1:
+            return self.taps(x, w) + cast(self.b, x.dtype)
+        return tf.nn.conv2d(x, w, 1, 'SAME') + cast(self.b, x.dtype)
+
+    @staticmethod
+    def taps(x, w):
+        """A k x k SAME conv to one channel (the scores) as k * k 1 x 1 ones, one per tap,
+        whose shifted maps add up: the same sums in another order. oneDNN, TensorFlow's CPU
+        kernels by default on CPUs with AVX-512 BF16 / VNNI or AMX, ran the 3 x 3 conv from 500
+        channels to 1 in 41 ms and this in 0.9 ms (Eigen: 2.0 and 1.4 ms; issue 23)."""
+        k, cin = w.shape[0], w.shape[2]
+        p = k // 2
+        h, wd = x.shape[1], x.shape[2]
+        per_tap = tf.reshape(tf.transpose(w[:, :, :, 0], [2, 0, 1]), [1, 1, cin, k * k])
+        z = tf.pad(tf.nn.conv2d(x, per_tap, 1, 'VALID'), [[0, 0], [p, p], [p, p], [0, 0]])
+        return tf.add_n([z[:, dy:dy + h, dx:dx + wd, dy * k + dx:dy * k + dx + 1]
+                         for dy in range(k) for dx in range(k)])
 
     def dot(self, x, v):
         """For a 1x1 conv, its outputs' dot products with vectors v, without the outputs:

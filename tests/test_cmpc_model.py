@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from CMPC_model import (ConvLSTMCell, LayerNorm, LSTM_model, MutanFusion, RelationAwareReasoning,
+from CMPC_model import (Conv, ConvLSTMCell, LayerNorm, LSTM_model, MutanFusion, RelationAwareReasoning,
                         WordEncoder, masked_softmax, resize_bilinear)
 from helpers import (ID_SENTENCES, NUM_STEPS, TINY, assert_same_variables, build_restored,
                      features, model_params, random_images, randomise, read_reference_variables)
-from np_reference import (SCOPE, basic_lstm, conv_lstm, l2_normalize as l2n, layer_norm_one,
+from np_reference import (SCOPE, basic_lstm, conv3x3, conv_lstm, l2_normalize as l2n, layer_norm_one,
                           mutan_fusion, reference_forward, resize_bilinear_tf1, softmax, spa_graph,
                           unscoped)
 from util.pipeline.checkpoint import VariableStore
@@ -192,6 +192,19 @@ def test_conv_lstm_cell_against_numpy():
 
 # ---------------------------------------------------------------------------------------------
 # MUTAN fusion and relation-aware reasoning
+
+def test_score_conv_by_taps_against_numpy():
+    """The 3 x 3 convs to one channel (the level scores and the score) run as nine 1 x 1 taps
+    (Conv.taps): the original's SAME conv, numpy's explicit padding, on a 5 x 7 map whose
+    border rows and columns see the zero padding."""
+    store = VariableStore()
+    conv = Conv(store, 'score', 3, 6, 1)
+    p = unscoped(randomise_store(store, 6, scale=0.5))
+    x = np.random.RandomState(3).randn(2, 5, 7, 6)
+    got = conv(tf.constant(x, tf.float32)).numpy()
+    want = np.stack([conv3x3(p, 'score', x[b]) for b in range(2)])
+    np.testing.assert_allclose(got, want, rtol=BLOCK_RTOL, atol=BLOCK_ATOL)
+
 
 def test_mutan_fusion_against_numpy():
     store = VariableStore()
