@@ -257,7 +257,12 @@ def run_main(args, cwd, script='trainval_model.py', check=True):
                 if script.startswith('tools' + os.sep) or script.startswith('tools/'):
                     sys.argv = [None] + list(args)  # [0]: the module's path, set by runpy
                     module = script[:-len('.py')].replace(os.sep, '.').replace('/', '.')
-                    runpy.run_module(module, run_name='__main__', alter_sys=True)
+                    imported = sys.modules.pop(module, None)  # a test's import of it: runpy
+                    try:  # would warn that __main__ reruns an imported module
+                        runpy.run_module(module, run_name='__main__', alter_sys=True)
+                    finally:
+                        if imported is not None:
+                            sys.modules[module] = imported
                 else:
                     sys.argv = [os.path.join(ROOT, script)] + list(args)
                     runpy.run_path(sys.argv[0], run_name='__main__')
