@@ -32,8 +32,6 @@ from tools import synthetic
 SIZE = 64  # the train resize target in these tests (320 in real builds), for speed
 SYN = dict(seed=2, train_images=5, val_images=3, testA_images=3, testB_images=3,
            refs_per_image=2, sents_per_ref=2, gray_fraction=0.3)
-# the test's own pycocotools calls: a numpy-2 deprecation notice inside pycocotools
-pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 COCO = {'unc': ('refcoco', 'unc'), 'unc+': ('refcoco+', 'unc'), 'Gref': ('refcocog', 'google'),
         'Gref_umd': ('refcocog', 'umd')}
 

@@ -39,8 +39,6 @@ from helpers import (REFERENCE_DIR, TINY, TINY_FLAGS, read_reference_variables, 
                      write_batches)
 from util.pipeline.checkpoint import checkpoint_shapes, restore_checkpoint, save_checkpoint
 
-# Keras's get_weights/set_weights on numpy 2 (a Keras matter, not ours).
-pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
 RTOL = 1e-5  # relative to max |Keras| of the compared endpoint
 ENDPOINTS = (('pool1', 'pool1_pool', 1), ('res3b3_relu', 'conv3_block4_out', 1),

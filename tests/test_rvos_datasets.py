@@ -21,8 +21,6 @@ from util.datasets import mevis, ref_youtube_vos
 from util.datasets.a2d import query_words
 
 T = 20
-# pycocotools' decode under numpy 2 (its own call, harmless)
-pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
 
 
 @pytest.fixture(scope='module')
