@@ -1,7 +1,7 @@
 """Where the forward's time goes, layer by layer: TensorFlow's profiler against the FLOPs each
 layer needs and what this CPU's convolutions reach (issue 23).
 
-    python -m tools.profile_forward --config paper --out docs/profile_paper.json
+    python -m tools.profile_forward --config paper --ops 300 --out docs/profile_paper.json
     python -m tools.profile_forward --config paper --trace /tmp/trace   # keep the trace: open it
         in TensorBoard's Profile tab (the tensorboard-plugin-profile package)
 
@@ -66,13 +66,16 @@ def parse_args(argv=None):
     p.add_argument('--trace', default=None,
                    help='folder to keep the profiler trace in (default: a temporary one)')
     p.add_argument('--out', default=None, help='JSON file to write (default: none)')
+    p.add_argument('--ops', type=int, default=None,
+                   help='ops kept in the JSON, slowest first (default: all; the parts always '
+                        'count every op)')
     p.add_argument('--seed', type=int, default=0, help='seed of the weights and inputs')
     args = p.parse_args(argv)
     for flag in ('batch', 'repeats', 'profiled'):
         if getattr(args, flag) < 1:
             p.error('--%s must be at least 1, got %d' % (flag, getattr(args, flag)))
-    if args.warmup < 0 or args.inter_op < 0:
-        p.error('--warmup and --inter-op must be at least 0')
+    if args.warmup < 0 or args.inter_op < 0 or (args.ops is not None and args.ops < 0):
+        p.error('--warmup, --inter-op and --ops must be at least 0')
     return args
 
 
@@ -281,14 +284,35 @@ def main(argv=None):
                   'forward_ms': wall_ms, 'forward_ms_runs': [t * 1e3 for t in prof['wall']],
                   'profiled_forward_ms': prof['profiled_ms'], 'op_ms_sum': total_ms,
                   'flops': total_flops,
-                  'reference_flop_per_s': prof['rates'], 'parts': parts, 'ops': ops,
+                  'reference_flop_per_s': prof['rates'], 'parts': parts,
+                  'ops': ops[:args.ops] if args.ops is not None else ops,
                   'fused_ops': fused}
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        tmp = args.out + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.out)
+        write_json(result, args.out)
         print('wrote %s' % args.out)
+
+
+def rounded(x, digits=4):
+    """x with its floats to `digits` significant digits (timings are not more precise)."""
+    if isinstance(x, float):
+        return float('%.*g' % (digits, x))
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [rounded(v, digits) for v in x]
+    return x
+
+
+def write_json(result, path):
+    """The result as JSON, an op a line (a paper-size forward has some 3,500), written whole or
+    not at all."""
+    result = rounded(result)
+    ops = result.pop('ops')
+    text = json.dumps(result, indent=1)[:-2]  # without the closing '\n}'
+    text += ',\n "ops": [\n%s\n ]\n}\n' % ',\n'.join('  ' + json.dumps(r) for r in ops)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        f.write(text)
+    os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':
