@@ -5,6 +5,7 @@ never interrupted."""
 
 import json
 import os
+import shutil
 import re
 import sys
 
@@ -66,6 +67,20 @@ def test_test_restores_snapshot_and_prints_metrics(trained):
     assert ev['overall_iou'] == pytest.approx(cum_I / cum_U)
     assert float(m[0][0]) == pytest.approx(cum_I / cum_U, abs=1e-6)
     assert os.path.isdir(root / 'vis') and len(os.listdir(root / 'vis')) == 3
+
+
+def test_a_snapshot_without_its_weights_is_a_one_line_error(trained, tmp_path):
+    # Its index and .json are there, so the snapshot is found and the model built; restoring
+    # it fails, and the command line says so in one line, without a traceback.
+    root, _ = trained
+    (tmp_path / 'unc').symlink_to(root / 'unc')
+    (tmp_path / 'ckpts').mkdir()
+    for suffix in ('.index', '.json'):
+        shutil.copy(str(root / 'ckpts' / ('unc_iter_2.tfmodel' + suffix)), str(tmp_path / 'ckpts'))
+    proc = run_main(['-m', 'test', '-d', 'unc', '-t', 'val', '-f', 'ckpts', '-i', '2'],
+                    tmp_path, check=False)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.startswith('error: ') and proc.stderr.count('\n') == 1, proc.stderr
 
 
 def test_resume_continues_from_newest_snapshot(trained):

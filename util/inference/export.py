@@ -73,9 +73,9 @@ from util.cli import InputError
 from util.datasets.batches import ANNOTATED_FRAME, CLIP_FRAMES
 from util.pipeline.contract import MU, SCORE_THRESH
 from util.io import write_json
-from util.inference.predict import (Predictor, read_model_settings, restore_model,
-                                    tokenize_sentence, word_records)
-from util.pipeline.models import record_model
+from util.inference.predict import (Predictor, read_model_settings, tokenize_sentence,
+                                    word_records)
+from util.pipeline.models import record_model, restore_model
 from util.text_processing import PAD_IDENTIFIER, UNK_IDENTIFIER
 
 SERVING_KEY = 'serving_default'

@@ -46,7 +46,7 @@ from util.datasets.batches import ANNOTATED_FRAME
 from util.io import atomic_open, save_npy_atomic, write_json
 from util.pipeline import contract
 from util.pipeline.evaluate import DCRF, PLAIN, image_masks
-from util.pipeline.models import check_input, checkpoint_model
+from util.pipeline.models import check_input, checkpoint_model, restore_model
 from util.pipeline.snapshots import resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 from util.visualize import overlay
@@ -178,19 +178,6 @@ def read_model_settings(checkpoint, vocab=None, num_steps=None, flag='--checkpoi
                          'vocabulary of %d words; pass the vocabulary it was trained with'
                          % (vocab_path, n_words, prefix, settings.vocab_size))
     return prefix, module, settings, vocab_path, vocab_dict
-
-
-def restore_model(prefix, module, settings):
-    """The module's LSTM_model in eval mode, with the checkpoint's weights."""
-    import tensorflow as tf
-    model = module.LSTM_model.from_settings(settings, mode='eval')
-    try:
-        model.restore(prefix)
-    except ValueError as e:  # shape or name mismatch, with the list of tensors
-        raise InputError(str(e)) from None
-    except tf.errors.OpError as e:  # truncated or corrupt data file
-        raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e.message)) from None
-    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -136,3 +136,19 @@ def check_input(module, expected, where, checkpoint=True):
                          % (where, 'a checkpoint of' if checkpoint else 'names',
                             KIND_OF_INPUT[module.INPUT], KIND_OF_INPUT[expected],
                             SCRIPT_OF[module.INPUT]))
+
+
+def restore_model(prefix, module, settings, **fast_paths):
+    """The module's LSTM_model in eval mode (fast_paths: from_settings' precision, xla,
+    fold_bn), with the checkpoint's weights; InputError naming the checkpoint otherwise."""
+    import tensorflow as tf
+    model = module.LSTM_model.from_settings(settings, mode='eval', **fast_paths)
+    try:
+        model.restore(prefix)
+    except ValueError as e:  # shape or name mismatch, with the list of tensors
+        raise InputError(str(e)) from None
+    except tf.errors.OpError as e:  # truncated or corrupt data file
+        raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e.message)) from None
+    except RuntimeError as e:  # the reader's other failures, e.g. a missing data file
+        raise InputError('%s: cannot read the checkpoint (%s)' % (prefix, e)) from None
+    return model

@@ -31,7 +31,8 @@ from util.datasets.batches import train_input
 from util.eval_tools import EVAL_IOU_THRESHOLDS, VIDEO_IOU_THRESHOLDS
 from util.pipeline import run_log
 from util.pipeline.evaluate import clip_test_sample, test_sample
-from util.pipeline.models import check_input, checkpoint_model, load_model, module_name
+from util.pipeline.models import (check_input, checkpoint_model, load_model, module_name,
+                                  restore_model)
 from util.pipeline.settings import TrainSettings
 from util.pipeline.snapshots import (checkpoint_exists, list_snapshots, remove_old_snapshots,
                                      remove_partial_snapshots, snapshot_prefix)
@@ -590,9 +591,8 @@ def test_model(args, model_input):
         sys.exit('error: %s' % e)
     print('Model %s, settings from %s' % (module.__name__, weights + '.json' if meta is not None
                                            else 'its tensor shapes (no .json)'))
-    model = module.LSTM_model.from_settings(settings, mode='eval', precision=args.precision,
-                                            xla=args.xla, fold_bn=args.fold_bn)
-    model.restore(weights)
+    model = restore_model(weights, module, settings, precision=args.precision, xla=args.xla,
+                          fold_bn=args.fold_bn)
     return module, model, weights
 
 
@@ -644,17 +644,12 @@ def test(args, model_input):
 def export(args, model_input):
     """-m export: a SavedModel of --checkpoint (or -f/-i) in --export-dir
     (util/inference/export.py), of the image model or, for clips, the video model."""
-    from util.cli import InputError
     from util.inference.export import run_export
     from util.pipeline.flags import checkpoint_arg
     checkpoint, flag = checkpoint_arg(args)
-    try:
-        return run_export(checkpoint, args.export_dir, vocab=args.vocab,
-                          num_steps=args.num_steps, checkpoint_flag=flag,
-                          model_name=args.model_name,
-                          kinds=('image',) if model_input == 'image' else ('video',))
-    except InputError as e:
-        sys.exit('error: %s' % e)
+    return run_export(checkpoint, args.export_dir, vocab=args.vocab, num_steps=args.num_steps,
+                      checkpoint_flag=flag, model_name=args.model_name,
+                      kinds=('image',) if model_input == 'image' else ('video',))
 
 
 def run_mode(args, model_input, **other_modes):
@@ -666,4 +661,7 @@ def run_mode(args, model_input, **other_modes):
     modes = dict(train=lambda a: train(a, model_input), test=lambda a: test(a, model_input),
                  export=lambda a: export(a, model_input))
     modes.update(other_modes)
-    return modes[args.mode](args)
+    try:
+        return modes[args.mode](args)
+    except InputError as e:  # bad input found on the way (e.g. weights that do not restore)
+        sys.exit('error: %s' % e)
