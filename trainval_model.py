@@ -50,9 +50,6 @@ is read with -n's module and the sizes of its tensors), prints precision@0.5..0.
 and mean IoU as the original did, with DenseCRF too with -c, and writes the figures as JSON.
 """
 
-import sys
-
-from util.cli import InputError
 from util.pipeline.flags import (add_inference_flags, build_parser, check_args,
                                   check_inference_args, checkpoint_arg)
 from util.pipeline.models import IMAGE_MODEL
@@ -76,13 +73,10 @@ def parse_args(argv=None):
 def predict(args):
     from util.inference.predict import read_sentences, run_predict
     checkpoint, flag = checkpoint_arg(args)
-    try:
-        sentences = read_sentences(args.sentence, args.sentences_file)
-        return run_predict(checkpoint, args.image, sentences, args.out_dir, vocab=args.vocab,
-                           num_steps=args.num_steps, dcrf=args.dcrf, explain=args.explain,
-                           checkpoint_flag=flag, model_name=args.model_name)
-    except InputError as e:
-        sys.exit('error: %s' % e)
+    sentences = read_sentences(args.sentence, args.sentences_file)
+    return run_predict(checkpoint, args.image, sentences, args.out_dir, vocab=args.vocab,
+                       num_steps=args.num_steps, dcrf=args.dcrf, explain=args.explain,
+                       checkpoint_flag=flag, model_name=args.model_name)
 
 
 def main(argv=None):

@@ -42,7 +42,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util.cli import InputError  # noqa: E402
 from util.pipeline.evaluate_video import RELEASES, run_test_videos  # noqa: E402
 from util.pipeline.flags import (add_inference_flags, add_whole_video_flags,  # noqa: E402
                                  build_parser, check_args, check_inference_args,
@@ -77,14 +76,10 @@ def predict(args):
     from util.inference.predict import read_sentences
     from util.inference.predict_video import run_predict_video
     checkpoint, flag = checkpoint_arg(args)
-    try:
-        sentences = read_sentences(args.sentence, args.sentences_file)
-        return run_predict_video(checkpoint, args.video, sentences, args.out_dir,
-                                 frames=args.frames, fps=args.fps, vocab=args.vocab,
-                                 num_steps=args.num_steps, dcrf=args.dcrf, checkpoint_flag=flag,
-                                 model_name=args.model_name)
-    except InputError as e:
-        sys.exit('error: %s' % e)
+    sentences = read_sentences(args.sentence, args.sentences_file)
+    return run_predict_video(checkpoint, args.video, sentences, args.out_dir, frames=args.frames,
+                             fps=args.fps, vocab=args.vocab, num_steps=args.num_steps,
+                             dcrf=args.dcrf, checkpoint_flag=flag, model_name=args.model_name)
 
 
 def main(argv=None):

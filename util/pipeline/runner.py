@@ -584,11 +584,8 @@ def test_model(args, model_input):
         sys.exit('error: no snapshot %s (expected %s.index); snapshots in %s: %s'
                  % (weights, weights, args.folder, found or 'none'))
     print('Loading trained weights from {}'.format(weights))
-    try:
-        module, settings, meta = checkpoint_model(weights, args.model_name, args.num_steps)
-        check_input(module, model_input, weights + ('.json' if meta is not None else ''))
-    except InputError as e:
-        sys.exit('error: %s' % e)
+    module, settings, meta = checkpoint_model(weights, args.model_name, args.num_steps)
+    check_input(module, model_input, weights + ('.json' if meta is not None else ''))
     print('Model %s, settings from %s' % (module.__name__, weights + '.json' if meta is not None
                                            else 'its tensor shapes (no .json)'))
     model = restore_model(weights, module, settings, precision=args.precision, xla=args.xla,
@@ -663,5 +660,5 @@ def run_mode(args, model_input, **other_modes):
     modes.update(other_modes)
     try:
         return modes[args.mode](args)
-    except InputError as e:  # bad input found on the way (e.g. weights that do not restore)
+    except InputError as e:  # bad input found on the way: one line, no traceback
         sys.exit('error: %s' % e)
