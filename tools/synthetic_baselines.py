@@ -69,8 +69,8 @@ CATEGORIES = ('all', 'appearance', 'changes', 'motion')
 
 
 def video_baseline_masks(video_dir, sample):
-    """{'ground truth', 'union of all objects', 'twin at random', 'both twins'} [h, w] bool of
-    one test sample's annotated frame. The look-alikes are the objects of the query's kind and
+    """{'ground truth', 'whole frame', 'union of all objects', 'twin at random', 'both twins'}
+    [h, w] bool of one test sample's annotated frame. The look-alikes are the objects of the query's kind and
     colour (the object alone when it has no twin); 'twin at random' is the first of them (the
     lowest instance id): both twins of a pair are queried, so it is right for one and wrong
     for the other, which is the expected score of guessing."""
@@ -81,6 +81,7 @@ def video_baseline_masks(video_dir, sample):
     ids = list(ids)
     lookalikes = sample.get('lookalikes', [sample['instance']])
     return {'ground truth': masks[ids.index(sample['instance'])],
+            'whole frame': np.ones(masks.shape[1:], bool),
             'union of all objects': masks.any(axis=0),
             'twin at random': masks[ids.index(min(lookalikes))],
             'both twins': masks[[ids.index(i) for i in lookalikes]].any(axis=0)}
@@ -104,10 +105,8 @@ def video_table(args):
     records = {name: [] for name in baselines}
     for s in samples:
         masks = video_baseline_masks(args.video, s)
-        gt = masks['ground truth']
-        records['whole frame'].append(compute_mask_IU(np.ones_like(gt), gt))
-        for name in baselines[1:]:
-            records[name].append(compute_mask_IU(masks[name], gt))
+        for name in baselines:
+            records[name].append(compute_mask_IU(masks[name], masks['ground truth']))
     rows = [(name, by_category(samples, records[name])) for name in baselines]
     for path in args.results:
         if not os.path.isfile(path):

@@ -240,7 +240,7 @@ def generate(out, **settings):
         rng = np.random.default_rng([cfg['seed'], i])
         video_id = 'syn%05d' % i
         split = 0 if i < cfg['train_videos'] else 1
-        actors, video, masks, _ = make_video(rng, cfg)
+        actors, video, masks, category = make_video(rng, cfg)
         write_mp4(os.path.join(root, 'Release', 'clips320H', video_id + '.mp4'), video)
         ids = [a.instance for a in actors]
         for frame_id, m in masks.items():
@@ -250,16 +250,14 @@ def generate(out, **settings):
         for a in actors:
             query = a.query(rng)
             lookalikes = [b.instance for b in actors if b.kind == a.kind and b.colour == a.colour]
-            category = ('appearance' if len(lookalikes) == 1 else
-                        'changes' if 'changing colour' in {b.action for b in actors
-                                                           if b.instance in lookalikes}
-                        else 'motion')
             rows.append('%s,%d,%s' % (video_id, a.instance, query))
             if split == 0:
                 sentences.append(query)
             else:
+                # the video's category for its twins; a shape without a twin: 'appearance'
                 test_samples += [{'video': video_id, 'instance': a.instance, 'frame': f,
-                                  'query': query, 'category': category,
+                                  'query': query,
+                                  'category': category if len(lookalikes) > 1 else 'appearance',
                                   'lookalikes': lookalikes}
                                  for f in sorted(masks)]
     with _atomic(os.path.join(root, 'a2d_annotation.txt'), 'w') as f:
