@@ -59,6 +59,13 @@ def l2_normalize(x, axis):
     return cast(y, x.dtype)
 
 
+def inverse_norm(x, axis):
+    """The factor l2_normalize scales x by, 1 / max(|x|, 1e-6) over `axis` (kept), in float32."""
+    x32 = cast(x, tf.float32)
+    r = tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(x32), axis, keepdims=True), 1e-12))
+    return cast(r, x.dtype)
+
+
 def softmax(x, axis):
     return cast(tf.nn.softmax(cast(x, tf.float32), axis=axis), x.dtype)
 
@@ -199,12 +206,40 @@ class MutanFusion:
                     for k in range(1, heads + 1)]
         self.lang = [Conv(store, 'lang_trans_%s_head%d' % (level, k), 1, rnn_size, v_emb_dim)
                      for k in range(1, heads + 1)]
+        self.folded = None  # fold_lateral's kernels
 
     def visual(self, visual_feat, spatial):
         """The picture's side, without the words: each head's tanh(transform of [visual,
         spatial grid]). visual_feat [B, h, w, C]; spatial [B, h, w, 8] -> 5 x [B, h, w, C]."""
         vis_sp = tf.concat([visual_feat, spatial], 3)  # [B, h, w, C + 8]
         return [tf.tanh(vis(vis_sp)) for vis in self.vis]
+
+    def fold_lateral(self, lateral):
+        """For inference: each head's transform folded with the lateral conv `lateral` (L, b)
+        before it. Its visual features are l2_normalize(L x + b) = (L x + b) r with r the
+        inverse norm, so a head's W_v (L x + b) r + W_s s = (W_v L)(x r) + (W_v b) r + W_s s,
+        one transform of [x r, r, s]: cin + 9 channels instead of C + 8 (at the paper size
+        c3's 521 against 1008). The products are taken in float64; the kernels are variables
+        of their own (not checkpointed), refreshed from the weights by calling this again."""
+        L, b = (tf.cast(v, tf.float64) for v in (lateral.w[0, 0], lateral.b))  # [cin, C], [C]
+        C = L.shape[1]
+        kernels = []
+        for vis in self.vis:
+            w = tf.cast(vis.w[0, 0], tf.float64)  # [C + 8, C]
+            k = tf.concat([tf.matmul(L, w[:C]), tf.matmul(b[None], w[:C]), w[C:]], 0)
+            kernels.append(tf.cast(k, tf.float32)[None, None])
+        if self.folded is None:
+            self.folded = [tf.Variable(k, trainable=False) for k in kernels]
+        else:
+            for var, k in zip(self.folded, kernels):
+                var.assign(k)
+
+    def visual_folded(self, x, r, spatial):
+        """visual() of l2_normalize(lateral(x)) through fold_lateral's kernels: x [B, h, w, cin]
+        the lateral conv's input, r [B, h, w, 1] the inverse norm of its output."""
+        x_r = tf.concat([x * r, r, spatial], 3)  # [B, h, w, cin + 9]
+        return [tf.tanh(tf.nn.conv2d(x_r, cast(k, x.dtype), 1, 'SAME') + cast(vis.b, x.dtype))
+                for k, vis in zip(self.folded, self.vis)]
 
     def __call__(self, lang_feat, vis_heads):
         # lang_feat [B, 1, 1, rnn]; vis_heads: visual()'s, 5 x [B, h, w, C]
@@ -343,7 +378,7 @@ class LSTM_model(tf.Module):
     vf_h and vf_w are derived from H and W (output stride 8); when given they must agree.
     The model does not use the training settings: they are kept for whoever trains it,
     `Trainer(model, model.train_settings)` (util/pipeline/trainer.py), which passes the
-    dropout keep-probabilities to `build_graph`. mode='train' also refuses fold_bn.
+    dropout keep-probabilities to `build_graph`. mode='train' also refuses fold.
 
     Extra arguments: `glove`, the initial embedding (array [vocab_size, glove_dim] or a .npy
     path; random when None: in eval mode the embedding comes from the checkpoint).
@@ -353,8 +388,9 @@ class LSTM_model(tf.Module):
 
     Fast paths, off by default (the faithful path): `precision` 'bf16' or 'fp16' computes in
     that dtype with float32 variables, losses, softmaxes, norms and LSTM (fp16 training uses
-    dynamic loss scaling); `xla` compiles forward and train step; `fold_bn` (eval only) folds
-    the frozen batch norms into the backbone's conv weights.
+    dynamic loss scaling); `xla` compiles forward and train step; `fold` (eval only) folds
+    weights at load time (`fold_weights`): the frozen batch norms into the backbone's convs,
+    and the c3 lateral conv into MUTAN's visual heads.
 
     Data-parallel training: built inside a tf.distribute strategy's `scope()` (MirroredStrategy,
     MultiWorkerMirroredStrategy), the variables are mirrored and the Trainer's train_step splits
@@ -373,7 +409,7 @@ class LSTM_model(tf.Module):
                  keep_prob_rnn=1.0, keep_prob_emb=1.0, keep_prob_mlp=1.0, num_rnn_layers=1,
                  optimizer='adam', weight_decay=0.0005, mode='eval', conv5=False, glove_dim=300,
                  emb_name='Gref', glove=None, backbone_blocks=PAPER_BLOCKS, precision='fp32',
-                 xla=False, fold_bn=False):
+                 xla=False, fold=False):
         settings, train_settings = split_model_kwargs(dict(
             batch_size=batch_size, num_steps=num_steps, vf_h=vf_h, vf_w=vf_w, H=H, W=W,
             vf_dim=vf_dim, vocab_size=vocab_size, w_emb_dim=w_emb_dim, v_emb_dim=v_emb_dim,
@@ -383,29 +419,29 @@ class LSTM_model(tf.Module):
             num_rnn_layers=num_rnn_layers, optimizer=optimizer, weight_decay=weight_decay,
             conv5=conv5, glove_dim=glove_dim, emb_name=emb_name,
             backbone_blocks=backbone_blocks))
-        self._build(settings, train_settings, mode, glove, precision, xla, fold_bn)
+        self._build(settings, train_settings, mode, glove, precision, xla, fold)
 
     @classmethod
     def from_settings(cls, settings, mode='eval', train_settings=None, glove=None,
-                      precision='fp32', xla=False, fold_bn=False):
+                      precision='fp32', xla=False, fold=False):
         """The model of a ModelSettings (and, for mode='train', a TrainSettings)."""
         model = cls.__new__(cls)
         model._build(settings, train_settings or TrainSettings(), mode, glove, precision, xla,
-                     fold_bn)
+                     fold)
         return model
 
-    def _build(self, settings, train_settings, mode, glove, precision, xla, fold_bn):
+    def _build(self, settings, train_settings, mode, glove, precision, xla, fold):
         super().__init__(name='LSTM_model')
         if mode not in ('eval', 'train'):
             raise ValueError("mode must be 'eval' or 'train', got %r" % (mode,))
         if precision not in COMPUTE_DTYPES:
             raise ValueError('precision must be one of %s, got %r'
                              % (sorted(COMPUTE_DTYPES), precision))
-        if fold_bn and mode == 'train':
-            raise ValueError('fold_bn is for inference: training may change the conv weights')
+        if fold and mode == 'train':
+            raise ValueError('fold is for inference: training may change the weights it folds')
         self.settings, self.mode = settings, mode
         self.train_settings = train_settings if mode == 'train' else None
-        self.precision, self.xla, self.fold_bn = precision, xla, fold_bn
+        self.precision, self.xla, self.fold = precision, xla, fold
         # Built inside `strategy.scope()`, the variables are mirrored on its replicas and a
         # Trainer's train_step runs data-parallel; otherwise the default (single-replica) strategy.
         self.strategy = tf.distribute.get_strategy()
@@ -441,8 +477,8 @@ class LSTM_model(tf.Module):
         self.score = Conv(store, 'score', 3, s.mlp_dim, 1)
         self.model_variables = dict(store.variables)
         self.spatial = tf.constant(generate_spatial_batch(1, s.vf_h, s.vf_w))  # [1, h, w, 8]
-        if fold_bn:
-            self.backbone.fold_batch_norm()
+        if fold:
+            self.fold_weights()
 
         self.forward_fn = tf.function(
             lambda words, visual: self.build_graph(words, visual), jit_compile=xla,
@@ -501,14 +537,18 @@ class LSTM_model(tf.Module):
         return self.picture_side(self.backbone(cast(im, self.compute_dtype)))
 
     def picture_side(self, backbone_out):
-        """visual_features from the backbone's endpoints (the video model's: of the frames)."""
-        lateral = self.lateral_features(backbone_out)
+        """visual_features from the backbone's endpoints (the video model's: of the frames).
+        """
+        lateral, folded = self.lateral_features(backbone_out)
         rows = tf.shape(lateral[self.levels[0]])[0]
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [rows, 1, 1, 1])
         out = {}
         for lv, vis in lateral.items():
+            mutan = self.mutan[lv]
             with tf.name_scope('mutan_visual_' + lv):
-                out[lv] = {'lateral': vis, 'mutan': self.mutan[lv].visual(vis, spatial)}
+                heads = (mutan.visual_folded(*folded[lv], spatial) if lv in folded
+                         else mutan.visual(vis, spatial))
+                out[lv] = {'lateral': vis, 'mutan': heads}
         return out
 
     def segment(self, words, visual, keep_probs=None):
@@ -550,14 +590,19 @@ class LSTM_model(tf.Module):
             return words_feat, self.parser(words_feat, valid), valid
 
     def lateral_features(self, visual):
-        """The backbone's res5 / res4 / res3 through the lateral 1x1 convs, l2-normalised."""
+        """The backbone's res5 / res4 / res3 through the lateral 1x1 convs, l2-normalised:
+        {level: features}; and for each level whose lateral conv is folded into MUTAN's heads
+        (fold), what they take instead: {level: (the conv's input, its output's inverse norm)}."""
         c3, c4, c5 = self.backbone.endpoints  # res3b3_relu, res4b22_relu, res5c_relu
         layers = {'c5': visual[c5], 'c4': visual[c4], 'c3': visual[c3]}
-        out = {}
+        out, folded = {}, {}
         for lv in self.levels:
             with tf.name_scope('lateral_' + lv):
-                out[lv] = l2_normalize(self.lateral[lv](layers[lv]), 3)
-        return out
+                y = self.lateral[lv](layers[lv])
+                out[lv] = l2_normalize(y, 3)
+                if self.mutan[lv].folded is not None:
+                    folded[lv] = layers[lv], inverse_norm(y, 3)
+        return out, folded
 
     def fuse(self, lv, feats, lang, spatial):
         """The fusion conv of build_lang2vis over [*feats, lang tiled, spatial grid]. The
@@ -674,8 +719,8 @@ class LSTM_model(tf.Module):
         checkpoint has them."""
         required = list(self.model_variables)
         restored, missing, unused = restore_checkpoint(prefix, self.store.variables, required)
-        if self.fold_bn:
-            self.backbone.fold_batch_norm()
+        if self.fold:
+            self.fold_weights()
         print('Restored %d variables from %s' % (len(restored), prefix))
         if missing:
             print('  not in checkpoint (kept as initialised): %d optimizer variables'
@@ -684,6 +729,17 @@ class LSTM_model(tf.Module):
             print('  in checkpoint but not in this model: %d (%s%s)'
                   % (len(unused), ', '.join(unused[:3]), ', ...' if len(unused) > 3 else ''))
         return restored, missing, unused
+
+    def fold_weights(self):
+        """fold's weights, from the model's (again after each restore; a traced forward keeps
+        the path it was traced on): the frozen batch norms into the backbone's convs, and each
+        lateral conv into MUTAN's visual heads where that takes fewer multiplications, its
+        input narrower than its output (c3 at the paper size: 512 channels to 1000)."""
+        self.backbone.fold_batch_norm()
+        for lv in self.levels:
+            cin, cout = self.lateral[lv].w.shape[2:]
+            if cin + 1 < cout:
+                self.mutan[lv].fold_lateral(self.lateral[lv])
 
     def restore_backbone(self, prefix):
         """Loads the DeepLab-ResNet-101 weights (deeplab_resnet_init.ckpt) by their Caffe names."""

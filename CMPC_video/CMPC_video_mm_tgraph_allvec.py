@@ -105,10 +105,10 @@ class LSTM_model(CMPC_model.LSTM_model):
     input_name = 'clip'
 
     def __init__(self, mode='eval', finetune=False, frames=16, glove=None, precision='fp32',
-                 xla=False, fold_bn=False, **kwargs):
+                 xla=False, fold=False, **kwargs):
         settings, train_settings = split_model_kwargs(
             dict(kwargs, frames=frames, conv5=finetune), VideoModelSettings)
-        self._build(settings, train_settings, mode, glove, precision, xla, fold_bn)
+        self._build(settings, train_settings, mode, glove, precision, xla, fold)
 
     def _build_extra(self, store, s):
         self.frame_fn = tf.function(self.frame_features, jit_compile=self.xla,

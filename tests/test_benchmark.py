@@ -28,8 +28,8 @@ def test_quick_benchmark_writes_every_row(tmp_path):
         assert r['seconds_per_sample'] > 0 and r['samples_per_s'] > 0, r
         if r['kind'] in ('forward', 'train', 'test_end_to_end'):
             assert r['flops_per_sample'] > 0 and r['flops_per_s'] > 0, r
-    # Both forward settings of fold_bn, both pipelines, with and without DenseCRF.
-    assert {r['fold_bn'] for r in rows if r['kind'] == 'forward'} == {False, True}
+    # Both forward settings of fold, both pipelines, with and without DenseCRF.
+    assert {r['fold'] for r in rows if r['kind'] == 'forward'} == {False, True}
     assert {(r['config'], r['pipeline']) for r in rows if r['kind'] == 'input_pipeline'} == {
         ('small', 'python DataReader'), ('small', 'tf.data'),
         ('small video', 'python DataReader, frames once'),
@@ -73,7 +73,7 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
     assert ref['samples'] == 5 and ref['checkpoint'] == 'ck/unc_iter_2.tfmodel'
     assert ref['overall_iou'] == pytest.approx(test['overall_iou'], abs=1e-9)
     assert ref['overall_iou'] > 0  # (0.118 when written): a figure, not an empty prediction
-    assert {r['path'] for r in rows} >= {'batch 8', 'fold_bn', 'bf16'}
+    assert {r['path'] for r in rows} >= {'batch 8', 'fold', 'bf16'}
 
 
 CPUINFO = """processor\t: 0

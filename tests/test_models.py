@@ -106,7 +106,7 @@ def test_an_original_checkpoint_has_the_same_settings_in_test_mode_and_predict(
     for ext in ('.index', '.data-00000-of-00001'):
         os.link(paths['checkpoint'] + ext, prefix + ext)
     args = argparse.Namespace(folder=str(tmp_path), dataset='unc', iters=5, model_name='CMPC_model',
-                              num_steps=None, precision='fp32', xla=False, fold_bn=False)
+                              num_steps=None, precision='fp32', xla=False, fold=False)
     module, model, weights = test_model(args, 'image')
     _, p_module, p_settings, _, _ = read_model_settings(prefix, vocab=paths['vocab'],
                                                         model_name='CMPC_model')

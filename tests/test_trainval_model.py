@@ -132,14 +132,14 @@ def test_tf_data_flag_trains(tmp_path):
 
 
 def test_fast_path_flags_in_test_mode(trained, batched_results):
-    """--fold-bn computes the same sums as the plain path (up to rounding: the same per-sample
+    """--fold computes the same sums as the plain path (up to rounding: the same per-sample
     counts within 1 % of the union); --precision bf16 runs and both are recorded in the JSON."""
     root, _ = trained
-    run(BATCHED_TEST + ['--fold-bn', '--results', 'fold.json'], cwd=root)
+    run(BATCHED_TEST + ['--fold', '--results', 'fold.json'], cwd=root)
     run(BATCHED_TEST + ['--precision', 'bf16', '--results', 'bf16.json'], cwd=root)
     plain = batched_results
     fold, bf16 = (json.load(open(root / n)) for n in ('fold.json', 'bf16.json'))
-    assert (fold['fold_bn'], fold['precision'], bf16['precision']) == (True, 'fp32', 'bf16')
+    assert (fold['fold'], fold['precision'], bf16['precision']) == (True, 'fp32', 'bf16')
     for a, b in zip(plain['per_sample'], fold['per_sample']):
         assert abs(a['I'] - b['I']) <= 0.01 * a['U'] and abs(a['U'] - b['U']) <= 0.01 * a['U']
     assert len(bf16['per_sample']) == 3
@@ -189,10 +189,10 @@ def test_a_model_variant_is_one_module_named_with_n(tmp_path, monkeypatch):
         'my_cmpc'
 
 
-def test_fold_bn_is_refused_in_training(tmp_path):
-    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold-bn'],
+def test_fold_is_refused_in_training(tmp_path):
+    proc = run_script(['-m', 'train', '-d', 'unc', '-t', 'train', '-f', 'ck', '--fold'],
                       tmp_path, check=False, timeout=300)
-    assert proc.returncode == 2 and '--fold-bn is for test' in proc.stderr
+    assert proc.returncode == 2 and '--fold is for test' in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------

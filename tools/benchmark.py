@@ -10,7 +10,7 @@ Exact commands:
 
 Rows (all in the JSON under "rows", printed as one table):
   forward         model forward (model.forward_fn) per sample, per config / batch / precision /
-                  XLA / folded batch norm
+                  XLA / folded weights (--fold)
   train           one train step (Trainer(model).step_fn, util/pipeline/trainer.py) per sample
   input_pipeline  samples/s of the input alone (and per core of the machine): the Python
                   DataReader + batches.train_input, and util/pipeline/tf_input.train_dataset
@@ -95,7 +95,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=HelpFormatter)
     p.add_argument('--quick', action='store_true',
-                   help='a CPU run of a few minutes: 3 repeats, XLA and fold_bn rows at the '
+                   help='a CPU run of a few minutes: 3 repeats, XLA and fold rows at the '
                         'largest batch only, paper config forward at batch 1 and 2 only, no '
                         'paper training')
     p.add_argument('--out', default='results.json', help='JSON file to write')
@@ -234,11 +234,11 @@ class Bench:
 
     def build(self, config, mode, real_words=False, **kw):
         """A model with calibrated random weights (or --checkpoint); kw: precision, xla,
-        fold_bn."""
+        fold."""
         self.tf.random.set_seed(self.args.seed)
         module, settings = self.settings(config, real_words)
         model = module.LSTM_model.from_settings(settings, mode=mode, **kw)
-        # Every model of a config restores the same weights (restore re-folds under fold_bn;
+        # Every model of a config restores the same weights (restore re-folds under fold;
         # calibrating a folded backbone would not reach its folded convs).
         model.restore(self.weights(config, settings, real_words))
         return model
@@ -272,11 +272,11 @@ class Bench:
         return key
 
     def plan(self, config, mode):
-        """[(precision, xla, fold_bn, batch sizes)] to time. --quick keeps the CPU run to a few
+        """[(precision, xla, fold, batch sizes)] to time. --quick keeps the CPU run to a few
         minutes: XLA compiles once per batch size (on this CPU 15-35 s for the small forward,
-        85 s for the small train step), so its rows and fold_bn's use the largest batch only,
+        85 s for the small train step), so its rows and fold's use the largest batch only,
         fp32 only on a CPU; at the paper size the faithful fp32 forward at batch 1 and 2 and
-        fold_bn at batch 2 (XLA is slower than plain TF on a CPU), and no training."""
+        fold at batch 2 (XLA is slower than plain TF on a CPU), and no training."""
         bs, quick = self.batch_sizes, self.args.quick
         if config == 'paper' and quick:
             if mode == 'train':
@@ -304,7 +304,7 @@ class Bench:
             return
         for prec, xla, fold, sizes in plan:
             model = self.build(config, 'train' if mode == 'train' else 'eval', precision=prec,
-                               xla=xla, fold_bn=fold)
+                               xla=xla, fold=fold)
             # The default TrainSettings; precision and XLA are the model's.
             trainer = Trainer(model) if mode == 'train' else None
             key = self.count(config, mode, model, trainer)
@@ -319,7 +319,7 @@ class Bench:
                 t = median_time(step, self.args.warmup, self.args.repeats)
                 row = {'kind': mode, 'config': config, 'batch': B, 'precision': prec, 'xla': xla}
                 if mode == 'forward':
-                    row['fold_bn'] = fold
+                    row['fold'] = fold
                 self.add_rate(row, t / B, key, prec)
             del model, trainer
 
@@ -530,12 +530,12 @@ class Bench:
         # The paths follow --xla and --precisions (given); fp16 is measured on a CPU too.
         precisions = [p for p in (self.args.precisions or ['bf16', 'fp16']) if p != 'fp32']
         paths = [('batch %d' % PIPELINE_BATCH, PIPELINE_BATCH, {}),
-                 ('fold_bn', 1, dict(fold_bn=True))]
+                 ('fold', 1, dict(fold=True))]
         if True in self.args.xla:
             paths.append(('xla', 1, dict(xla=True)))
         paths += [(p, 1, dict(precision=p)) for p in precisions]
         # All fast paths together (XLA left out with --quick on a CPU: one more compile).
-        combo, name = dict(fold_bn=True), 'fold_bn'
+        combo, name = dict(fold=True), 'fold'
         if 'bf16' in precisions:
             combo['precision'], name = 'bf16', 'bf16 + ' + name
         if True in self.args.xla and (not self.args.quick or self.gpu):
@@ -630,8 +630,8 @@ def describe(row):
         parts.append(row['precision'])
     if 'xla' in row:
         parts.append('XLA' if row['xla'] else 'no XLA')
-    if row.get('fold_bn'):
-        parts.append('fold_bn')
+    if row.get('fold'):
+        parts.append('fold')
     if 'dcrf' in row:
         parts.append('DenseCRF' if row['dcrf'] else 'no DenseCRF')
     return ', '.join(p for p in parts if p)

@@ -60,8 +60,9 @@ def parse_args(argv=None):
     p.add_argument('--inter-op', type=int, default=1,
                    help="TensorFlow's inter-op threads: 1 runs one op at a time, so that op "
                         "times add up; 0 leaves TensorFlow's default (ops overlap)")
-    p.add_argument('--fold-bn', action='store_true',
-                   help='fold the frozen batch norms into the backbone convolutions')
+    p.add_argument('--fold', action='store_true',
+                   help='fold weights at load time (LSTM_model fold): the batch norms into the '
+                        'backbone convolutions, the c3 lateral conv into MUTAN\'s visual heads')
     p.add_argument('--top', type=int, default=15, help='slowest ops listed')
     p.add_argument('--trace', default=None,
                    help='folder to keep the profiler trace in (default: a temporary one)')
@@ -154,7 +155,7 @@ def profile(args):
     from CMPC_model import LSTM_model
     tf.random.set_seed(args.seed)
     settings = PRESETS[args.config]
-    model = LSTM_model.from_settings(settings, mode='eval', fold_bn=args.fold_bn)
+    model = LSTM_model.from_settings(settings, mode='eval', fold=args.fold)
     rng = np.random.RandomState(args.seed)
     B, T = args.batch, settings.num_steps
     words = np.zeros((B, T), np.int32)
@@ -248,7 +249,7 @@ def main(argv=None):
     total_flops = sum(prof['flops'].values())
 
     print('%s config, batch %d, fp32%s, inter-op threads: %s' % (
-        args.config, args.batch, ', fold_bn' if args.fold_bn else '', inter_op))
+        args.config, args.batch, ', fold' if args.fold else '', inter_op))
     print('forward: %.0f ms (median of %d), %.1f GFLOP, %.1f GFLOP/s; under the profiler '
           '%.0f ms, op times sum to %.0f ms' % (wall_ms, args.repeats, total_flops / 1e9,
                                                 total_flops / wall_ms / 1e6, prof['profiled_ms'],
@@ -280,7 +281,7 @@ def main(argv=None):
                                                                             args.trace))
     if args.out:
         result = {'machine': machine_info(dev), 'config': args.config, 'batch': args.batch,
-                  'fold_bn': args.fold_bn, 'inter_op_threads': inter_op,
+                  'fold': args.fold, 'inter_op_threads': inter_op,
                   'forward_ms': wall_ms, 'forward_ms_runs': [t * 1e3 for t in prof['wall']],
                   'profiled_forward_ms': prof['profiled_ms'], 'op_ms_sum': total_ms,
                   'flops': total_flops,

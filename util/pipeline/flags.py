@@ -148,8 +148,10 @@ def build_parser(model_input, description, modes, dataset_default, model_default
                         'LSTM stay float32 (fp16 training uses dynamic loss scaling)')
     f.add_argument('--xla', default=False, action='store_true',
                    help='train, test: compile the train step / forward pass with XLA')
-    f.add_argument('--fold-bn', default=False, action='store_true',
-                   help='test: fold the frozen batch norms into the backbone conv weights')
+    f.add_argument('--fold', default=False, action='store_true',
+                   help='test: fold weights at load time, the frozen batch norms into the '
+                        'backbone convs and the c3 lateral conv into MUTAN\'s visual heads '
+                        '(the same sums up to rounding, fewer of them)')
 
     d = p.add_argument_group(
         'distributed training (added by the port; util/pipeline/distribute.py)',
@@ -200,8 +202,8 @@ def check_args(p, args):
         module_name(args.model_name, '-n/--model-name')
     except InputError as e:
         p.error(str(e))
-    if args.mode == 'train' and args.fold_bn:
-        p.error('--fold-bn is for test: training may change the conv weights')
+    if args.mode == 'train' and args.fold:
+        p.error('--fold is for test: training may change the weights it folds')
     if args.iters == 'best' and args.mode == 'train':
         p.error("-i best names a snapshot to test; -m train needs a number of iterations")
     for flag in ('iters', 'snapshot', 'stop_iter', 'batch_size', 'log_every', 'size',

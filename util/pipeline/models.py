@@ -140,7 +140,7 @@ def check_input(module, expected, where, checkpoint=True):
 
 def restore_model(prefix, module, settings, **fast_paths):
     """The module's LSTM_model in eval mode (fast_paths: from_settings' precision, xla,
-    fold_bn), with the checkpoint's weights; InputError naming the checkpoint otherwise."""
+    fold), with the checkpoint's weights; InputError naming the checkpoint otherwise."""
     import tensorflow as tf
     model = module.LSTM_model.from_settings(settings, mode='eval', **fast_paths)
     try:

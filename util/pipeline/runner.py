@@ -589,7 +589,7 @@ def test_model(args, model_input):
     print('Model %s, settings from %s' % (module.__name__, weights + '.json' if meta is not None
                                            else 'its tensor shapes (no .json)'))
     model = restore_model(weights, module, settings, precision=args.precision, xla=args.xla,
-                          fold_bn=args.fold_bn)
+                          fold=args.fold)
     return module, model, weights
 
 
@@ -624,7 +624,7 @@ def test(args, model_input):
     results = {'model': task.kind, 'model_name': module.__name__, 'dataset': args.dataset,
                'split': args.split, 'iter': args.iters, 'checkpoint': weights,
                'batch_size': args.batch_size, 'precision': args.precision, 'xla': args.xla,
-               'fold_bn': args.fold_bn}
+               'fold': args.fold}
     results.update(result.to_dict())
     print(result.format())
     path = args.results or os.path.join(

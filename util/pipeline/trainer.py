@@ -53,8 +53,8 @@ class Trainer:
         if precision != model.precision:
             raise ValueError('Trainer precision %r differs from the model\'s %r'
                              % (precision, model.precision))
-        if model.fold_bn:
-            raise ValueError('fold_bn is for inference: training may change the conv weights')
+        if model.fold:
+            raise ValueError('fold is for inference: training may change the weights it folds')
         xla = model.xla if xla is None else xla
         self.model, self.settings, self.precision = model, settings, precision
         self.loss_terms = tuple(loss.TERMS if loss_terms is None else loss_terms)
