@@ -157,8 +157,9 @@ def test_ref_davis_averages_the_four_annotators_and_skips_void(workspace, monkey
         reads[os.path.basename(path)] += 1
         return read_label(path, frame_path)
     monkeypatch.setattr(ref_youtube_vos, 'read_label', counted)
-    proc, results, run = run_test(ws, 'ref_davis17', 'train')
+    proc, results, run = run_test(ws, 'ref_davis17', 'train', '--fold')
     assert proc.returncode == 0, proc.stderr
+    assert (results['fold'], results['precision']) == (True, 'fp32')  # the model built so
     v = ws['truth']['ref_davis17']['train']['dav']
     names = sorted(v['listed'])
     # Each annotation PNG read once, for the masks and void of the video's 8 expressions

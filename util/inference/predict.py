@@ -295,12 +295,13 @@ class Predictor:
     dcrf = True    # DenseCRF is available
 
     def __init__(self, checkpoint, vocab=None, num_steps=None, checkpoint_flag='--checkpoint',
-                 kinds=('image',), model_name=None):
+                 kinds=('image',), model_name=None, fast_paths=None):
         (self.prefix, self.module, self.settings, self.vocab_path,
          self.vocab_dict) = read_model_settings(checkpoint, vocab, num_steps, checkpoint_flag,
                                                 kinds, model_name)
         self.num_steps = self.settings.num_steps
         self.video = self.settings.kind == 'video'
+        self.fast_paths = fast_paths or {}  # LSTM_model's precision, xla, fold
         self.model = self.forward = None  # forward: the backbone once per picture
 
     def describe(self):
@@ -311,7 +312,8 @@ class Predictor:
         if self.model is None:
             log('Loading ' + self.describe())
             from util.pipeline.once_per_picture import OncePerPicture  # imports TensorFlow
-            self.model = restore_model(self.prefix, self.module, self.settings)
+            self.model = restore_model(self.prefix, self.module, self.settings,
+                                       **self.fast_paths)
             self.forward = OncePerPicture(self.model)
         return self
 

@@ -169,7 +169,8 @@ def run_test_videos(args):
     weights = snapshot_prefix(args.folder, trained_on, args.iters)
     try:
         predictor = Predictor(weights, args.vocab, args.num_steps, '-f/-i', kinds=('video',),
-                              model_name=args.model_name)
+                              model_name=args.model_name, fast_paths=dict(
+                                  precision=args.precision, xla=args.xla, fold=args.fold))
         counts = Counter()
         queries = release.queries(args.release_root, args.split, predictor.num_steps, counts)
     except (InputError, ValueError, FileNotFoundError) as e:
@@ -213,6 +214,8 @@ def run_test_videos(args):
     results = {'model': 'video', 'model_name': predictor.module.__name__,
                'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
                'checkpoint': weights, 'release_root': args.release_root, 'dcrf': args.dcrf,
+               'precision': predictor.model.precision, 'xla': predictor.model.xla,
+               'fold': predictor.model.fold,
                'videos': len(videos), 'expressions': len(queries), 'videos_run': done,
                'seconds': seconds, 'counts': dict(counts)}
     results.update(summarize(per_video, queries, args.dcrf))
