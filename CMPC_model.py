@@ -537,8 +537,7 @@ class LSTM_model(tf.Module):
         return self.picture_side(self.backbone(cast(im, self.compute_dtype)))
 
     def picture_side(self, backbone_out):
-        """visual_features from the backbone's endpoints (the video model's: of the frames).
-        """
+        """visual_features from the backbone's endpoints (the video model's: of the frames)."""
         lateral, folded = self.lateral_features(backbone_out)
         rows = tf.shape(lateral[self.levels[0]])[0]
         spatial = tf.tile(cast(self.spatial, self.compute_dtype), [rows, 1, 1, 1])
