@@ -52,7 +52,7 @@ and mean IoU as the original did, with DenseCRF too with -c, and writes the figu
 
 from util.pipeline.flags import (add_inference_flags, build_parser, check_args,
                                   check_inference_args, checkpoint_arg)
-from util.pipeline.models import IMAGE_MODEL
+from util.pipeline.models import IMAGE_MODEL, fast_paths_of
 from util.pipeline.runner import run_mode
 
 
@@ -76,7 +76,8 @@ def predict(args):
     sentences = read_sentences(args.sentence, args.sentences_file)
     return run_predict(checkpoint, args.image, sentences, args.out_dir, vocab=args.vocab,
                        num_steps=args.num_steps, dcrf=args.dcrf, explain=args.explain,
-                       checkpoint_flag=flag, model_name=args.model_name)
+                       checkpoint_flag=flag, model_name=args.model_name,
+                       fast_paths=fast_paths_of(args))
 
 
 def main(argv=None):

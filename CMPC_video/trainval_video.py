@@ -46,7 +46,7 @@ from util.pipeline.evaluate_video import RELEASES, run_test_videos  # noqa: E402
 from util.pipeline.flags import (add_inference_flags, add_whole_video_flags,  # noqa: E402
                                  build_parser, check_args, check_inference_args,
                                  check_whole_video_args, checkpoint_arg)
-from util.pipeline.models import VIDEO_MODEL  # noqa: E402
+from util.pipeline.models import VIDEO_MODEL, fast_paths_of  # noqa: E402
 from util.pipeline.runner import run_mode  # noqa: E402
 
 
@@ -79,7 +79,8 @@ def predict(args):
     sentences = read_sentences(args.sentence, args.sentences_file)
     return run_predict_video(checkpoint, args.video, sentences, args.out_dir, frames=args.frames,
                              fps=args.fps, vocab=args.vocab, num_steps=args.num_steps,
-                             dcrf=args.dcrf, checkpoint_flag=flag, model_name=args.model_name)
+                             dcrf=args.dcrf, checkpoint_flag=flag, model_name=args.model_name,
+                             fast_paths=fast_paths_of(args))
 
 
 def main(argv=None):

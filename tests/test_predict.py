@@ -71,6 +71,24 @@ def test_the_backbone_runs_once_per_image_for_several_sentences(predict_workspac
     assert len(records) == 6 and len(made) == 1 and made[0].backbone_runs == 2
 
 
+def test_fast_paths_build_the_model_and_are_recorded(predict_workspace, predicted, tmp_path):
+    """--fold reaches predict's model (the record says what the model was built with), and
+    the masks stay the plain path's up to rounding: a pixel whose logit is within the folds'
+    rounding (~1e-4) of the threshold may flip."""
+    from util.inference import predict
+    _, _, paths = predict_workspace
+    name = 'rgb.png'
+    records = predict.run_predict(paths['checkpoint'], [paths[name]], SENTENCES, str(tmp_path),
+                                  explain=False, log=lambda msg: None, fast_paths={'fold': True})
+    for k, rec in enumerate(records):
+        folders = [result_dir(out, name, k) for out in (str(tmp_path), predicted[0])]
+        plain = json.load(open(os.path.join(folders[1], 'result.json')))
+        assert (rec['precision'], rec['xla'], rec['fold']) == ('fp32', False, True)
+        assert (plain['precision'], plain['xla'], plain['fold']) == ('fp32', False, False)
+        folded, unfolded = (np.asarray(Image.open(os.path.join(f, 'mask.png'))) for f in folders)
+        assert (folded != unfolded).mean() <= 0.01
+
+
 @pytest.mark.cli
 def test_json_records_and_explanation(predicted):
     out_dir = predicted[0]

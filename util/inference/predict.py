@@ -46,7 +46,7 @@ from util.datasets.batches import ANNOTATED_FRAME
 from util.io import atomic_open, save_npy_atomic, write_json
 from util.pipeline import contract
 from util.pipeline.evaluate import DCRF, PLAIN, image_masks
-from util.pipeline.models import check_input, checkpoint_model, restore_model
+from util.pipeline.models import check_input, checkpoint_model, fast_paths_of, restore_model
 from util.pipeline.snapshots import resolve_checkpoint
 from util.text_processing import load_vocab_dict_from_file, preprocess_sentence, sentence2words
 from util.visualize import overlay
@@ -353,14 +353,15 @@ def mask_summary(mask):
 
 def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=None, dcrf=False,
                 explain=True, log=print, warn=None, checkpoint_flag='--checkpoint',
-                model_name=None):
+                model_name=None, fast_paths=None):
     """Predict mode; returns the records written. InputError for bad input, raised before the
     model is built where the input can be checked without it."""
     warn = warn or (lambda msg: print('warning: ' + msg, file=sys.stderr))
     if not images:
         raise InputError('no image: give --image PATH (repeatable)')
     # -- check everything that can be checked cheaply first
-    predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag, model_name=model_name)
+    predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag, model_name=model_name,
+                          fast_paths=fast_paths)
     T = predictor.num_steps
     for sentence in sentences:
         predictor.encode(sentence)  # InputError for an empty one
@@ -397,6 +398,7 @@ def run_predict(checkpoint, images, sentences, out_dir, vocab=None, num_steps=No
             record = {
                 'image': path, 'image_size': [h, w], 'exif_orientation': orientation,
                 'sentence': sentence, 'sentence_index': k, 'checkpoint': predictor.prefix,
+                **fast_paths_of(predictor.model),
                 'vocab': predictor.vocab_path, 'num_steps': T, 'word_ids': res['word_ids'].tolist(),
                 'tokens': words, 'dropped_words': res['dropped'],
                 'all_unknown': res['all_unknown'], 'mask': mask_summary(mask),

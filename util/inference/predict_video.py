@@ -48,6 +48,7 @@ from util.inference.predict import (Predictor, load_image, mask_summary, postpro
                                     slug, unique_names, word_records)
 from util.io import VideoWriter, atomic_open, video_frames, write_json
 from util.pipeline import contract
+from util.pipeline.models import fast_paths_of
 from util.visualize import overlay
 
 FRAME_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
@@ -224,14 +225,15 @@ def frame_record(number, name, mask, mask_dcrf=None):
 
 def run_predict_video(checkpoint, video, sentences, out_dir, frames=None, fps=None, vocab=None,
                       num_steps=None, dcrf=False, log=print, warn=None,
-                      checkpoint_flag='--checkpoint', model_name=None, progress=True):
+                      checkpoint_flag='--checkpoint', model_name=None, progress=True,
+                      fast_paths=None):
     """Predict mode of the video model; returns the records written. InputError for bad input,
     raised before the model is built and before anything is written."""
     warn = warn or (lambda msg: print('warning: ' + msg, file=sys.stderr))
     if not video:
         raise InputError('no video: give --video PATH (a video file or a folder of frames)')
     predictor = Predictor(checkpoint, vocab, num_steps, checkpoint_flag, kinds=('video',),
-                          model_name=model_name)
+                          model_name=model_name, fast_paths=fast_paths)
     encoded = [predictor.encode(s) for s in sentences]  # InputError for an empty one
     source = VideoSource(video, fps)
     targets = frame_range(frames, source.n)
@@ -292,6 +294,7 @@ def run_predict_video(checkpoint, video, sentences, out_dir, frames=None, fps=No
                 'video': video, 'video_size': list(source.size), 'video_frames': source.n,
                 'fps': float(source.fps), 'frames': frames or '1:%d' % source.n,
                 'sentence': sentence, 'sentence_index': k, 'checkpoint': predictor.prefix,
+                **fast_paths_of(predictor.model),
                 'vocab': predictor.vocab_path, 'num_steps': predictor.num_steps,
                 'word_ids': ids.tolist(), 'dropped_words': dropped, 'all_unknown': all(unknown),
                 'tokens': word_records(kept, unknown, ids, word_types[k],

@@ -159,6 +159,7 @@ def run_test_videos(args):
     from tqdm import tqdm
     from util.datasets.batches import encode
     from util.inference.predict import Predictor
+    from util.pipeline.models import fast_paths_of
     from util.pipeline.snapshots import snapshot_prefix
 
     release = RELEASES[args.dataset]
@@ -169,8 +170,7 @@ def run_test_videos(args):
     weights = snapshot_prefix(args.folder, trained_on, args.iters)
     try:
         predictor = Predictor(weights, args.vocab, args.num_steps, '-f/-i', kinds=('video',),
-                              model_name=args.model_name, fast_paths=dict(
-                                  precision=args.precision, xla=args.xla, fold=args.fold))
+                              model_name=args.model_name, fast_paths=fast_paths_of(args))
         counts = Counter()
         queries = release.queries(args.release_root, args.split, predictor.num_steps, counts)
     except (InputError, ValueError, FileNotFoundError) as e:
@@ -214,8 +214,7 @@ def run_test_videos(args):
     results = {'model': 'video', 'model_name': predictor.module.__name__,
                'dataset': args.dataset, 'split': args.split, 'iter': args.iters,
                'checkpoint': weights, 'release_root': args.release_root, 'dcrf': args.dcrf,
-               'precision': predictor.model.precision, 'xla': predictor.model.xla,
-               'fold': predictor.model.fold,
+               **fast_paths_of(predictor.model),
                'videos': len(videos), 'expressions': len(queries), 'videos_run': done,
                'seconds': seconds, 'counts': dict(counts)}
     results.update(summarize(per_video, queries, args.dcrf))

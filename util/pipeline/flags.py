@@ -144,13 +144,14 @@ def build_parser(model_input, description, modes, dataset_default, model_default
     f = p.add_argument_group('fast paths (added by the port; off by default, the faithful path; '
                              'their fidelity is in the README)')
     f.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
-                   help='train, test: compute dtype; variables, losses, softmaxes, norms and the '
-                        'LSTM stay float32 (fp16 training uses dynamic loss scaling)')
+                   help='train, test, predict: compute dtype; variables, losses, softmaxes, '
+                        'norms and the LSTM stay float32 (fp16 training uses dynamic loss '
+                        'scaling)')
     f.add_argument('--xla', default=False, action='store_true',
-                   help='train, test: compile the train step / forward pass with XLA')
+                   help='train, test, predict: compile the train step / forward pass with XLA')
     f.add_argument('--fold', default=False, action='store_true',
-                   help='test: fold weights at load time, the frozen batch norms into the '
-                        'backbone convs and the c3 lateral conv into MUTAN\'s visual heads '
+                   help='test, predict: fold weights at load time, the frozen batch norms into '
+                        'the backbone convs and the c3 lateral conv into MUTAN\'s visual heads '
                         '(the same sums up to rounding, fewer of them)')
 
     d = p.add_argument_group(

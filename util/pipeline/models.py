@@ -138,6 +138,14 @@ def check_input(module, expected, where, checkpoint=True):
                             SCRIPT_OF[module.INPUT]))
 
 
+FAST_PATHS = ('precision', 'xla', 'fold')  # LSTM_model's, and the flags of the same names
+
+
+def fast_paths_of(source):
+    """{precision, xla, fold} of the parsed flags or of a built model."""
+    return {k: getattr(source, k) for k in FAST_PATHS}
+
+
 def restore_model(prefix, module, settings, **fast_paths):
     """The module's LSTM_model in eval mode (fast_paths: from_settings' precision, xla,
     fold), with the checkpoint's weights; InputError naming the checkpoint otherwise."""

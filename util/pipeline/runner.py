@@ -31,8 +31,8 @@ from util.datasets.batches import train_input
 from util.eval_tools import EVAL_IOU_THRESHOLDS, VIDEO_IOU_THRESHOLDS
 from util.pipeline import run_log
 from util.pipeline.evaluate import clip_test_sample, test_sample
-from util.pipeline.models import (check_input, checkpoint_model, load_model, module_name,
-                                  restore_model)
+from util.pipeline.models import (check_input, checkpoint_model, fast_paths_of, load_model,
+                                  module_name, restore_model)
 from util.pipeline.settings import TrainSettings
 from util.pipeline.snapshots import (checkpoint_exists, list_snapshots, remove_old_snapshots,
                                      remove_partial_snapshots, snapshot_prefix)
@@ -588,8 +588,7 @@ def test_model(args, model_input):
     check_input(module, model_input, weights + ('.json' if meta is not None else ''))
     print('Model %s, settings from %s' % (module.__name__, weights + '.json' if meta is not None
                                            else 'its tensor shapes (no .json)'))
-    model = restore_model(weights, module, settings, precision=args.precision, xla=args.xla,
-                          fold=args.fold)
+    model = restore_model(weights, module, settings, **fast_paths_of(args))
     return module, model, weights
 
 
@@ -623,8 +622,7 @@ def test(args, model_input):
 
     results = {'model': task.kind, 'model_name': module.__name__, 'dataset': args.dataset,
                'split': args.split, 'iter': args.iters, 'checkpoint': weights,
-               'batch_size': args.batch_size, 'precision': args.precision, 'xla': args.xla,
-               'fold': args.fold}
+               'batch_size': args.batch_size, **fast_paths_of(model)}
     results.update(result.to_dict())
     print(result.format())
     path = args.results or os.path.join(
