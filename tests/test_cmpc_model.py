@@ -491,9 +491,10 @@ def test_fold_takes_the_c3_lateral_conv_into_mutan(tmp_path):
     im = (rng.randn(2, 64, 64, 3) * 50).astype(np.float32)
     ref, out = plain.forward_visual(im), folded.forward_visual(im)
     # Rounding, measured: 1.6e-6 at c3, where the batch norms' fold of res2 and res3 adds to
-    # the lateral one, and 7e-5 at c5 after the 101 folded convs (values up to 1). A fold left
-    # from the initial weights moves c3's heads by 0.5.
-    for lv, atol in (('c3', 2e-5), ('c4', 5e-4), ('c5', 5e-4)):
+    # the lateral one, and 7e-5 at c5 after the 101 folded convs (values up to 1); the bounds
+    # leave room for other CPUs' kernels. A fold left from the initial weights moves c3's
+    # heads by 0.5.
+    for lv, atol in (('c3', 1e-4), ('c4', 5e-4), ('c5', 5e-4)):
         for k, (a, b) in enumerate(zip(out[lv]['mutan'], ref[lv]['mutan'])):
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=atol, err_msg='%s %d' % (lv, k))
         np.testing.assert_allclose(out[lv]['lateral'].numpy(), ref[lv]['lateral'].numpy(),
