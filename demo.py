@@ -39,6 +39,10 @@ def parse_args(argv=None):
                         '(which has no .json; util/pipeline/models.py); default CMPC_model or '
                         'the video model, as its word parser says. A checkpoint of this port '
                         'records its own')
+    p.add_argument('--fold', action='store_true',
+                   help='--checkpoint: fold weights at load time, the frozen batch norms into the '
+                        'backbone convs and the c3 lateral conv into MUTAN\'s visual heads (as '
+                        'trainval_model.py --fold; the same sums up to rounding, fewer of them)')
     p.add_argument('--host', type=str, default='127.0.0.1',
                    help='address to serve on; 0.0.0.0 opens the page to other machines')
     p.add_argument('--port', type=int, default=7860, help='port to serve on')
@@ -62,9 +66,9 @@ def parse_args(argv=None):
         if getattr(args, flag) < 1:
             p.error('--%s: expected a positive number, got %d'
                     % (flag.replace('_', '-'), getattr(args, flag)))
-    if args.saved_model and (args.vocab or args.num_steps or args.model_name):
-        p.error('--vocab, --num-steps and -n go with --checkpoint; a SavedModel holds its '
-                'vocabulary and records its model')
+    if args.saved_model and (args.vocab or args.num_steps or args.model_name or args.fold):
+        p.error('--vocab, --num-steps, -n and --fold go with --checkpoint; a SavedModel holds '
+                'its vocabulary and its weights and records its model')
     return args
 
 
@@ -77,7 +81,8 @@ def main(argv=None):
         if args.checkpoint:
             from util.inference.predict import Predictor
             predictor = Predictor(args.checkpoint, args.vocab, args.num_steps,
-                                  kinds=('image', 'video'), model_name=args.model_name)
+                                  kinds=('image', 'video'), model_name=args.model_name,
+                                  fast_paths={'fold': args.fold})
         else:
             from util.inference.export import SavedModelPredictor
             predictor = SavedModelPredictor(args.saved_model)

@@ -260,6 +260,20 @@ def test_demo_refuses_bad_flags_and_checkpoints(tmp_path):
     assert proc.returncode != 0 and 'not a SavedModel written by' in proc.stderr
     proc = run_main(['--checkpoint', 'x', '--port', '0'], ROOT, script='demo.py', check=False)
     assert proc.returncode == 2 and '--port: expected 1..65535' in proc.stderr
+    proc = run_main(['--saved-model', str(tmp_path), '--fold'], ROOT, script='demo.py',
+                    check=False)
+    assert proc.returncode == 2 and '--fold go with --checkpoint' in proc.stderr
+
+
+def test_fold_reaches_the_demos_model(workspace, monkeypatch):
+    """demo.py --fold builds the page's model with fold (the masks: test_predict.py)."""
+    import demo
+    from util.inference import demo as page
+    served = []
+    monkeypatch.setattr(page.Demo, 'serve', lambda self, *args: served.append(self))
+    demo.main(['--checkpoint', workspace['checkpoint'], '--fold', '--synthetic-examples',
+               'nowhere'])
+    assert served[0].predictor.model.fold and served[0].predictor.model.mode == 'eval'
 
 
 # ---------------------------------------------------------------------------------------------
