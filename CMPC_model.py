@@ -389,8 +389,7 @@ class LSTM_model(tf.Module):
     Fast paths, off by default (the faithful path): `precision` 'bf16' or 'fp16' computes in
     that dtype with float32 variables, losses, softmaxes, norms and LSTM (fp16 training uses
     dynamic loss scaling); `xla` compiles forward and train step; `fold` (eval only) folds
-    weights at load time (`fold_weights`): the frozen batch norms into the backbone's convs,
-    and the c3 lateral conv into MUTAN's visual heads.
+    the c3 lateral conv into MUTAN's visual heads at load time (`fold_weights`).
 
     Data-parallel training: built inside a tf.distribute strategy's `scope()` (MirroredStrategy,
     MultiWorkerMirroredStrategy), the variables are mirrored and the Trainer's train_step splits
@@ -731,10 +730,10 @@ class LSTM_model(tf.Module):
 
     def fold_weights(self):
         """fold's weights, from the model's (again after each restore; a traced forward keeps
-        the path it was traced on): the frozen batch norms into the backbone's convs, and each
-        lateral conv into MUTAN's visual heads where that takes fewer multiplications, its
-        input narrower than its output (c3 at the paper size: 512 channels to 1000)."""
-        self.backbone.fold_batch_norm()
+        the path it was traced on): each lateral conv into MUTAN's visual heads where that
+        takes fewer multiplications, its input narrower than its output (c3 at the paper size:
+        512 channels to 1000; at the small configurations, MUTAN narrower than the backbone,
+        nothing folds)."""
         for lv in self.levels:
             cin, cout = self.lateral[lv].w.shape[2:]
             if cin + 1 < cout:

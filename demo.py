@@ -40,9 +40,9 @@ def parse_args(argv=None):
                         'the video model, as its word parser says. A checkpoint of this port '
                         'records its own')
     p.add_argument('--fold', action='store_true',
-                   help='--checkpoint: fold weights at load time, the frozen batch norms into the '
-                        'backbone convs and the c3 lateral conv into MUTAN\'s visual heads (as '
-                        'trainval_model.py --fold; the same sums up to rounding, fewer of them)')
+                   help='--checkpoint: fold the c3 lateral conv into MUTAN\'s visual heads at '
+                        'load time (as trainval_model.py --fold; the same sums up to rounding, '
+                        'fewer of them at the paper size)')
     p.add_argument('--host', type=str, default='127.0.0.1',
                    help='address to serve on; 0.0.0.0 opens the page to other machines')
     p.add_argument('--port', type=int, default=7860, help='port to serve on')

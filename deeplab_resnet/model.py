@@ -14,6 +14,8 @@ Caffe conventions kept on purpose:
 - padding is TensorFlow's SAME everywhere, max-pool 3x3/2 included.
 """
 
+import functools
+
 import tensorflow as tf
 
 from util.pipeline.checkpoint import VariableStore, he_normal, ones, zeros
@@ -53,10 +55,12 @@ def block_names(stage, num_blocks):
     return ['a'] + ['b%d' % i for i in range(1, num_blocks)]
 
 
-def atrous_conv2d(x, w, rate):
+def atrous_conv2d(x, w, rate, then=None):
     """SAME dilated conv as TF1's tf.nn.atrous_conv2d ran it: space-to-batch, VALID conv,
     batch-to-space. The same sums as a native dilated conv, and unlike that one its gradient
-    has a CPU kernel (Conv2DBackpropFilter rejects dilations > 1 on CPU)."""
+    has a CPU kernel (Conv2DBackpropFilter rejects dilations > 1 on CPU). `then`, a per-channel
+    function (batch norm, ReLU), runs before batch-to-space, which only moves positions: the
+    same values, and Grappler fuses it into the conv."""
     k = w.shape[0]
     pad_total = (k - 1) * rate
     before, after = pad_total // 2, pad_total - pad_total // 2
@@ -64,6 +68,8 @@ def atrous_conv2d(x, w, rate):
     paddings = [[before, after + extra[0]], [before, after + extra[1]]]
     y = tf.space_to_batch_nd(x, [rate, rate], paddings)
     y = tf.nn.conv2d(y, w, 1, 'VALID')
+    if then is not None:
+        y = then(y)
     return tf.batch_to_space(y, [rate, rate], [[0, extra[0]], [0, extra[1]]])
 
 
@@ -76,8 +82,6 @@ class DeepLabResNetModel(tf.Module):
         self.endpoints = endpoints(blocks)
         self.store = store if store is not None else VariableStore()
         self._calibrating = False
-        self._folded = None
-        self._conv_bn_names = []
         self._conv_bn('conv1', 'bn_conv1', 7, 3, 64)
         in_ch = 64
         for stage, blocks, width, out_ch, _, _ in self.stages:
@@ -92,7 +96,6 @@ class DeepLabResNetModel(tf.Module):
                 in_ch = out_ch
 
     def _conv_bn(self, conv_name, bn_name, k, cin, cout):
-        self._conv_bn_names.append((conv_name, bn_name))
         get = self.store.get
         get(conv_name + '/weights', [k, k, cin, cout], he_normal)
         get(bn_name + '/beta', [cout], zeros)
@@ -102,48 +105,30 @@ class DeepLabResNetModel(tf.Module):
         get(bn_name + '/moving_variance', [cout], ones, trainable=False)
 
     def conv_bn(self, x, conv_name, bn_name, stride=1, dilation=1, relu=True):
-        v = self.store.variables
-        if self._folded is not None:
-            w, bias = (tf.cast(t, x.dtype) for t in self._folded[conv_name])
-        else:
-            w = tf.cast(v[conv_name + '/weights'], x.dtype)
-        if dilation > 1:
-            x = atrous_conv2d(x, w, dilation)
-        else:
-            x = tf.nn.conv2d(x, w, strides=stride, padding='SAME')
-        if self._folded is not None:
-            x = tf.nn.bias_add(x, bias)  # Grappler fuses conv, bias add and ReLU into one op
-        else:
-            if self._calibrating:
-                mean, var = tf.nn.moments(x, [0, 1, 2])
-                v[bn_name + '/moving_mean'].assign(mean)
-                v[bn_name + '/moving_variance'].assign(var)
-            bn = [tf.cast(v[bn_name + k], x.dtype)
-                  for k in ('/moving_mean', '/moving_variance', '/beta', '/gamma')]
-            x = tf.nn.batch_normalization(x, bn[0], bn[1], offset=bn[2], scale=bn[3],
-                                          variance_epsilon=BN_EPSILON)
-        return tf.nn.relu(x) if relu else x
+        w = tf.cast(self.store.variables[conv_name + '/weights'], x.dtype)
+        then = functools.partial(self.batch_norm, bn_name=bn_name, relu=relu)
+        if dilation == 1:
+            return then(tf.nn.conv2d(x, w, strides=stride, padding='SAME'))
+        if self._calibrating:  # the statistics of the output, without batch-to-space's crop
+            return then(atrous_conv2d(x, w, dilation))
+        return atrous_conv2d(x, w, dilation, then)
 
-    def fold_batch_norm(self):
-        """For inference: conv(x, w) then frozen BN equals conv(x, w * s) + (beta - mean * s)
-        with s = gamma / sqrt(var + eps). The folded weights are variables of their own (not
-        checkpointed), refreshed from the checkpoint's by calling this again after a restore.
-        Call it before the first forward: a traced function keeps the path it was traced on."""
+    def batch_norm(self, x, bn_name, relu):
+        """The original's op: slim's batch_norm(is_training=False) ran FusedBatchNormV3,
+        (x - mean) * (gamma * rsqrt(var + eps)) + beta, statistics in float32 for every dtype of
+        x. The port rounds as the original did: at the paper size another order of the same
+        sums (x * s + (beta - mean * s)) moved the logits by 1e-4 (docs/speed.md). Grappler
+        fuses it, with the ReLU, into the conv before it."""
         v = self.store.variables
-        first = self._folded is None
-        if first:
-            self._folded = {}
-        for conv_name, bn_name in self._conv_bn_names:
-            scale = v[bn_name + '/gamma'] * tf.math.rsqrt(v[bn_name + '/moving_variance']
-                                                          + BN_EPSILON)
-            w = v[conv_name + '/weights'] * scale
-            b = v[bn_name + '/beta'] - v[bn_name + '/moving_mean'] * scale
-            if first:
-                self._folded[conv_name] = (tf.Variable(w, trainable=False),
-                                           tf.Variable(b, trainable=False))
-            else:
-                self._folded[conv_name][0].assign(w)
-                self._folded[conv_name][1].assign(b)
+        if self._calibrating:
+            mean, var = tf.nn.moments(x, [0, 1, 2])
+            v[bn_name + '/moving_mean'].assign(mean)
+            v[bn_name + '/moving_variance'].assign(var)
+        x = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=v[bn_name + '/gamma'], offset=v[bn_name + '/beta'],
+            mean=v[bn_name + '/moving_mean'], variance=v[bn_name + '/moving_variance'],
+            epsilon=BN_EPSILON, is_training=False)[0]
+        return tf.nn.relu(x) if relu else x
 
     def calibrate(self, im):
         """Sets every batch norm's moving statistics to those of its input on the images `im`

@@ -57,6 +57,51 @@ def test_conv_bn_against_numpy(backbone, conv_name, bn_name, shape, stride, dila
     assert np.abs(bn(1e-5) - want).max() > 100 * tol
 
 
+def test_batch_norm_rounds_as_the_originals_op(backbone):
+    """The batch norm is the op the original ran (slim's batch_norm, is_training=False: TF1's
+    fused_batch_norm), bit for bit: at the paper size another order of the same sums moves the
+    logits by 1e-4 (docs/speed.md). tf.nn.batch_normalization's order, which the port used
+    before, differs in the last bits."""
+    rng = np.random.RandomState(7)
+    v = backbone.store.variables
+    name = 'bn2a_branch1'
+    n = v[name + '/beta'].shape[0]
+    for suffix, value in (('beta', rng.randn(n)), ('moving_mean', rng.randn(n)),
+                          ('gamma', rng.uniform(0.5, 1.5, n)),
+                          ('moving_variance', rng.uniform(0.0005, 2.0, n))):
+        v[name + '/' + suffix].assign(value.astype(np.float32))
+    x = tf.constant(rng.randn(1, 9, 9, 64).astype(np.float32))
+    got = backbone.conv_bn(x, 'res2a_branch1', name, relu=False).numpy()
+    y = tf.nn.conv2d(x, v['res2a_branch1/weights'], 1, 'SAME')
+    stats = dict(mean=v[name + '/moving_mean'], variance=v[name + '/moving_variance'])
+    want = tf.compat.v1.nn.fused_batch_norm(y, v[name + '/gamma'], v[name + '/beta'],
+                                            epsilon=0.001, is_training=False, **stats)[0]
+    np.testing.assert_array_equal(got, want.numpy())
+    other = tf.nn.batch_normalization(y, offset=v[name + '/beta'], scale=v[name + '/gamma'],
+                                      variance_epsilon=0.001, **stats).numpy()
+    assert (other != got).any()
+
+
+@pytest.mark.parametrize('shape, dilation', [((1, 7, 9, 256), 2), ((2, 6, 5, 512), 4)])
+def test_dilated_conv_normalises_before_batch_to_space(backbone, shape, dilation):
+    """A dilated conv's batch norm and ReLU run before batch-to-space (so that Grappler fuses
+    them into the conv): the same values as after it, bit for bit, at sizes that batch-to-space
+    crops (not multiples of the rate)."""
+    from deeplab_resnet.model import atrous_conv2d
+    conv, bn = {256: ('res4b5_branch2b', 'bn4b5_branch2b'),
+                512: ('res5b_branch2b', 'bn5b_branch2b')}[shape[3]]
+    rng = np.random.RandomState(3)
+    v = backbone.store.variables
+    for suffix in ('beta', 'moving_mean'):
+        v[bn + '/' + suffix].assign(rng.randn(shape[3]).astype(np.float32))
+    v[bn + '/moving_variance'].assign(rng.uniform(0.01, 2.0, shape[3]).astype(np.float32))
+    x = tf.constant(rng.randn(*shape).astype(np.float32))
+    got = backbone.conv_bn(x, conv, bn, dilation=dilation).numpy()
+    after = backbone.batch_norm(atrous_conv2d(x, v[conv + '/weights'], dilation), bn, relu=True)
+    assert got.shape == shape and (got > 0).any() and (got == 0).any()
+    np.testing.assert_array_equal(got, after.numpy())
+
+
 @pytest.mark.parametrize('unit, bn, source, stride, dilation', [
     ('res3a', 'bn3a', 'res2c_relu', 2, 1),  # downsampling block: stride on branch1 and branch2a
     ('res4a', 'bn4a', 'res3b3_relu', 1, 2),  # dilated block: 3x3 at rate 2, no stride

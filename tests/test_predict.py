@@ -72,9 +72,9 @@ def test_the_backbone_runs_once_per_image_for_several_sentences(predict_workspac
 
 
 def test_fast_paths_build_the_model_and_are_recorded(predict_workspace, predicted, tmp_path):
-    """--fold reaches predict's model (the record says what the model was built with), and
-    the masks stay the plain path's up to rounding: a pixel whose logit is within the folds'
-    rounding (~1e-4) of the threshold may flip."""
+    """--fold reaches predict's model (the record says what the model was built with). At this
+    size nothing folds (MUTAN is narrower than res3; the fold itself: test_cmpc_model.py), so
+    the masks are the plain path's."""
     from util.inference import predict
     _, _, paths = predict_workspace
     name = 'rgb.png'
@@ -86,7 +86,7 @@ def test_fast_paths_build_the_model_and_are_recorded(predict_workspace, predicte
         assert (rec['precision'], rec['xla'], rec['fold']) == ('fp32', False, True)
         assert (plain['precision'], plain['xla'], plain['fold']) == ('fp32', False, False)
         folded, unfolded = (np.asarray(Image.open(os.path.join(f, 'mask.png'))) for f in folders)
-        assert (folded != unfolded).mean() <= 0.01
+        np.testing.assert_array_equal(folded, unfolded)
 
 
 @pytest.mark.cli

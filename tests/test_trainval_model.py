@@ -132,16 +132,16 @@ def test_tf_data_flag_trains(tmp_path):
 
 
 def test_fast_path_flags_in_test_mode(trained, batched_results):
-    """--fold computes the same sums as the plain path (up to rounding: the same per-sample
-    counts within 1 % of the union); --precision bf16 runs and both are recorded in the JSON."""
+    """--fold and --precision bf16 reach the model and are recorded in the JSON. At this size
+    nothing folds (MUTAN is narrower than res3; the fold itself: test_cmpc_model.py), so the
+    per-sample counts are the plain path's."""
     root, _ = trained
     run(BATCHED_TEST + ['--fold', '--results', 'fold.json'], cwd=root)
     run(BATCHED_TEST + ['--precision', 'bf16', '--results', 'bf16.json'], cwd=root)
     plain = batched_results
     fold, bf16 = (json.load(open(root / n)) for n in ('fold.json', 'bf16.json'))
     assert (fold['fold'], fold['precision'], bf16['precision']) == (True, 'fp32', 'bf16')
-    for a, b in zip(plain['per_sample'], fold['per_sample']):
-        assert abs(a['I'] - b['I']) <= 0.01 * a['U'] and abs(a['U'] - b['U']) <= 0.01 * a['U']
+    assert fold['per_sample'] == plain['per_sample']
     assert len(bf16['per_sample']) == 3
 
 

@@ -61,8 +61,8 @@ def parse_args(argv=None):
                    help="TensorFlow's inter-op threads: 1 runs one op at a time, so that op "
                         "times add up; 0 leaves TensorFlow's default (ops overlap)")
     p.add_argument('--fold', action='store_true',
-                   help='fold weights at load time (LSTM_model fold): the batch norms into the '
-                        'backbone convolutions, the c3 lateral conv into MUTAN\'s visual heads')
+                   help='fold the c3 lateral conv into MUTAN\'s visual heads at load time '
+                        '(LSTM_model fold)')
     p.add_argument('--top', type=int, default=15, help='slowest ops listed')
     p.add_argument('--trace', default=None,
                    help='folder to keep the profiler trace in (default: a temporary one)')
