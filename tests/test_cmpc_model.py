@@ -441,9 +441,8 @@ def test_xla_matches(fast_path_setup):
     this size nothing folds.)"""
     prefix, words, im, _, ref = fast_path_setup
     out = build_restored(prefix, mode='eval', xla=True).forward(words, im)
-    atol = 5e-4
     for key in ('up', 'up_c3', 'up_c4', 'up_c5', 'words_parse'):
-        np.testing.assert_allclose(out[key], ref[key], atol=atol, rtol=1e-4, err_msg=key)
+        np.testing.assert_allclose(out[key], ref[key], atol=5e-4, rtol=1e-4, err_msg=key)
 
 
 @pytest.mark.parametrize('precision, max_sigm_diff, min_agree', [
