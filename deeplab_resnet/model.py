@@ -118,7 +118,8 @@ class DeepLabResNetModel(tf.Module):
         (x - mean) * (gamma * rsqrt(var + eps)) + beta, statistics in float32 for every dtype of
         x. The port rounds as the original did: at the paper size another order of the same
         sums (x * s + (beta - mean * s)) moved the logits by 1e-4 (docs/speed.md). Grappler
-        fuses it, with the ReLU, into the conv before it."""
+        fuses it, with the ReLU, into the conv before it (the original's graph: its undilated
+        convs only)."""
         v = self.store.variables
         if self._calibrating:
             mean, var = tf.nn.moments(x, [0, 1, 2])
