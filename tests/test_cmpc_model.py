@@ -435,6 +435,7 @@ def test_restore_rejects_a_wrong_shape(model, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # fast paths of the forward, against the faithful path (fp32, no XLA, batch 1)
 
+@pytest.mark.slow  # XLA compiles the forward: half a minute; in CI (.ci/run)
 def test_xla_matches(fast_path_setup):
     """The same float32 arithmetic in another order: differences are rounding (measured ~4e-5
     on logits of magnitude ~10). (fold: test_fold_takes_the_c3_lateral_conv_into_mutan; at
