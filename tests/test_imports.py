@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 
@@ -105,6 +107,7 @@ def test_no_module_or_script_imports_a_script():
     assert script_imports(ROOT) == []
 
 
+@pytest.mark.slow  # imports every module of the tree in a fresh process: 40-55 s; in CI
 def test_importing_the_pipeline_does_not_import_a_script():
     modules = [m for m in python_files(ROOT) if m not in scripts(ROOT)]
     assert 'CMPC_model' in modules and 'util.pipeline.evaluate' in modules
