@@ -238,8 +238,8 @@ class Bench:
         self.tf.random.set_seed(self.args.seed)
         module, settings = self.settings(config, real_words)
         model = module.LSTM_model.from_settings(settings, mode=mode, **kw)
-        # Every model of a config restores the same weights (restore re-folds under fold;
-        # calibrating a folded backbone would not reach its folded convs).
+        # Every model of a config restores the same weights (under fold, restore takes the
+        # fold again from them).
         model.restore(self.weights(config, settings, real_words))
         return model
 
