@@ -159,18 +159,24 @@ class WordEncoder:
         c = h = tf.zeros([B, self.rnn_size])
         outputs = []
         for n in range(T):
-            x = embedded[:, n]
-            if keep_prob_emb < 1:
-                x = tf.nn.dropout(x, rate=1 - keep_prob_emb)
-            gates = tf.matmul(tf.concat([x, h], 1), self.kernel) + self.bias  # [B, 4 rnn]
-            i, j, f, o = tf.split(gates, 4, axis=1)
-            new_c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
-            new_h = tf.tanh(new_c) * tf.sigmoid(o)
-            out = tf.nn.dropout(new_h, rate=1 - keep_prob_rnn) if keep_prob_rnn < 1 else new_h
             step = (words[:, n] != 0)[:, None]  # [B, 1]
-            c = tf.where(step, new_c, c)
-            h = tf.where(step, new_h, h)
-            outputs.append(tf.where(step, out, tf.zeros_like(out)))
+
+            def run_step(x=embedded[:, n], c=c, h=h, step=step):
+                if keep_prob_emb < 1:
+                    x = tf.nn.dropout(x, rate=1 - keep_prob_emb)
+                gates = tf.matmul(tf.concat([x, h], 1), self.kernel) + self.bias  # [B, 4 rnn]
+                i, j, f, o = tf.split(gates, 4, axis=1)
+                new_c = c * tf.sigmoid(f + 1.0) + tf.sigmoid(i) * tf.tanh(j)
+                new_h = tf.tanh(new_c) * tf.sigmoid(o)
+                out = tf.nn.dropout(new_h, rate=1 - keep_prob_rnn) if keep_prob_rnn < 1 else new_h
+                return (tf.where(step, new_c, c), tf.where(step, new_h, h),
+                        tf.where(step, out, tf.zeros_like(out)))
+
+            # A step where every row is a pad is skipped, as the original's tf.cond skipped
+            # sample 0's pad steps: the kernel (1300 x 4000 at the paper size) is not read.
+            c, h, out = tf.cond(tf.reduce_any(step), run_step,
+                                lambda c=c, h=h: (c, h, tf.zeros_like(h)))
+            outputs.append(out)
         return tf.stack(outputs, axis=1)  # [B, T, rnn_size]
 
 
@@ -456,7 +462,8 @@ class LSTM_model(tf.Module):
                              % (list(np.shape(glove)), s.vocab_size, s.glove_dim))
 
         self.store = store = VariableStore()
-        self.backbone = DeepLabResNetModel(store, blocks=s.backbone_blocks)
+        self.backbone = DeepLabResNetModel(store, blocks=s.backbone_blocks,
+                                           inference_only=mode == 'eval')
         self.words_encoder = WordEncoder(store, s.vocab_size, s.glove_dim, s.rnn_size, glove)
         self.lateral = {'c5': Conv(store, 'c5_lateral', 1, s.vf_dim, s.v_emb_dim),
                         'c4': Conv(store, 'c4_lateral', 1, 1024, s.v_emb_dim),

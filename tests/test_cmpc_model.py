@@ -160,6 +160,15 @@ def test_word_encoder_against_numpy_lstm():
     # The pad inside leaves the state untouched: sample 0 ends as the sequence 4, 5, 6 alone.
     alone = enc(tf.constant([[0, 0, 0, 0, 4, 5, 6]], tf.int32)).numpy()
     np.testing.assert_allclose(got[0, 6], alone[0, 6], rtol=1e-6, atol=1e-7)
+    # A step where every row is a pad is skipped (tf.cond, as the original skipped its pad
+    # steps), traced as well as eager: outputs zero there, state untouched.
+    late = np.array([[0, 0, 0, 0, 4, 5, 6],
+                     [0, 0, 0, 0, 0, 7, 8]], np.int32)
+    traced = tf.function(enc)(tf.constant(late)).numpy()
+    for b in range(2):
+        want = basic_lstm(p[SCOPE + 'Variable'], p[cell + 'kernel'], p[cell + 'bias'], late[b])
+        np.testing.assert_allclose(traced[b], want, rtol=BLOCK_RTOL, atol=BLOCK_ATOL)
+    np.testing.assert_array_equal(traced[:, :4], 0)
     # Gate order matters: reading the gates as (j, i, f, o) would change the outputs.
     kernel = p[cell + 'kernel']
     swapped = np.concatenate([kernel[:, 5:10], kernel[:, :5], kernel[:, 10:]], 1)
@@ -502,3 +511,11 @@ def test_fold_takes_the_c3_lateral_conv_into_mutan(tmp_path):
 def test_fold_refuses_training():
     with pytest.raises(ValueError, match='fold is for inference'):
         LSTM_model(mode='train', fold=True, **TINY)
+
+
+def test_only_an_eval_model_runs_native_dilated_convs():
+    """The backbone of an eval-mode model runs its dilated convs natively (faster with oneDNN,
+    docs/speed.md); a model that trains keeps space-to-batch, whose CPU gradient exists
+    (tests/test_deeplab_resnet.py)."""
+    assert LSTM_model(mode='eval', **TINY).backbone.inference_only
+    assert not LSTM_model(mode='train', **TINY).backbone.inference_only

@@ -102,6 +102,67 @@ def test_dilated_conv_normalises_before_batch_to_space(backbone, shape, dilation
     np.testing.assert_array_equal(got, after.numpy())
 
 
+@pytest.mark.parametrize('shape, dilation', [((1, 7, 9, 256), 2), ((2, 6, 5, 512), 4)])
+def test_inference_backbone_runs_dilated_convs_natively(backbone, shape, dilation):
+    """inference_only (an eval-mode model's backbone): a dilated conv is TensorFlow's native
+    dilated conv, no space-to-batch. The same sums as atrous_conv2d's in another order: with the
+    batch norm a scaling by s = rsqrt(1 + 0.001) (gamma 1, mean and beta 0, variance 1), each
+    output of either path lies within float32 summation's bound of the exact s * y,
+    (gamma_n + 4u) * s * sum |x w| with n = 9 C terms and u = 2^-24 (the 4u: the two roundings
+    of the batch norm), so the two within twice that."""
+    conv, bn = {256: ('res4b5_branch2b', 'bn4b5_branch2b'),
+                512: ('res5b_branch2b', 'bn5b_branch2b')}[shape[3]]
+    rng = np.random.RandomState(4)
+    inference = DeepLabResNetModel(backbone.store, inference_only=True)
+    v = backbone.store.variables
+    c = shape[3]
+    for suffix, value in (('beta', 0), ('moving_mean', 0), ('gamma', 1), ('moving_variance', 1)):
+        v[bn + '/' + suffix].assign(np.full(c, value, np.float32))
+    x = rng.randn(*shape).astype(np.float32)
+    graph = tf.function(lambda x: inference.conv_bn(x, conv, bn, dilation=dilation, relu=False))
+    ops = graph.get_concrete_function(tf.TensorSpec(shape)).graph.get_operations()
+    assert not [op for op in ops if op.type in ('SpaceToBatchND', 'BatchToSpaceND')]
+    assert [op.get_attr('dilations') for op in ops if op.type == 'Conv2D'] == [
+        [1, dilation, dilation, 1]]
+    native = graph(tf.constant(x)).numpy()
+    s2b = backbone.conv_bn(tf.constant(x), conv, bn, dilation=dilation, relu=False).numpy()
+
+    w = v[conv + '/weights'].numpy().astype(np.float64)
+    s = 1 / np.sqrt(1.001)
+    exact = s * conv_same(x.astype(np.float64), w, 1, dilation)
+    magnitude = s * conv_same(np.abs(x).astype(np.float64), np.abs(w), 1, dilation)
+    n, u = 9 * c, 2.0 ** -24
+    bound = (n * u / (1 - n * u) + 4 * u) * magnitude
+    assert native.shape == exact.shape == shape
+    for got in (native, s2b):
+        assert (np.abs(got - exact) <= bound).all()
+    assert (np.abs(native - s2b) <= 2 * bound).all()
+    # The bound is tight enough to tell a wrong dilation.
+    wrong = s * conv_same(x.astype(np.float64), w, 1, 1)
+    assert (np.abs(wrong - exact) > bound).any()
+
+
+def test_a_training_backbone_keeps_space_to_batch(backbone):
+    """A backbone that trains (the default; LSTM_model's in train mode) keeps the original's
+    space-to-batch (atrous_conv2d): TensorFlow's CPU gradient of a native dilated conv
+    (Conv2DBackpropFilter with Eigen's kernels) rejects dilations > 1. Its gradient reaches a
+    dilated conv's weights."""
+    x = tf.constant(np.random.RandomState(5).randn(1, 6, 6, 256).astype(np.float32))
+    w = backbone.store.variables['res4b5_branch2b/weights']
+
+    def loss(x):
+        y = backbone.conv_bn(x, 'res4b5_branch2b', 'bn4b5_branch2b', dilation=2)
+        return tf.reduce_sum(y * y)
+
+    ops = tf.function(loss).get_concrete_function(x).graph.get_operations()
+    assert [op.type for op in ops if op.type in ('SpaceToBatchND', 'BatchToSpaceND')] == [
+        'SpaceToBatchND', 'BatchToSpaceND']
+    with tf.GradientTape() as tape:
+        value = loss(x)
+    grad = tape.gradient(value, w).numpy()
+    assert value > 0 and np.isfinite(grad).all() and (grad != 0).any()
+
+
 @pytest.mark.parametrize('unit, bn, source, stride, dilation', [
     ('res3a', 'bn3a', 'res2c_relu', 2, 1),  # downsampling block: stride on branch1 and branch2a
     ('res4a', 'bn4a', 'res3b3_relu', 1, 2),  # dilated block: 3x3 at rate 2, no stride
