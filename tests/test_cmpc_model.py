@@ -160,15 +160,21 @@ def test_word_encoder_against_numpy_lstm():
     # The pad inside leaves the state untouched: sample 0 ends as the sequence 4, 5, 6 alone.
     alone = enc(tf.constant([[0, 0, 0, 0, 4, 5, 6]], tf.int32)).numpy()
     np.testing.assert_allclose(got[0, 6], alone[0, 6], rtol=1e-6, atol=1e-7)
-    # A step where every row is a pad is skipped (tf.cond, as the original skipped its pad
-    # steps), traced as well as eager: outputs zero there, state untouched.
+    # inference_only (an eval-mode model's): a step where every row is a pad is skipped by a
+    # conditional (as the original skipped its pad steps), traced as well as eager; the outputs
+    # are numpy's LSTM's, zero at the pads.
     late = np.array([[0, 0, 0, 0, 4, 5, 6],
                      [0, 0, 0, 0, 0, 7, 8]], np.int32)
-    traced = tf.function(enc)(tf.constant(late)).numpy()
-    for b in range(2):
-        want = basic_lstm(p[SCOPE + 'Variable'], p[cell + 'kernel'], p[cell + 'bias'], late[b])
-        np.testing.assert_allclose(traced[b], want, rtol=BLOCK_RTOL, atol=BLOCK_ATOL)
-    np.testing.assert_array_equal(traced[:, :4], 0)
+    enc.inference_only = True
+    traced = tf.function(enc).get_concrete_function(tf.TensorSpec([None, 7], tf.int32))
+    assert sum(op.type in ('If', 'StatelessIf') for op in traced.graph.get_operations()) == 7
+    for got in (traced(tf.constant(late)).numpy(), enc(tf.constant(late)).numpy()):
+        for b in range(2):
+            want = basic_lstm(p[SCOPE + 'Variable'], p[cell + 'kernel'], p[cell + 'bias'],
+                              late[b])
+            np.testing.assert_allclose(got[b], want, rtol=BLOCK_RTOL, atol=BLOCK_ATOL)
+        np.testing.assert_array_equal(got[:, :4], 0)
+    enc.inference_only = False
     # Gate order matters: reading the gates as (j, i, f, o) would change the outputs.
     kernel = p[cell + 'kernel']
     swapped = np.concatenate([kernel[:, 5:10], kernel[:, :5], kernel[:, 10:]], 1)
