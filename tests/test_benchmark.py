@@ -78,6 +78,7 @@ def test_fidelity_rows_from_a_trained_checkpoint(tmp_path):
 
 CPUINFO = """processor\t: 0
 vendor_id\t: {vendor}
+cpu family\t: {family}
 model name\t: {name}
 cpu MHz\t\t: {mhz}
 flags\t\t: fpu sse sse2 avx {flags}
@@ -94,21 +95,25 @@ def test_parse_cpuinfo_records_the_isa_of_the_fast_paths():
     ISA flags as booleans (AVX-512 BF16 / FP16 and AMX told apart from AVX2 / AVX-512F)."""
     from tools.machine import ISA_FLAGS, describe_cpu, parse_cpuinfo, peak_flops
     zen4 = parse_cpuinfo(CPUINFO.format(
-        vendor='AuthenticAMD', name='AMD EPYC 9R14', mhz='3700.000',
+        vendor='AuthenticAMD', family=25, name='AMD EPYC 9R14', mhz='3700.000',
         flags='fma avx2 avx512f avx512dq avx512_bf16 avx512_vnni avx512_vbmi2'))
-    assert zen4 == {'name': 'AMD EPYC 9R14', 'mhz': 3700.0, 'avx2': True, 'fma': True,
+    assert zen4 == {'name': 'AMD EPYC 9R14', 'mhz': 3700.0, 'vendor': 'AuthenticAMD',
+                    'family': 25, 'avx2': True, 'fma': True,
                     'avx512f': True, 'avx512_bf16': True, 'avx512_fp16': False,
                     'amx_bf16': False, 'amx_tile': False, 'amx_int8': False}
     spr = parse_cpuinfo(CPUINFO.format(
-        vendor='GenuineIntel', name='Intel(R) Xeon(R) Platinum 8488C', mhz='2400.000',
+        vendor='GenuineIntel', family=6, name='Intel(R) Xeon(R) Platinum 8488C', mhz='2400.000',
         flags='fma avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8'))
     assert all(spr[f] for f in ISA_FLAGS)
-    avx2 = parse_cpuinfo(CPUINFO.format(vendor='AuthenticAMD', name='AMD EPYC', mhz='2445.404',
+    avx2 = parse_cpuinfo(CPUINFO.format(vendor='AuthenticAMD', family=25, name='AMD EPYC',
+                                        mhz='2445.404',
                                         flags='fma avx2 avx512_bf16x amx_bf16_'))
-    assert avx2 == {'name': 'AMD EPYC', 'mhz': 2445.404, 'avx2': True, 'fma': True,
+    assert avx2 == {'name': 'AMD EPYC', 'mhz': 2445.404, 'vendor': 'AuthenticAMD', 'family': 25,
+                    'avx2': True, 'fma': True,
                     'avx512f': False, 'avx512_bf16': False, 'avx512_fp16': False,
                     'amx_bf16': False, 'amx_tile': False, 'amx_int8': False}
-    assert parse_cpuinfo('') == dict({'name': None, 'mhz': None}, **{f: False for f in ISA_FLAGS})
+    assert parse_cpuinfo('') == dict({'name': None, 'mhz': None, 'vendor': None, 'family': None},
+                                     **{f: False for f in ISA_FLAGS})
     # The printed line and the CPU peak estimate work from the same dict.
     cpu = dict(zen4, kind='cpu', cores=2)
     assert describe_cpu(cpu) == ('AMD EPYC 9R14, 2 cores, 3.7 GHz; avx2 fma avx512f avx512_bf16 '
@@ -117,6 +122,9 @@ def test_parse_cpuinfo_records_the_isa_of_the_fast_paths():
         'avx2 fma avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8')
     assert describe_cpu(dict(avx2, kind='cpu', cores=2)) == (
         'AMD EPYC, 2 cores, 2.4 GHz; avx2 fma (no avx512f, avx512_bf16, avx512_fp16, amx)')
+    # Zen 4 runs a 512-bit FMA as two 256-bit halves: 32 fp32 FLOP per cycle, as AVX2's;
+    # Sapphire Rapids' two 512-bit FMA units: 64.
     peak, source = peak_flops(cpu, 'bf16')
-    assert peak == 2 * 3700e6 * 64 and 'avx512_bf16' in source
+    assert peak == 2 * 3700e6 * 32 and 'avx512_bf16' in source
+    assert peak_flops(dict(spr, kind='cpu', cores=4), 'fp32')[0] == 4 * 2400e6 * 64
     assert peak_flops(dict(avx2, kind='cpu', cores=2), 'fp32')[0] == 2 * 2445.404e6 * 32

@@ -17,17 +17,23 @@ ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_fp16', 'amx_bf16',
 
 
 def parse_cpuinfo(text):
-    """The CPU of a /proc/cpuinfo text: {'name', 'mhz', and one boolean per ISA_FLAGS}.
+    """The CPU of a /proc/cpuinfo text: {'name', 'mhz', 'vendor', 'family', and one boolean per
+    ISA_FLAGS}.
 
-    Pure (testable): the first processor's model name and clock ('cpu MHz'), the flags of the
-    first 'flags' line; name None and mhz None where the text lacks them.
+    Pure (testable): the first processor's model name, clock ('cpu MHz'), vendor ('vendor_id')
+    and family ('cpu family'), the flags of the first 'flags' line; None where the text lacks
+    them.
     """
-    name, mhz, flags = None, None, None
+    name, mhz, vendor, family, flags = None, None, None, None, None
     for line in text.splitlines():
         key, _, value = line.partition(':')
         key, value = key.strip(), value.strip()
         if key == 'model name' and name is None:
             name = value
+        elif key == 'vendor_id' and vendor is None:
+            vendor = value
+        elif key == 'cpu family' and family is None and value.isdigit():
+            family = int(value)
         elif key == 'cpu MHz' and mhz is None:
             try:
                 mhz = float(value)
@@ -36,7 +42,8 @@ def parse_cpuinfo(text):
         elif key == 'flags' and flags is None:
             flags = set(value.split())
     flags = flags or set()
-    return dict({'name': name, 'mhz': mhz}, **{f: f in flags for f in ISA_FLAGS})
+    return dict({'name': name, 'mhz': mhz, 'vendor': vendor, 'family': family},
+                **{f: f in flags for f in ISA_FLAGS})
 
 
 def cpu_info():
@@ -89,6 +96,12 @@ def machine_info(dev):
                 python=platform.python_version(), tensorflow=tf.__version__)
 
 
+def splits_512_bit_vectors(cpu):
+    """AMD's Zen 4 (family 25 with AVX-512) runs a 512-bit instruction as two halves on its
+    256-bit units: AVX2's fp32 rate per cycle, 32 FLOP (AMD's Zen 4 optimisation guide)."""
+    return cpu.get('vendor') == 'AuthenticAMD' and cpu.get('family') == 25
+
+
 def peak_flops(dev, precision):
     """(FLOP/s or None, how it was obtained)."""
     if dev['kind'] == 'gpu':
@@ -101,7 +114,7 @@ def peak_flops(dev, precision):
     # fp32 lanes per vector x 2 (FMA) x 2 FMA units per core; bf16/fp16 without native support
     # run at best at this rate (the estimate is fp32's for every precision, which a CPU with
     # native bf16 / fp16 instructions, ISA_FLAGS, can exceed: the label says so).
-    lanes = 16 if dev['avx512f'] else 8
+    lanes = 16 if dev['avx512f'] and not splits_512_bit_vectors(dev) else 8
     peak = dev['cores'] * dev['mhz'] * 1e6 * lanes * 2 * 2
     source = 'estimate: %d cores x %.0f MHz x %d fp32 FLOP/cycle' % (
         dev['cores'], dev['mhz'], lanes * 4)
