@@ -15,7 +15,7 @@ so each op's time is its own and the parts add up to the forward; the profiler i
 little to each op, so the wall time of the untimed-by-the-profiler runs is printed beside.
 
 The reference is what this CPU's convolutions reach: a 3 x 3 convolution of the backbone's
-res4 shape (space-to-batch, as the model runs its dilated convolutions) and a 1 x 1 one of the
+res4 shape (native dilated, as an eval-mode model runs it) and a 1 x 1 one of the
 words part's shape (1600 positions, 1000 to 1000 channels at the paper size), each timed alone,
 best of --repeats. A part's "at reference" is its FLOPs at the better of the two rates, and
 "excess" its time beyond that: where the network spends more than its FLOPs justify.
@@ -135,7 +135,8 @@ def reference_rates(settings, batch, runs):
     rng = np.random.RandomState(0)
     cases = {
         'res4 3x3 conv, dilation 2 (256 to 256)': (
-            [batch, h, w, 256], [3, 3, 256, 256], lambda x, k: tf.nn.conv2d(x, k, 1, 'SAME', dilations=2),
+            [batch, h, w, 256], [3, 3, 256, 256],
+            lambda x, k: tf.nn.conv2d(x, k, 1, 'SAME', dilations=2),
             2 * batch * h * w * 9 * 256 * 256),
         '1x1 conv (%d to %d)' % (c, c): (
             [batch, h, w, c], [1, 1, c, c], lambda x, k: tf.nn.conv2d(x, k, 1, 'SAME'),
