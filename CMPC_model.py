@@ -469,10 +469,11 @@ class LSTM_model(tf.Module):
         self.store = store = VariableStore()
         # No gradient through an eval-mode model: its backbone and word encoder take the
         # faster inference paths.
+        inference_only = mode == 'eval'
         self.backbone = DeepLabResNetModel(store, blocks=s.backbone_blocks,
-                                           inference_only=mode == 'eval')
+                                           inference_only=inference_only)
         self.words_encoder = WordEncoder(store, s.vocab_size, s.glove_dim, s.rnn_size, glove,
-                                         inference_only=mode == 'eval')
+                                         inference_only=inference_only)
         self.lateral = {'c5': Conv(store, 'c5_lateral', 1, s.vf_dim, s.v_emb_dim),
                         'c4': Conv(store, 'c4_lateral', 1, 1024, s.v_emb_dim),
                         'c3': Conv(store, 'c3_lateral', 1, 512, s.v_emb_dim)}

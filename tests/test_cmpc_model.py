@@ -519,9 +519,11 @@ def test_fold_refuses_training():
         LSTM_model(mode='train', fold=True, **TINY)
 
 
-def test_only_an_eval_model_runs_native_dilated_convs():
+def test_only_an_eval_model_takes_the_inference_paths():
     """The backbone of an eval-mode model runs its dilated convs natively (faster with oneDNN,
-    docs/speed.md); a model that trains keeps space-to-batch, whose CPU gradient exists
-    (tests/test_deeplab_resnet.py)."""
-    assert LSTM_model(mode='eval', **TINY).backbone.inference_only
-    assert not LSTM_model(mode='train', **TINY).backbone.inference_only
+    docs/speed.md) and its word encoder skips all-pad steps; a model that trains keeps
+    space-to-batch, whose CPU gradient exists (tests/test_deeplab_resnet.py), and every step."""
+    evaluating, training = LSTM_model(mode='eval', **TINY), LSTM_model(mode='train', **TINY)
+    assert evaluating.backbone.inference_only and evaluating.words_encoder.inference_only
+    assert not training.backbone.inference_only
+    assert not training.words_encoder.inference_only
